@@ -1,0 +1,44 @@
+# Quick start: `make demo` and `make test`; both create .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+# A CPU build of torch by default (these machines have it on local disk);
+# override for a CUDA build, e.g. `make TORCH_SPEC='torch==2.13.0' TORCH_INDEX=...`.
+TORCH_SPEC ?= torch==2.13.0
+PIP_FLAGS ?= --disable-pip-version-check -q
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_OUT ?= out/demo
+
+.PHONY: install test demo bench manifests clean
+
+install: $(STAMP)
+
+# torch goes first, pinned, so that nothing later pulls an unpinned CUDA build;
+# s3fs, aiobotocore and boto3 resolve together (their pins are tight).
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install $(PIP_FLAGS) --upgrade pip
+	$(BIN)/python -m pip install $(PIP_FLAGS) "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install $(PIP_FLAGS) "$(TORCH_SPEC)" -e ".[dev]"
+	touch $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+demo: install
+	mkdir -p $(DEMO_OUT)
+	$(BIN)/fractalshards search --mode native --categories 16 --out $(DEMO_OUT)/native-16.json
+	$(BIN)/fractalshards render --preset fractaldb-100 --category 7 --weight 13 --flip 2 --patch 0 --out $(DEMO_OUT)/render.png
+	$(BIN)/fractalshards preview --preset fractaldb-100 --categories 8 --instances 8 --out $(DEMO_OUT)/preview.png
+	$(BIN)/fractalshards preview --manifest $(DEMO_OUT)/native-16.json --categories 8 --instances 8 --color color --out $(DEMO_OUT)/preview-native.png
+	@echo "demo: wrote $(DEMO_OUT)/native-16.json, render.png, preview.png, preview-native.png"
+
+bench: install
+	$(BIN)/python benchmarks/render.py
+
+# Regenerate the committed manifest (about 40 s on 2 cores); the tests check it against the official files.
+manifests: install
+	$(BIN)/fractalshards search --mode official --categories 1000 --name fractaldb-1k --out manifests/fractaldb-1k.json
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

@@ -1,0 +1,226 @@
+"""The ``fractalshards`` command line: search, render, preview."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from . import __version__
+from .errors import ConfigError
+from .ifs import SAMPLERS
+from .instances import Instance, instance_from_index
+from .manifest import CategoryManifest, atomic_write_bytes, write_official_csv
+from .presets import PRESETS, load_preset
+from .render import COLORS, DRAWS, MODES, RenderSettings, encode_png, render
+from .search import SEARCH_MODES, SearchSettings, search
+
+__all__ = ["main", "build_parser"]
+
+log = logging.getLogger("fractalshards")
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative; use 0 or more")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = _non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("0 is not allowed; use 1 or more")
+    return value
+
+
+def _add_source(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--preset", choices=None, metavar="NAME", help=f"a named category set: {', '.join(PRESETS)}")
+    src.add_argument("--manifest", metavar="FILE", help="a category manifest JSON written by 'fractalshards search'")
+
+
+def _add_render_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("render settings")
+    g.add_argument("--mode", choices=MODES, help="official: the official point stream (pixel-identical point renders); "
+                   "native: every stream from (seed, category, instance). Default: the preset's")
+    g.add_argument("--draw", choices=DRAWS, default="patch", help="3x3 patches (default) or 1x1 points")
+    g.add_argument("--color", choices=COLORS, default="gray", help="grey (default) or colour")
+    g.add_argument("--size", type=_positive, default=362, metavar="S", help="image size in pixels (default 362)")
+    g.add_argument("--points", type=_positive, default=200_000, metavar="N", help="chaos-game points (default 200000)")
+    g.add_argument("--seed", type=_non_negative, default=0, help="dataset seed of the patch masks and native streams (default 0)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``fractalshards`` command."""
+    parser = argparse.ArgumentParser(
+        prog="fractalshards",
+        description="Formula-driven (FractalDB) datasets: search categories, render, preview.",
+    )
+    parser.add_argument("--version", action="version", version=f"fractalshards {__version__}")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("search", help="search IFS categories into a manifest or official CSV files",
+                       description="Search categories. Official mode reproduces FractalDB-1k's draws exactly "
+                                   "(seed 1); native mode gives each category its own (seed, index) stream.")
+    s.add_argument("--mode", choices=SEARCH_MODES, default="native", help="native (default) or official")
+    s.add_argument("--categories", type=_positive, default=1000, metavar="N", help="number of categories (default 1000)")
+    s.add_argument("--seed", type=_non_negative, default=None, help="seed (default: 1 official, 0 native)")
+    s.add_argument("--sampler", choices=SAMPLERS, default="fractaldb", help="fractaldb (default) or sigma (native mode only)")
+    s.add_argument("--fill-threshold", type=float, default=0.2, metavar="F", help="minimum fill rate to accept (default 0.2)")
+    s.add_argument("--points", type=_positive, default=100_000, metavar="N", help="points of the quality check (default 100000)")
+    s.add_argument("--canvas", type=_positive, default=512, metavar="S", help="canvas of the quality check (default 512)")
+    s.add_argument("--min-maps", type=_positive, default=2, metavar="N", help="fewest maps per system (default 2)")
+    s.add_argument("--max-maps", type=_positive, default=7, metavar="N", help="most maps per system (default 7)")
+    s.add_argument("--format", choices=("manifest", "official-csv"), default="manifest",
+                   help="manifest: one JSON file (default); official-csv: OUT/00000.csv ... as the official release")
+    s.add_argument("--name", default=None, help="dataset name stored in the manifest (default: derived)")
+    s.add_argument("--workers", type=_positive, default=None, metavar="N", help="threads for the fill checks (default: all cores)")
+    s.add_argument("--out", required=True, help="manifest file (manifest format) or folder (official-csv)")
+
+    r = sub.add_parser("render", help="render one instance of a category to a PNG",
+                       description="Render one image. Name the instance by index (0..999) or by its weight row, "
+                                   "flip and patch variant as in the official file names.")
+    _add_source(r)
+    r.add_argument("--category", type=_non_negative, required=True, metavar="C", help="category index")
+    r.add_argument("--instance", type=_non_negative, metavar="I", help="instance index 0..999 (weight fastest)")
+    r.add_argument("--weight", type=_non_negative, metavar="W", help="weight row 0..24 (official 'ww')")
+    r.add_argument("--flip", type=_non_negative, metavar="F", help="flip 0..3")
+    r.add_argument("--patch", type=_non_negative, metavar="P", help="patch variant 0..9 (official 'count')")
+    _add_render_options(r)
+    r.add_argument("--out", required=True, metavar="FILE.png", help="output PNG")
+
+    p = sub.add_parser("preview", help="a labelled grid of renders (categories x instances)",
+                       description="Render the first K categories, M instances each (spread over weight rows, "
+                                   "flips and patches), into one labelled PNG.")
+    _add_source(p)
+    p.add_argument("--categories", type=_positive, default=8, metavar="K", help="number of categories, from 0 (default 8)")
+    p.add_argument("--instances", type=_positive, default=8, metavar="M", help="instances per category (default 8)")
+    p.add_argument("--tile", type=_positive, default=128, metavar="PX", help="tile size in pixels (default 128)")
+    _add_render_options(p)
+    p.add_argument("--out", required=True, metavar="grid.png", help="output PNG")
+    return parser
+
+
+def _check_output_file(path: str) -> Path:
+    out = Path(path)
+    parent = out.parent if str(out.parent) else Path(".")
+    if out.is_dir():
+        raise ConfigError(f"out: {path!r} is a folder; give a file name")
+    if not parent.is_dir():
+        raise ConfigError(f"out: folder {str(parent)!r} does not exist; create it or choose another path")
+    if not os.access(parent, os.W_OK):
+        raise ConfigError(f"out: folder {str(parent)!r} is not writable; choose another path")
+    return out
+
+
+def _check_output_dir(path: str) -> Path:
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"out: {path!r} is a file; give a folder")
+    probe = out if out.exists() else out.parent if str(out.parent) else Path(".")
+    while not probe.exists():
+        probe = probe.parent
+    if not os.access(probe, os.W_OK):
+        raise ConfigError(f"out: {str(probe)!r} is not writable; choose another folder")
+    return out
+
+
+def _load_source(args: argparse.Namespace, progress: bool) -> CategoryManifest:
+    if args.preset is not None:
+        return load_preset(args.preset, progress=progress)
+    return CategoryManifest.load(args.manifest)
+
+
+def _render_settings(args: argparse.Namespace, manifest: CategoryManifest) -> RenderSettings:
+    mode = args.mode or (manifest.render_mode if manifest.render_mode in MODES else "native")
+    return RenderSettings(mode=mode, draw=args.draw, color=args.color, size=args.size, points=args.points, seed=args.seed)
+
+
+def _cmd_search(args: argparse.Namespace, progress: bool) -> int:
+    settings = SearchSettings(
+        sampler=args.sampler, min_maps=args.min_maps, max_maps=args.max_maps, canvas=args.canvas,
+        points=args.points, fill_threshold=args.fill_threshold,
+    )
+    if args.mode == "official" and args.sampler != "fractaldb":
+        raise ConfigError("sampler: official mode draws with the 'fractaldb' sampler; use --mode native for 'sigma'")
+    out = _check_output_dir(args.out) if args.format == "official-csv" else _check_output_file(args.out)
+    result = search(args.categories, mode=args.mode, seed=args.seed, settings=settings, workers=args.workers, progress=progress)
+    seed = args.seed if args.seed is not None else (1 if args.mode == "official" else 0)
+    name = args.name or f"{args.mode}-{args.sampler}-seed{seed}-{args.categories}"
+    manifest = CategoryManifest.from_search(name, args.mode, seed, settings, result)
+    if args.format == "official-csv":
+        files = write_official_csv(manifest, out)
+        log.info("wrote %d category files to %s (%d trials)", len(files), out, result.trials)
+    else:
+        manifest.save(out)
+        log.info("wrote %s: %d categories, %d trials, %s", out, len(manifest), result.trials, manifest.content_hash)
+    return 0
+
+
+def _cmd_render(args: argparse.Namespace, progress: bool) -> int:
+    out = _check_output_file(args.out)
+    parts = (args.weight, args.flip, args.patch)
+    if args.instance is not None:
+        if any(v is not None for v in parts):
+            raise ConfigError("instance: give either --instance or --weight/--flip/--patch, not both")
+        instance = instance_from_index(args.instance)
+    elif all(v is not None for v in parts):
+        instance = Instance(weight=args.weight, flip=args.flip, patch=args.patch)
+    else:
+        raise ConfigError("instance: give --instance I, or all three of --weight W --flip F --patch P")
+    manifest = _load_source(args, progress)
+    system = manifest.system(args.category)
+    settings = _render_settings(args, manifest)
+    result = render(system, args.category, instance, settings)
+    atomic_write_bytes(out, encode_png(result.image))
+    log.info("wrote %s: category %d instance %d (w%02d f%d p%d) fill %.4f%s", out, args.category, instance.index,
+             instance.weight, instance.flip, instance.patch, result.fill, " diverged" if result.diverged else "")
+    return 0
+
+
+def _cmd_preview(args: argparse.Namespace, progress: bool) -> int:
+    from .preview import preview_grid, preview_instances
+
+    out = _check_output_file(args.out)
+    manifest = _load_source(args, progress)
+    if args.categories > len(manifest):
+        raise ConfigError(f"categories: {args.categories} is more than the {len(manifest)} of {manifest.name!r}; use 1..{len(manifest)}")
+    settings = _render_settings(args, manifest)
+    grid = preview_grid(manifest, range(args.categories), preview_instances(args.instances), settings, tile=args.tile, progress=progress)
+    buf = io.BytesIO()
+    grid.save(buf, format="PNG")
+    atomic_write_bytes(out, buf.getvalue())
+    log.info("wrote %s (%dx%d)", out, grid.width, grid.height)
+    return 0
+
+
+_COMMANDS = {"search": _cmd_search, "render": _cmd_render, "preview": _cmd_preview}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 2 bad input)."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    progress = not args.no_progress
+    try:
+        return _COMMANDS[args.command](args, progress)
+    except ConfigError as exc:
+        print(f"fractalshards {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fractalshards: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

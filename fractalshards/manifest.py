@@ -1,0 +1,226 @@
+"""Category manifests: the parameters of a searched category set, as JSON.
+
+Schema (``format_version`` 1, documented in the README)::
+
+    {
+      "format": "fractalshards.categories",
+      "format_version": 1,
+      "name": "fractaldb-1k",
+      "generator": {"name": "fractalshards", "version": "0.1.0"},
+      "mode": "official" | "native",
+      "seed": 1,
+      "search": {sampler, min_maps, max_maps, canvas, pad, points, fill_threshold, ...},
+      "render_mode": "official" | "native",     # default render mode of this set
+      "num_categories": 1000,
+      "trials": 42655,
+      "categories": [{"index": 0, "trial": 23, "fill": 0.2..., "maps": [[a, b, c, d, e, f, p], ...]}, ...],
+      "content_hash": "sha256:<hex>"
+    }
+
+``content_hash`` is the sha256 of the canonical JSON (sorted keys, no spaces) of
+everything else, so a manifest can be checked and referred to by hash. Floats are
+written with Python's shortest round-trip repr: loading gives the exact float64s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import __version__
+from .errors import ConfigError
+from .ifs import IFS
+from .search import Category, SearchResult, SearchSettings
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "CategoryManifest",
+    "canonical_hash",
+    "official_csv",
+    "write_official_csv",
+    "atomic_write_bytes",
+]
+
+FORMAT = "fractalshards.categories"
+FORMAT_VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+
+
+def canonical_hash(obj: object) -> str:
+    """``sha256:<hex>`` of ``obj`` as canonical JSON (sorted keys, compact separators)."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path`` and rename it into place."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        # mkstemp makes 0600 files; give the usual permissions under the umask.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class CategoryManifest:
+    """A set of categories with the settings and seed that produced them."""
+
+    name: str
+    mode: str
+    seed: int
+    search: dict
+    categories: list[Category]
+    trials: int
+    render_mode: str = "native"
+    generator: dict = field(default_factory=lambda: {"name": "fractalshards", "version": __version__})
+
+    @classmethod
+    def from_search(cls, name: str, mode: str, seed: int, settings: SearchSettings, result: SearchResult, render_mode: str | None = None) -> "CategoryManifest":
+        """Wrap a :class:`~fractalshards.search.SearchResult`."""
+        return cls(name, mode, seed, settings.to_dict(), list(result.categories), result.trials, render_mode or mode)
+
+    def __len__(self) -> int:
+        return len(self.categories)
+
+    def system(self, category: int) -> IFS:
+        """The IFS of category ``category``; a clear error when out of range."""
+        if not isinstance(category, int) or not 0 <= category < len(self.categories):
+            raise ConfigError(
+                f"category: {category!r} is out of range for {self.name!r}; use an integer in 0..{len(self.categories) - 1}"
+            )
+        return self.categories[category].system
+
+    def body(self) -> dict:
+        """The manifest as a JSON-able dict, without ``content_hash``."""
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "name": self.name,
+            "generator": dict(self.generator),
+            "mode": self.mode,
+            "seed": self.seed,
+            "search": dict(self.search),
+            "render_mode": self.render_mode,
+            "num_categories": len(self.categories),
+            "trials": self.trials,
+            "categories": [
+                {"index": c.index, "trial": c.trial, "fill": c.fill, "maps": c.system.to_rows()}
+                for c in self.categories
+            ],
+        }
+
+    @property
+    def content_hash(self) -> str:
+        """``sha256:<hex>`` of the canonical body."""
+        return canonical_hash(self.body())
+
+    def to_json(self) -> str:
+        """The manifest text: one category per line, so diffs stay readable."""
+        body = self.body()
+        cats = body.pop("categories")
+        body["content_hash"] = canonical_hash({**body, "categories": cats})
+        head = json.dumps(body, indent=2, sort_keys=True, allow_nan=False)
+        lines = ",\n    ".join(json.dumps(c, sort_keys=True, allow_nan=False) for c in cats)
+        # Splice the categories back in as the last key of the object.
+        return head[:-2] + ',\n  "categories": [\n    ' + lines + "\n  ]\n}\n"
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write atomically (temporary file, then rename)."""
+        atomic_write_bytes(path, self.to_json().encode())
+
+    def subset(self, count: int, name: str | None = None) -> "CategoryManifest":
+        """The first ``count`` categories as a manifest of their own."""
+        if not isinstance(count, int) or not 1 <= count <= len(self.categories):
+            raise ConfigError(f"categories: {count!r} is out of range; use an integer in 1..{len(self.categories)}")
+        cats = self.categories[:count]
+        trials = cats[-1].trial + 1 if self.mode == "official" else sum(c.trial + 1 for c in cats)
+        return CategoryManifest(name or f"{self.name}[:{count}]", self.mode, self.seed, dict(self.search), cats, trials, self.render_mode, dict(self.generator))
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "manifest") -> "CategoryManifest":
+        """Validate and load a parsed manifest; errors name the field and the fix."""
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ConfigError(f"{source}: not a category manifest (format must be {FORMAT!r})")
+        version = data.get("format_version")
+        if version not in SUPPORTED_VERSIONS:
+            raise ConfigError(
+                f"{source}: format_version {version!r} is not supported; this fractalshards reads {list(SUPPORTED_VERSIONS)}"
+            )
+        try:
+            cats = [
+                Category(int(c["index"]), IFS.from_rows(c["maps"]), int(c["trial"]), float(c["fill"]))
+                for c in data["categories"]
+            ]
+            manifest = cls(
+                name=str(data["name"]),
+                mode=str(data["mode"]),
+                seed=int(data["seed"]),
+                search=dict(data["search"]),
+                categories=cats,
+                trials=int(data["trials"]),
+                render_mode=str(data.get("render_mode", data["mode"])),
+                generator=dict(data.get("generator", {})),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{source}: malformed category manifest ({exc}); regenerate it with 'fractalshards search'") from exc
+        if [c.index for c in cats] != list(range(len(cats))):
+            raise ConfigError(f"{source}: category indices must be 0..n-1 in order")
+        stated = data.get("content_hash")
+        if stated is not None and stated != manifest.content_hash:
+            raise ConfigError(f"{source}: content_hash does not match the content (edited or corrupt); regenerate it")
+        return manifest
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "CategoryManifest":
+        """Read a manifest file."""
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(f"manifest: cannot read {str(path)!r} ({exc.strerror}); give an existing manifest file") from exc
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"manifest: {str(path)!r} is not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+        return cls.from_dict(data, source=f"manifest {str(path)!r}")
+
+
+def official_csv(system: IFS) -> str:
+    """A category in the official CSV format: rows ``a,b,c,d,e,f,p`` as ``%.18e``."""
+    return "".join(",".join("%.18e" % v for v in row) + "\n" for row in system.to_rows())
+
+
+def write_official_csv(manifest: CategoryManifest, out_dir: str | os.PathLike) -> list[Path]:
+    """Write ``out_dir/00000.csv ...`` as in the official release; all files or none.
+
+    The files are written into a temporary folder beside ``out_dir`` and moved in
+    at the end, so an interrupted run leaves nothing half-written.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    written = []
+    try:
+        for cat in manifest.categories:
+            (tmp / f"{cat.index:05d}.csv").write_text(official_csv(cat.system))
+        for cat in manifest.categories:
+            name = f"{cat.index:05d}.csv"
+            os.replace(tmp / name, out / name)
+            written.append(out / name)
+    finally:
+        for leftover in tmp.iterdir():
+            leftover.unlink()
+        tmp.rmdir()
+    return written

@@ -1,0 +1,105 @@
+"""Labelled preview grids: categories as rows, instances as columns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from tqdm import tqdm
+
+from .errors import ConfigError
+from .instances import INSTANCES_PER_CATEGORY, Instance, instance_from_index
+from .manifest import CategoryManifest
+from .render import RenderSettings, render
+
+__all__ = ["Tile", "preview_instances", "grid_image", "preview_grid"]
+
+_BACKGROUND = (24, 24, 24)
+_TEXT = (230, 230, 230)
+
+
+@dataclass
+class Tile:
+    """One picture of the grid with its labels."""
+
+    image: np.ndarray
+    category: int
+    label: str
+
+
+def preview_instances(count: int, available: int = INSTANCES_PER_CATEGORY) -> list[int]:
+    """``count`` instance indices spread evenly over ``0 .. available - 1``.
+
+    Spreading (rather than the first ``count``) shows weight rows, flips and patch
+    variants in one row.
+    """
+    if not isinstance(count, int) or not 1 <= count <= available:
+        raise ConfigError(f"instances: {count!r} is out of range; use an integer in 1..{available}")
+    return [i * available // count for i in range(count)]
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has one fixed-size default font
+        return ImageFont.load_default()
+
+
+def grid_image(rows: list[list[Tile]], tile: int = 128, title: str = "") -> Image.Image:
+    """Lay out rows of tiles with a label under each tile and a title on top."""
+    if not rows or not rows[0]:
+        raise ConfigError("preview: nothing to show; ask for at least one category and one instance")
+    cols = max(len(r) for r in rows)
+    label_h = max(12, tile // 8)
+    left = 64
+    top = 28 if title else 6
+    cell_w, cell_h = tile + 6, tile + label_h + 6
+    canvas = Image.new("RGB", (left + cols * cell_w, top + len(rows) * cell_h), _BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    font = _font(max(10, label_h - 2))
+    if title:
+        draw.text((6, 6), title, fill=_TEXT, font=_font(16))
+    for r, row in enumerate(rows):
+        y = top + r * cell_h
+        draw.text((6, y + tile // 2 - 6), f"cat {row[0].category}", fill=_TEXT, font=font)
+        for c, t in enumerate(row):
+            x = left + c * cell_w
+            img = Image.fromarray(t.image).convert("RGB")
+            if img.size != (tile, tile):
+                img = img.resize((tile, tile), Image.Resampling.BOX)
+            canvas.paste(img, (x, y))
+            draw.text((x, y + tile + 1), t.label, fill=_TEXT, font=font)
+    return canvas
+
+
+def preview_grid(
+    manifest: CategoryManifest,
+    categories: Iterable[int],
+    instances: Iterable[int],
+    settings: RenderSettings,
+    *,
+    tile: int = 128,
+    progress: bool = False,
+) -> Image.Image:
+    """Render ``instances`` of each of ``categories`` into a labelled grid image."""
+    cats = list(categories)
+    insts = [instance_from_index(i) for i in instances]
+    rows: list[list[Tile]] = []
+    bar = tqdm(total=len(cats) * len(insts), desc="preview", unit="img", disable=not progress)
+    for cat in cats:
+        system = manifest.system(cat)
+        row = []
+        for inst in insts:
+            out = render(system, cat, inst, settings)
+            row.append(Tile(out.image, cat, _label(inst)))
+            bar.update(1)
+        rows.append(row)
+    bar.close()
+    title = f"{manifest.name}  mode={settings.mode} draw={settings.draw} color={settings.color} {settings.size}px"
+    return grid_image(rows, tile=tile, title=title)
+
+
+def _label(inst: Instance) -> str:
+    return f"#{inst.index} w{inst.weight:02d} f{inst.flip} p{inst.patch}"

@@ -1,0 +1,302 @@
+"""Rendering of category instances: settings, point clouds, drawing, PNG encoding.
+
+Two modes share one kernel (:mod:`fractalshards.kernel`):
+
+- ``official``: the official FractalDB point stream (numpy's legacy generator seeded
+  with 100, the same uniforms for every image), rescale and flips, so point renders
+  are pixel-identical to the official release. Patch masks, unseeded in the official
+  code, come from our seeded stream.
+- ``native``: every stream is derived from ``(seed, category, weight row)`` (points)
+  and ``(seed, category, weight row, patch variant)`` (masks).
+
+In both modes the four flips of one (weight, patch) pair are mirror images of one
+drawing, as in the official release.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import functools
+import hashlib
+import io
+import threading
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from PIL import Image
+
+from . import kernel
+from .errors import ConfigError
+from .ifs import IFS, cumulative, weight_multipliers
+from .instances import Instance
+
+__all__ = [
+    "MODES",
+    "DRAWS",
+    "COLORS",
+    "RenderSettings",
+    "Rendered",
+    "PointCloud",
+    "point_cloud",
+    "render",
+    "render_flips",
+    "stream_key",
+    "encode_png",
+    "decode_png",
+]
+
+MODES = ("official", "native")
+DRAWS = ("patch", "point")
+COLORS = ("gray", "color")
+
+#: Grey value of a marked pixel (the official 127).
+GRAY_VALUE = 127
+#: Seed of the official point stream.
+OFFICIAL_POINT_SEED = 100
+#: Length of the hue cycle of colour mode (point index mod 128).
+HUE_PERIOD = 128
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """Everything that decides the pixels of an instance besides the IFS itself.
+
+    Defaults are FractalDB-1k's: 362 px, 200,000 points, pad 6, 3x3 grey patches,
+    weight step 0.4.
+    """
+
+    mode: str = "native"
+    draw: str = "patch"
+    color: str = "gray"
+    size: int = 362
+    points: int = 200_000
+    pad: int = 6
+    weight_delta: float = 0.4
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for field, value, allowed in (
+            ("mode", self.mode, MODES),
+            ("draw", self.draw, DRAWS),
+            ("color", self.color, COLORS),
+        ):
+            if value not in allowed:
+                raise ConfigError(f"{field}: {value!r} is not known; use one of {', '.join(allowed)}")
+        if not isinstance(self.points, int) or self.points < 2 * kernel.NAN_WINDOW:
+            raise ConfigError(f"points: {self.points!r} is too small; use an integer >= {2 * kernel.NAN_WINDOW}")
+        if not isinstance(self.pad, int) or self.pad < 4:
+            raise ConfigError(f"pad: {self.pad!r} is too small; use an integer >= 4 (3x3 patches sit at +1..+3)")
+        if not isinstance(self.size, int) or self.size < 2 * self.pad + 8:
+            raise ConfigError(f"size: {self.size!r} is too small; use an integer >= {2 * self.pad + 8}")
+        if not 0.0 < float(self.weight_delta) < 1.0:
+            raise ConfigError(f"weight_delta: {self.weight_delta!r} is out of range; use a number in (0, 1)")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed: {self.seed!r} is not valid; use a non-negative integer")
+
+    @property
+    def span(self) -> float:
+        """Pixels between the pads that a point cloud is scaled onto (350 at 362 px)."""
+        return float(self.size - 2 * self.pad)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able form."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RenderSettings":
+        """Inverse of :meth:`to_dict`; unknown fields are an error."""
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ConfigError(f"render settings: unknown field(s) {sorted(unknown)}; remove them")
+        return cls(**data)
+
+
+def stream_key(*parts: object) -> np.uint64:
+    """A 64-bit stream key from labelled parts; the same parts give the same key anywhere."""
+    text = ":".join(str(p) for p in ("fractalshards", *parts))
+    return np.uint64(int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little"))
+
+
+@functools.lru_cache(maxsize=4)
+def _official_uniforms(points: int) -> np.ndarray:
+    # The official renderer reseeds numpy's legacy generator with 100 for every image.
+    u = np.random.RandomState(OFFICIAL_POINT_SEED).random(points)
+    u.setflags(write=False)
+    return u
+
+
+@functools.lru_cache(maxsize=1)
+def _palette() -> np.ndarray:
+    rows = [colorsys.hsv_to_rgb(k / HUE_PERIOD, 0.75, 0.75) for k in range(HUE_PERIOD)]
+    return np.asarray(np.round(np.asarray(rows) * 255.0), dtype=np.uint8)
+
+
+@functools.lru_cache(maxsize=8)
+def _weight_rows(delta: float) -> np.ndarray:
+    return weight_multipliers(delta)
+
+
+@functools.lru_cache(maxsize=1)
+def _gray_patch_table() -> np.ndarray:
+    return kernel.patch_table(GRAY_VALUE)
+
+
+class _Workspace:
+    """Per-thread buffers, so a render allocates nothing but its image."""
+
+    def __init__(self, points: int) -> None:
+        self.points = points
+        self.xs = np.empty(points, np.float64)
+        self.ys = np.empty(points, np.float64)
+        self.uniforms = np.empty(points, np.float64)
+        self.drop = np.empty(points, np.bool_)
+        self.px = np.empty(points, np.int32)
+        self.py = np.empty(points, np.int32)
+        self.masks = np.empty(points, np.uint16)
+
+
+_local = threading.local()
+
+
+def _workspace(points: int) -> _Workspace:
+    ws = getattr(_local, "workspace", None)
+    if ws is None or ws.points < points:
+        ws = _Workspace(points)
+        _local.workspace = ws
+    return ws
+
+
+@dataclass
+class PointCloud:
+    """Integer pixel coordinates of a rescaled point cloud (views into a thread's buffers)."""
+
+    px: np.ndarray
+    py: np.ndarray
+    diverged: bool
+
+
+@dataclass
+class Rendered:
+    """A rendered image (``(H, W)`` uint8 grey or ``(H, W, 3)`` colour) and what happened."""
+
+    image: np.ndarray
+    diverged: bool
+
+    @property
+    def fill(self) -> float:
+        """Fraction of pixels that are not black."""
+        img = self.image if self.image.ndim == 2 else self.image.max(axis=2)
+        return float(np.count_nonzero(img)) / img.size
+
+
+def point_cloud(system: IFS, category: int, weight: int, settings: RenderSettings) -> PointCloud:
+    """Chaos game and rescale of weight row ``weight`` of ``system``.
+
+    The returned arrays are views into per-thread buffers: use them before the next call.
+    """
+    n = settings.points
+    ws = _workspace(n)
+    rows = _weight_rows(settings.weight_delta)
+    coef = np.ascontiguousarray(system.coefficients * rows[weight])
+    cum = cumulative(system.probabilities)
+    if settings.mode == "official":
+        uniforms = _official_uniforms(n)
+    else:
+        uniforms = ws.uniforms[:n]
+        kernel.hash_uniforms(stream_key("points", settings.seed, category, weight), uniforms)
+    kernel.chaos_game(coef, cum, uniforms, n, ws.xs, ws.ys)
+    length, diverged = kernel.drop_divergent(ws.xs, ws.ys, n, ws.drop)
+    kernel.to_pixels(ws.xs, length, settings.span, float(settings.pad), ws.px)
+    kernel.to_pixels(ws.ys, length, settings.span, float(settings.pad), ws.py)
+    return PointCloud(ws.px[:length], ws.py[:length], bool(diverged))
+
+
+def _draw(cloud: PointCloud, category: int, weight: int, patch: int, settings: RenderSettings) -> np.ndarray:
+    size = settings.size
+    length = cloud.px.shape[0]
+    masks = None
+    if settings.draw == "patch":
+        masks = _workspace(settings.points).masks[:length]
+        kernel.hash_masks(stream_key("masks", settings.seed, category, weight, patch), masks)
+    if settings.color == "gray":
+        canvas = np.zeros((size, size), np.uint8)
+        if masks is None:
+            kernel.draw_points(cloud.px, cloud.py, length, GRAY_VALUE, canvas)
+        else:
+            kernel.draw_patches(cloud.px, cloud.py, length, masks, _gray_patch_table(), canvas)
+    else:
+        canvas = np.zeros((size, size, 3), np.uint8)
+        if masks is None:
+            kernel.draw_points_color(cloud.px, cloud.py, length, _palette(), canvas)
+        else:
+            kernel.draw_patches_color(cloud.px, cloud.py, length, masks, _palette(), canvas)
+    return canvas
+
+
+def _flip(drawing: np.ndarray, flip: int) -> np.ndarray:
+    # The official drawing is flipped top-bottom first; flip1 is the raw drawing.
+    if flip == 0:
+        out = drawing[::-1]
+    elif flip == 1:
+        out = drawing
+    elif flip == 2:
+        out = drawing[::-1, ::-1]
+    else:
+        out = drawing[:, ::-1]
+    return np.ascontiguousarray(out)
+
+
+def render_flips(system: IFS, category: int, weight: int, patch: int, settings: RenderSettings) -> tuple[list[np.ndarray], bool]:
+    """Render the four flips of one (weight row, patch variant): one chaos game, one drawing."""
+    cloud = point_cloud(system, category, weight, settings)
+    drawing = _draw(cloud, category, weight, patch, settings)
+    return [_flip(drawing, f) for f in range(4)], cloud.diverged
+
+
+def render(system: IFS, category: int, instance: Instance, settings: RenderSettings) -> Rendered:
+    """Render one instance of a category.
+
+    Args:
+        system: the category's IFS.
+        category: the category index (part of every random stream's key).
+        instance: weight row, flip and patch variant.
+        settings: the render settings.
+    """
+    cloud = point_cloud(system, category, instance.weight, settings)
+    drawing = _draw(cloud, category, instance.weight, instance.patch, settings)
+    return Rendered(_flip(drawing, instance.flip), cloud.diverged)
+
+
+def encode_png(image: np.ndarray, compress_level: int = 1) -> bytes:
+    """Encode an image as PNG bytes, losslessly and deterministically.
+
+    A grey image whose pixels take only 0 and one other value (every grey render)
+    is stored as a 1-bit palette PNG: 2-3x faster to write and half the bytes of an
+    8-bit grey PNG. Other grey images are 1-channel, colour images RGB. Any PNG
+    reader gives back the same values (:func:`decode_png`, ``PIL.Image.convert``).
+    """
+    buf = io.BytesIO()
+    if image.ndim == 2:
+        top = int(image.max())
+        if np.count_nonzero(image == top) + np.count_nonzero(image == 0) == image.size:
+            pim = Image.fromarray((image != 0).view(np.uint8), mode="P")
+            pim.putpalette([0, 0, 0, top, top, top])
+            pim.save(buf, format="PNG", bits=1, compress_level=compress_level)
+        else:
+            Image.fromarray(image, mode="L").save(buf, format="PNG", compress_level=compress_level)
+    else:
+        Image.fromarray(image, mode="RGB").save(buf, format="PNG", compress_level=compress_level)
+    return buf.getvalue()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """Decode PNG bytes to ``(H, W)`` grey or ``(H, W, 3)`` colour uint8."""
+    with Image.open(io.BytesIO(data)) as im:
+        if im.mode == "P":
+            rgb = np.asarray(im.convert("RGB"))
+            if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
+                return np.ascontiguousarray(rgb[..., 0])
+            return rgb
+        if im.mode in ("1", "L", "LA", "I", "I;16"):
+            return np.asarray(im.convert("L"))
+        return np.asarray(im.convert("RGB"))
