@@ -7,6 +7,7 @@ import io
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -68,7 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("search", help="search IFS categories into a manifest or official CSV files",
+    common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: given after the command it counts, absent it leaves the top-level value.
+    common.add_argument("--no-progress", action="store_true", default=argparse.SUPPRESS, help="hide progress bars")
+
+    s = sub.add_parser("search", parents=[common], help="search IFS categories into a manifest or official CSV files",
                        description="Search categories. Official mode reproduces FractalDB-1k's draws exactly "
                                    "(seed 1); native mode gives each category its own (seed, index) stream.")
     s.add_argument("--mode", choices=SEARCH_MODES, default="native", help="native (default) or official")
@@ -86,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=_positive, default=None, metavar="N", help="threads for the fill checks (default: all cores)")
     s.add_argument("--out", required=True, help="manifest file (manifest format) or folder (official-csv)")
 
-    r = sub.add_parser("render", help="render one instance of a category to a PNG",
+    r = sub.add_parser("render", parents=[common], help="render one instance of a category to a PNG",
                        description="Render one image. Name the instance by index (0..999) or by its weight row, "
                                    "flip and patch variant as in the official file names.")
     _add_source(r)
@@ -98,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_render_options(r)
     r.add_argument("--out", required=True, metavar="FILE.png", help="output PNG")
 
-    p = sub.add_parser("preview", help="a labelled grid of renders (categories x instances)",
+    p = sub.add_parser("preview", parents=[common], help="a labelled grid of renders (categories x instances)",
                        description="Render the first K categories, M instances each (spread over weight rows, "
                                    "flips and patches), into one labelled PNG.")
     _add_source(p)
@@ -110,15 +115,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _probe_writable(folder: Path) -> None:
+    # Really create a file: permission bits say nothing for root or read-only mounts.
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".fractalshards-probe-", dir=folder)
+    except OSError as exc:
+        raise ConfigError(f"out: folder {str(folder)!r} is not writable ({exc.strerror}); choose another path") from None
+    os.close(fd)
+    os.unlink(tmp)
+
+
 def _check_output_file(path: str) -> Path:
     out = Path(path)
-    parent = out.parent if str(out.parent) else Path(".")
+    parent = out.parent
     if out.is_dir():
         raise ConfigError(f"out: {path!r} is a folder; give a file name")
     if not parent.is_dir():
         raise ConfigError(f"out: folder {str(parent)!r} does not exist; create it or choose another path")
-    if not os.access(parent, os.W_OK):
-        raise ConfigError(f"out: folder {str(parent)!r} is not writable; choose another path")
+    _probe_writable(parent)
     return out
 
 
@@ -126,11 +140,12 @@ def _check_output_dir(path: str) -> Path:
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"out: {path!r} is a file; give a folder")
-    probe = out if out.exists() else out.parent if str(out.parent) else Path(".")
+    probe = out
     while not probe.exists():
         probe = probe.parent
-    if not os.access(probe, os.W_OK):
-        raise ConfigError(f"out: {str(probe)!r} is not writable; choose another folder")
+    if not probe.is_dir():
+        raise ConfigError(f"out: {str(probe)!r} is a file; give a folder path")
+    _probe_writable(probe)
     return out
 
 
@@ -217,6 +232,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"fractalshards {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"fractalshards {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("fractalshards: interrupted", file=sys.stderr)
         return 130

@@ -29,15 +29,23 @@ class Tile:
     label: str
 
 
-def preview_instances(count: int, available: int = INSTANCES_PER_CATEGORY) -> list[int]:
-    """``count`` instance indices spread evenly over ``0 .. available - 1``.
+#: Stride through the instance indices; coprime with 1000 and not a multiple of
+#: 25, 4 or 10, so consecutive picks change the weight row, flip and patch.
+_STRIDE = 389
 
-    Spreading (rather than the first ``count``) shows weight rows, flips and patch
-    variants in one row.
+
+def preview_instances(count: int, available: int = INSTANCES_PER_CATEGORY) -> list[int]:
+    """``count`` distinct instance indices that show varied weight rows, flips and patches.
+
+    The first is instance 2 (the identity weight row, flip 0, patch 0), then
+    ``2 + k * 389`` modulo ``available``; with ``available < 1000`` the first
+    ``count`` indices.
     """
     if not isinstance(count, int) or not 1 <= count <= available:
         raise ConfigError(f"instances: {count!r} is out of range; use an integer in 1..{available}")
-    return [i * available // count for i in range(count)]
+    if available < INSTANCES_PER_CATEGORY:
+        return list(range(count))
+    return [(2 + k * _STRIDE) % available for k in range(count)]
 
 
 def _font(size: int) -> ImageFont.ImageFont:

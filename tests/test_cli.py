@@ -1,0 +1,126 @@
+"""The command line: outputs, and one-line errors that leave nothing behind."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import read_vectors
+from fractalshards.cli import main
+from fractalshards.instances import Instance
+from fractalshards.presets import load_preset
+from fractalshards.render import RenderSettings, decode_png, render
+
+CSV_HASHES = dict(read_vectors("official-csv-sha256-first10.txt"))
+
+
+def _run(args, capsys):
+    code = main(["--no-progress", *args])
+    captured = capsys.readouterr()
+    return code, captured.err
+
+
+def test_console_script_help():
+    exe = Path(sys.executable).parent / "fractalshards"
+    for sub in ([], ["search"], ["render"], ["preview"]):
+        out = subprocess.run([str(exe), *sub, "--help"], capture_output=True, text=True)
+        assert out.returncode == 0
+        assert "usage: fractalshards" in out.stdout
+
+
+def test_search_official_csv_files(tmp_path, capsys):
+    code, _ = _run(["search", "--mode", "official", "--categories", "3", "--format", "official-csv", "--out", str(tmp_path / "csv")], capsys)
+    assert code == 0
+    files = sorted(p.name for p in (tmp_path / "csv").iterdir())
+    assert files == ["00000.csv", "00001.csv", "00002.csv"]
+    for name in files:
+        assert hashlib.sha256((tmp_path / "csv" / name).read_bytes()).hexdigest() == CSV_HASHES[name]
+
+
+def test_search_manifest_then_render_from_it(tmp_path, capsys):
+    manifest = tmp_path / "m.json"
+    code, _ = _run(["search", "--categories", "2", "--points", "20000", "--canvas", "256", "--out", str(manifest)], capsys)
+    assert code == 0 and manifest.is_file()
+    png = tmp_path / "one.png"
+    code, _ = _run(["render", "--manifest", str(manifest), "--category", "1", "--instance", "7", "--out", str(png)], capsys)
+    assert code == 0
+    from fractalshards.manifest import CategoryManifest
+
+    m = CategoryManifest.load(manifest)
+    expected = render(m.system(1), 1, Instance(7, 0, 0), RenderSettings(mode="native")).image
+    np.testing.assert_array_equal(decode_png(png.read_bytes()), expected)
+
+
+def test_render_by_official_numbers_matches_the_official_pixels(tmp_path, capsys):
+    png = tmp_path / "r.png"
+    code, _ = _run(["render", "--preset", "fractaldb-1k", "--category", "7", "--weight", "13", "--flip", "2", "--patch", "0",
+                    "--draw", "point", "--out", str(png)], capsys)
+    assert code == 0
+    digest = {r[0]: r[2] for r in read_vectors("official-point-gray-pixels-sha256-sample.txt")}["00007_13_count_0_flip2.png"]
+    assert hashlib.sha256(decode_png(png.read_bytes()).tobytes()).hexdigest() == digest
+
+
+def test_preview_grid(tmp_path, capsys):
+    png = tmp_path / "grid.png"
+    code, _ = _run(["preview", "--preset", "fractaldb-100", "--categories", "2", "--instances", "3", "--tile", "64",
+                    "--points", "20000", "--out", str(png)], capsys)
+    assert code == 0
+    with Image.open(png) as im:
+        assert im.mode == "RGB"
+        w, h = im.size
+    assert w > 3 * 64 and h > 2 * 64
+    arr = np.asarray(Image.open(png))
+    assert arr.std() > 5  # not a blank picture
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["render", "--preset", "nope", "--category", "0", "--instance", "0"], "preset"),
+        (["render", "--preset", "fractaldb-100", "--category", "100", "--instance", "0"], "category"),
+        (["render", "--preset", "fractaldb-100", "--category", "0", "--instance", "1000"], "instance"),
+        (["render", "--preset", "fractaldb-100", "--category", "0", "--weight", "3"], "instance"),
+        (["preview", "--preset", "fractaldb-100", "--categories", "101"], "categories"),
+        (["render", "--manifest", "/nonexistent/m.json", "--category", "0", "--instance", "0"], "manifest"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, needle):
+    out = tmp_path / "x.png"
+    code, err = _run([*args, "--out", str(out)], capsys)
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0] and "error" in lines[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args", [["search", "--categories", "-3"], ["preview", "--preset", "fractaldb-100", "--instances", "-1"]])
+def test_negative_counts_are_rejected(tmp_path, args):
+    out = subprocess.run([str(Path(sys.executable).parent / "fractalshards"), *args, "--out", str(tmp_path / "o")],
+                         capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "negative" in out.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("fmt", ["manifest", "official-csv"])
+def test_unwritable_output_fails_before_work(tmp_path, capsys, fmt):
+    # /sys refuses new files even to root; permission bits alone would not stop root.
+    target = "/sys/fractalshards-test.json" if fmt == "manifest" else "/sys/fractalshards-test-csv"
+    code, err = _run(["search", "--mode", "official", "--categories", "1000", "--format", fmt, "--out", target], capsys)
+    assert code == 2
+    assert "out:" in err and "not writable" in err
+    assert not Path(target).exists()
+
+
+def test_missing_output_folder(tmp_path, capsys):
+    target = tmp_path / "missing" / "m.json"
+    code, err = _run(["search", "--categories", "1", "--out", str(target)], capsys)
+    assert code == 2 and "does not exist" in err
+    assert list(tmp_path.iterdir()) == []

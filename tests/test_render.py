@@ -1,0 +1,142 @@
+"""Rendering: determinism across processes and numba caches, golden bytes, divergence."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fractalshards.errors import ConfigError
+from fractalshards.instances import Instance, instance_from_index
+from fractalshards.presets import load_preset
+from fractalshards.render import RenderSettings, decode_png, encode_png, render, render_flips
+
+# sha256 of the raw pixels of a few renders, recorded when the renderer was written.
+# They change only if the rendered pixels change: a break of reproducibility.
+GOLDEN = {
+    ("official", "patch", "gray", 0, 0): "05ceb93470c893fe29d7d08e9c334d15ed3111e439f5ff81112f0e37f8d48efb",
+    ("official", "patch", "gray", 7, 613): "daae9f51e8a15458fa7d8fe5b5f0e30a32e56c05c62e59dd73e0a8ba24315f53",
+    ("native", "patch", "gray", 3, 42): "f3d4156f90d8e0a38f3a995382c3a1fc9da3a42c457ad0d6d9d3d0216bd97d4b",
+    ("native", "point", "color", 5, 977): "4fba53871198318512b76c1e304a284fcc552e794fe68557aabf808117a40dd0",
+}
+
+_SCRIPT = r"""
+import hashlib, json, sys
+from fractalshards.presets import load_preset
+from fractalshards.instances import instance_from_index
+from fractalshards.render import RenderSettings, render, encode_png
+m = load_preset("fractaldb-100")
+out = {}
+for mode, draw, color, cat, inst in json.loads(sys.argv[1]):
+    img = render(m.system(cat), cat, instance_from_index(inst), RenderSettings(mode=mode, draw=draw, color=color)).image
+    out["/".join(map(str, (mode, draw, color, cat, inst)))] = [hashlib.sha256(img.tobytes()).hexdigest(), hashlib.sha256(encode_png(img)).hexdigest()]
+print(json.dumps(out, sort_keys=True))
+"""
+
+
+def _pixels_sha(mode, draw, color, cat, inst) -> str:
+    manifest = load_preset("fractaldb-100")
+    img = render(manifest.system(cat), cat, instance_from_index(inst), RenderSettings(mode=mode, draw=draw, color=color)).image
+    return hashlib.sha256(img.tobytes()).hexdigest()
+
+
+@pytest.mark.parametrize("case", sorted(GOLDEN), ids=lambda c: "-".join(map(str, c)))
+def test_golden_pixels(case):
+    assert _pixels_sha(*case) == GOLDEN[case]
+
+
+def _run_in_subprocess(cache_dir: str) -> dict:
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+    out = subprocess.run([sys.executable, "-c", _SCRIPT, json.dumps(sorted(GOLDEN))], env=env,
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def test_same_bytes_in_other_processes_with_cold_and_warm_numba_cache(tmp_path):
+    cold = _run_in_subprocess(str(tmp_path / "cache"))  # empty cache: compiles
+    warm = _run_in_subprocess(str(tmp_path / "cache"))  # loads what the first run stored
+    assert any((tmp_path / "cache").rglob("*.nbi")), "the first run should have written the numba cache"
+    assert cold == warm
+    here = {"/".join(map(str, c)): _pixels_sha(*c) for c in GOLDEN}
+    assert {k: v[0] for k, v in cold.items()} == here
+
+
+def test_flips_are_mirror_images_of_one_drawing():
+    m = load_preset("fractaldb-100")
+    flips, _ = render_flips(m.system(2), 2, 4, 3, RenderSettings(mode="official"))
+    np.testing.assert_array_equal(flips[1], flips[0][::-1])
+    np.testing.assert_array_equal(flips[2], flips[0][:, ::-1])
+    np.testing.assert_array_equal(flips[3], flips[0][::-1, ::-1])
+    single = render(m.system(2), 2, Instance(weight=4, flip=2, patch=3), RenderSettings(mode="official")).image
+    np.testing.assert_array_equal(single, flips[2])
+
+
+def test_instances_differ_and_streams_depend_on_seed():
+    m = load_preset("fractaldb-100")
+    s0, s1 = RenderSettings(mode="native", seed=0), RenderSettings(mode="native", seed=1)
+    a = render(m.system(1), 1, instance_from_index(0), s0).image
+    b = render(m.system(1), 1, instance_from_index(100), s0).image  # another patch variant
+    c = render(m.system(1), 1, instance_from_index(0), s1).image
+    assert not np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+    np.testing.assert_array_equal(a, render(m.system(1), 1, instance_from_index(0), s0).image)
+
+
+def test_official_patch_mode_keeps_the_official_point_cloud():
+    m = load_preset("fractaldb-100")
+    point = render(m.system(0), 0, Instance(2, 0, 0), RenderSettings(mode="official", draw="point")).image
+    patch = render(m.system(0), 0, Instance(2, 0, 0), RenderSettings(mode="official", draw="patch")).image
+    # Every patch sits at (+1..+3, +1..+3) of its point (before the top-bottom flip):
+    # so every point pixel has a patch pixel within the 4x4 window below-right of it.
+    raw_point, raw_patch = point[::-1], patch[::-1]
+    ys, xs = np.nonzero(raw_point)
+    near = np.zeros(len(ys), bool)
+    for dy in range(1, 4):
+        for dx in range(1, 4):
+            near |= raw_patch[ys + dy, xs + dx] > 0
+    assert near.mean() > 0.95
+
+
+def test_divergent_weightings_are_flagged_not_fatal(divergent):
+    with np.errstate(all="ignore"):
+        out = render(divergent, 0, Instance(2, 0, 0), RenderSettings(mode="native"))
+    assert out.diverged
+    assert out.image.shape == (362, 362)
+    assert out.image.dtype == np.uint8
+
+
+def test_some_official_weightings_diverge_and_are_counted():
+    m = load_preset("fractaldb-1k")
+    settings = RenderSettings(mode="official", draw="point", points=20_000)
+    diverged = 0
+    for cat in range(40):
+        with np.errstate(all="ignore"):
+            diverged += render(m.system(cat), cat, Instance(4, 0, 0), settings).diverged  # a x 1.8
+    assert diverged > 0
+
+
+@pytest.mark.parametrize("color", ["gray", "color"])
+def test_png_round_trip_is_lossless_and_grey_is_one_channel(color):
+    m = load_preset("fractaldb-100")
+    img = render(m.system(3), 3, Instance(2, 0, 1), RenderSettings(mode="native", color=color)).image
+    data = encode_png(img)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    back = decode_png(data)
+    np.testing.assert_array_equal(back, img)
+    if color == "gray":
+        assert data[25] == 3 and data[24] == 1  # IHDR: colour type 3 (palette), 1 bit
+    # Non-binary grey falls back to an 8-bit grey PNG, still lossless.
+    ramp = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    np.testing.assert_array_equal(decode_png(encode_png(ramp)), ramp)
+
+
+@pytest.mark.parametrize("kwargs,field", [({"mode": "fancy"}, "mode"), ({"draw": "line"}, "draw"),
+                                          ({"points": 10}, "points"), ({"size": 8}, "size"), ({"seed": -1}, "seed")])
+def test_bad_settings_name_the_field(kwargs, field):
+    with pytest.raises(ConfigError, match=field):
+        RenderSettings(**kwargs)
