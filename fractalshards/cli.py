@@ -1,4 +1,4 @@
-"""The ``fractalshards`` command line: search, render, preview."""
+"""The ``fractalshards`` command line: search, render, preview, build, info."""
 
 from __future__ import annotations
 
@@ -25,6 +25,13 @@ __all__ = ["main", "build_parser"]
 log = logging.getLogger("fractalshards")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump): ``fractalshards build: error: ...``."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def _non_negative(text: str) -> int:
     try:
         value = int(text)
@@ -42,10 +49,14 @@ def _positive(text: str) -> int:
     return value
 
 
-def _add_source(p: argparse.ArgumentParser) -> None:
-    src = p.add_mutually_exclusive_group(required=True)
+def _add_source(p: argparse.ArgumentParser, dataset: bool = False) -> None:
+    # preview may take a positional URL instead, so its group is checked by hand.
+    src = p.add_mutually_exclusive_group(required=not dataset)
     src.add_argument("--preset", choices=None, metavar="NAME", help=f"a named category set: {', '.join(PRESETS)}")
-    src.add_argument("--manifest", metavar="FILE", help="a category manifest JSON written by 'fractalshards search'")
+    src.add_argument("--manifest", metavar="FILE", help="a category manifest JSON written by 'fractalshards search' "
+                     "(or a dataset's manifest.json: its embedded categories)")
+    if dataset:
+        src.add_argument("--dataset", metavar="URL", help="a built dataset (folder or URL): the grid comes from its shards")
 
 
 def _add_render_options(p: argparse.ArgumentParser) -> None:
@@ -61,15 +72,15 @@ def _add_render_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``fractalshards`` command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fractalshards",
-        description="Formula-driven (FractalDB) datasets: search categories, render, preview.",
+        description="Formula-driven (FractalDB) datasets: search categories, render, preview, build shards, inspect.",
     )
     parser.add_argument("--version", action="version", version=f"fractalshards {__version__}")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     # SUPPRESS: given after the command it counts, absent it leaves the top-level value.
     common.add_argument("--no-progress", action="store_true", default=argparse.SUPPRESS, help="hide progress bars")
 
@@ -105,13 +116,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("preview", parents=[common], help="a labelled grid of renders (categories x instances)",
                        description="Render the first K categories, M instances each (spread over weight rows, "
-                                   "flips and patches), into one labelled PNG.")
-    _add_source(p)
+                                   "flips and patches), into one labelled PNG; with --dataset URL (or a URL as the "
+                                   "first argument) the pictures come from a built dataset's shards.")
+    p.add_argument("url", nargs="?", metavar="URL", help="a built dataset (same as --dataset URL)")
+    _add_source(p, dataset=True)
     p.add_argument("--categories", type=_positive, default=8, metavar="K", help="number of categories, from 0 (default 8)")
     p.add_argument("--instances", type=_positive, default=8, metavar="M", help="instances per category (default 8)")
     p.add_argument("--tile", type=_positive, default=128, metavar="PX", help="tile size in pixels (default 128)")
     _add_render_options(p)
     p.add_argument("--out", required=True, metavar="grid.png", help="output PNG")
+
+    b = sub.add_parser("build", parents=[common], help="build WebDataset shards and a manifest (Ray or inline)",
+                       description="Render K instances of every category into deterministic WebDataset tar shards "
+                                   "plus manifest.json, written to a folder or an fsspec URL (s3://bucket/prefix). "
+                                   "Runs on an embedded local Ray by default, on a cluster with --address, or "
+                                   "inline with --workers 0; re-running resumes.")
+    _add_source(b)
+    b.add_argument("--instances", type=_positive, default=1000, metavar="K", help="instances per category, 1..1000 (default 1000)")
+    b.add_argument("--out", required=True, metavar="URL", help="destination folder or URL, e.g. ./data or s3://bucket/prefix")
+    b.add_argument("--shard-size", type=_positive, default=1000, metavar="N", help="samples per shard (default 1000)")
+    b.add_argument("--name", default=None, help="dataset name (default: the category set's)")
+    where = b.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=_non_negative, default=None, metavar="N",
+                       help="embedded local Ray with N CPUs (default: all cores); 0 builds inline without Ray")
+    where.add_argument("--address", metavar="ADDR", help="join a Ray cluster (auto, host:6379, ray://host:10001)")
+    b.add_argument("--max-retries", type=_non_negative, default=3, metavar="N", help="retries of a failed shard task (default 3)")
+    b.add_argument("--max-in-flight", type=_positive, default=None, metavar="N", help="most shard tasks pending (default: 2 x CPUs)")
+    b.add_argument("--png-compress-level", type=int, default=1, choices=range(10), metavar="L", help="PNG zlib level 0..9 (default 1)")
+    _add_render_options(b)
+
+    i = sub.add_parser("info", parents=[common], help="describe a built dataset",
+                       description="Print a dataset's name, version, counts, sizes and settings.")
+    i.add_argument("url", metavar="URL", help="dataset folder or URL")
+    i.add_argument("--json", action="store_true", help="print the whole manifest as JSON")
     return parser
 
 
@@ -203,9 +240,21 @@ def _cmd_render(args: argparse.Namespace, progress: bool) -> int:
 
 
 def _cmd_preview(args: argparse.Namespace, progress: bool) -> int:
-    from .preview import preview_grid, preview_instances
+    from .preview import preview_from_dataset, preview_grid, preview_instances
 
     out = _check_output_file(args.out)
+    dataset_url = args.dataset or args.url
+    if args.url and (args.preset or args.manifest or args.dataset):
+        raise ConfigError("url: give a dataset URL or one of --preset/--manifest/--dataset, not both")
+    if dataset_url:
+        grid = preview_from_dataset(dataset_url, args.categories, args.instances, tile=args.tile, progress=progress)
+        buf = io.BytesIO()
+        grid.save(buf, format="PNG")
+        atomic_write_bytes(out, buf.getvalue())
+        log.info("wrote %s (%dx%d) from %s", out, grid.width, grid.height, dataset_url)
+        return 0
+    if not (args.preset or args.manifest):
+        raise ConfigError("source: give a dataset URL, --dataset URL, --preset NAME or --manifest FILE")
     manifest = _load_source(args, progress)
     if args.categories > len(manifest):
         raise ConfigError(f"categories: {args.categories} is more than the {len(manifest)} of {manifest.name!r}; use 1..{len(manifest)}")
@@ -218,7 +267,60 @@ def _cmd_preview(args: argparse.Namespace, progress: bool) -> int:
     return 0
 
 
-_COMMANDS = {"search": _cmd_search, "render": _cmd_render, "preview": _cmd_preview}
+def _cmd_build(args: argparse.Namespace, progress: bool) -> int:
+    from .build import build
+    from .plan import DatasetDefinition
+
+    manifest = _load_source(args, progress)
+    settings = _render_settings(args, manifest)
+    definition = DatasetDefinition(categories=manifest, instances=args.instances, render=settings,
+                                   shard_size=args.shard_size, name=args.name or "", png_compress_level=args.png_compress_level)
+    build(definition, args.out, workers=args.workers, address=args.address, max_in_flight=args.max_in_flight,
+          max_retries=args.max_retries, progress=progress)
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace, progress: bool) -> int:
+    from .dataset import load_dataset
+
+    manifest, _ = load_dataset(args.url)
+    if args.json:
+        print(manifest.to_json(), end="")
+        return 0
+    print(describe_dataset(manifest, args.url))
+    return 0
+
+
+def describe_dataset(manifest, url: str) -> str:
+    """Human-readable summary of a dataset manifest (``fractalshards info``)."""
+    t = manifest.totals
+    d = manifest.data["definition"]
+    r = d["render"]
+    sizes = [s["bytes"] for s in manifest.shards]
+    lines = [
+        f"dataset   {manifest.name}",
+        f"version   {manifest.version}  ({manifest.data['fingerprint']})",
+        f"url       {url}",
+        f"generator {manifest.data['generator']['name']} {manifest.data['generator']['version']}",
+        f"samples   {t['samples']} = {t['categories']} categories x {t['instances_per_category']} instances "
+        f"({t['diverged']} diverged)",
+        f"shards    {t['shards']} of {d['shard_size']} samples, {min(sizes) / 1e6:.2f}-{max(sizes) / 1e6:.2f} MB each",
+        f"size      {t['bytes'] / 1e6:.1f} MB ({t['bytes'] / max(1, t['samples']) / 1024:.2f} KiB per sample)",
+        f"render    mode={r['mode']} draw={r['draw']} color={r['color']} size={r['size']} points={r['points']} "
+        f"pad={r['pad']} weight_delta={r['weight_delta']} seed={r['seed']}",
+        f"categories {d['categories']['name']} ({d['categories']['content_hash']})",
+        f"order     {d['order']}, keys {d['key_format']}",
+    ]
+    return "\n".join(lines)
+
+
+_COMMANDS = {
+    "search": _cmd_search,
+    "render": _cmd_render,
+    "preview": _cmd_preview,
+    "build": _cmd_build,
+    "info": _cmd_info,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

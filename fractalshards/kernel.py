@@ -18,6 +18,7 @@ from numba import njit
 __all__ = [
     "hash_uniforms",
     "hash_masks",
+    "hash_permutation",
     "chaos_game",
     "drop_divergent",
     "to_pixels",
@@ -70,6 +71,26 @@ def hash_masks(key, out):
     for i in range(out.shape[0]):
         # Multiply-high maps the top 32 bits onto 0..510 (Lemire), cheaper than %.
         out[i] = np.uint16((((_splitmix(key, i) >> _S32) * _MASK_RANGE) >> _S32) + _ONE)
+
+
+@_jit
+def hash_permutation(key, out):
+    """Fill ``out`` (int64) with a permutation of ``0 .. len(out) - 1`` drawn from stream ``key``.
+
+    Fisher-Yates from the last position down; position ``i`` swaps with
+    ``j = floor(u * (i + 1))``, ``u`` the ``i``-th value of the stream (53-bit
+    uniforms: the bias is below 2**-30 for any realistic length). The same key
+    gives the same permutation on any machine and numpy version.
+    """
+    n = out.shape[0]
+    for i in range(n):
+        out[i] = i
+    for i in range(n - 1, 0, -1):
+        u = np.float64(_splitmix(key, i) >> _S11) * _INV_2_53
+        j = np.int64(u * (i + 1))
+        tmp = out[i]
+        out[i] = out[j]
+        out[j] = tmp
 
 
 @_jit

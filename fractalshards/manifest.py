@@ -151,7 +151,13 @@ class CategoryManifest:
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "manifest") -> "CategoryManifest":
-        """Validate and load a parsed manifest; errors name the field and the fix."""
+        """Validate and load a parsed manifest; errors name the field and the fix.
+
+        A dataset manifest (``manifest.json`` of a built dataset) is accepted too: its
+        embedded categories are loaded.
+        """
+        if isinstance(data, dict) and data.get("format") == "fractalshards.dataset" and isinstance(data.get("categories"), dict):
+            data = data["categories"]
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ConfigError(f"{source}: not a category manifest (format must be {FORMAT!r})")
         version = data.get("format_version")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -14,7 +15,7 @@ from .instances import INSTANCES_PER_CATEGORY, Instance, instance_from_index
 from .manifest import CategoryManifest
 from .render import RenderSettings, render
 
-__all__ = ["Tile", "preview_instances", "grid_image", "preview_grid"]
+__all__ = ["Tile", "preview_instances", "grid_image", "preview_grid", "preview_from_dataset"]
 
 _BACKGROUND = (24, 24, 24)
 _TEXT = (230, 230, 230)
@@ -107,6 +108,38 @@ def preview_grid(
     bar.close()
     title = f"{manifest.name}  mode={settings.mode} draw={settings.draw} color={settings.color} {settings.size}px"
     return grid_image(rows, tile=tile, title=title)
+
+
+def preview_from_dataset(url: str, categories: int, instances: int, *, tile: int = 128, progress: bool = False,
+                         storage_options: dict | None = None) -> Image.Image:
+    """A grid of the stored images of a built dataset: the first ``categories`` categories
+    met in shard order, ``instances`` samples each (reading only as many shards as needed)."""
+    from .dataset import load_dataset
+    from .render import decode_png
+    from .stream import iter_shard_samples
+
+    if categories < 1 or instances < 1:
+        raise ConfigError("categories/instances: use positive integers")
+    manifest, store = load_dataset(url, storage_options)
+    rows: dict[int, list[Tile]] = {}
+    bar = tqdm(total=categories * instances, desc="preview", unit="img", disable=not progress)
+    for sample in iter_shard_samples(store, [s["name"] for s in manifest.shards]):
+        meta = json.loads(sample["json"])
+        cat = int(meta["category"])
+        if cat not in rows and len(rows) >= categories:
+            continue
+        row = rows.setdefault(cat, [])
+        if len(row) < instances:
+            inst = Instance(meta["weight"], meta["flip"], meta["patch"])
+            row.append(Tile(decode_png(sample["png"]), cat, _label(inst)))
+            bar.update(1)
+        if len(rows) >= categories and all(len(r) >= instances for r in rows.values()):
+            break
+    bar.close()
+    ordered = [rows[c] for c in sorted(rows)]
+    t = manifest.totals
+    title = f"{manifest.name} {manifest.version}  {t['samples']} samples, {t['shards']} shards  (from the shards)"
+    return grid_image(ordered, tile=tile, title=title)
 
 
 def _label(inst: Instance) -> str:

@@ -41,6 +41,7 @@ __all__ = [
     "render",
     "render_flips",
     "stream_key",
+    "weight_rows",
     "encode_png",
     "decode_png",
 ]
@@ -132,8 +133,11 @@ def _palette() -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=8)
-def _weight_rows(delta: float) -> np.ndarray:
-    return weight_multipliers(delta)
+def weight_rows(delta: float) -> np.ndarray:
+    """The ``(25, 6)`` weight multipliers for ``delta``, cached and read-only."""
+    rows = weight_multipliers(delta)
+    rows.setflags(write=False)
+    return rows
 
 
 @functools.lru_cache(maxsize=1)
@@ -196,7 +200,7 @@ def point_cloud(system: IFS, category: int, weight: int, settings: RenderSetting
     """
     n = settings.points
     ws = _workspace(n)
-    rows = _weight_rows(settings.weight_delta)
+    rows = weight_rows(settings.weight_delta)
     coef = np.ascontiguousarray(system.coefficients * rows[weight])
     cum = cumulative(system.probabilities)
     if settings.mode == "official":

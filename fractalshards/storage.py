@@ -1,0 +1,184 @@
+"""One URL-based view of every store (local folder, ``file://``, ``s3://``, ...) via fsspec.
+
+A :class:`Store` is a dataset root: a filesystem plus a root path. It is picklable
+(fsspec filesystems rebuild themselves from their storage options), so a Ray task
+takes a ``Store`` and writes straight to the destination. Credentials and
+endpoints come from the environment as each backend reads them (``AWS_*``,
+``FSSPEC_S3_ENDPOINT_URL``) or from ``storage_options``; they are never written
+into manifests or messages.
+
+Atomicity: on a local filesystem a file is written to a temporary name beside its
+target and renamed. Object stores make an object visible only when its upload
+completes, so a whole object is written in one put; a dataset as a whole is
+committed by its manifest, written last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from fsspec.core import url_to_fs
+
+from .errors import ConfigError
+
+__all__ = ["Store", "open_store", "sha256_bytes", "redact"]
+
+_CHUNK = 1 << 20
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def redact(text: str, storage_options: dict | None = None) -> str:
+    """Remove secret-looking values of ``storage_options`` and the environment from ``text``."""
+    secrets = []
+    for key, value in (storage_options or {}).items():
+        if isinstance(value, str) and any(w in key.lower() for w in ("secret", "key", "token", "password")):
+            secrets.append(value)
+    for key in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID"):
+        if os.environ.get(key):
+            secrets.append(os.environ[key])
+    for secret in secrets:
+        if len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
+
+
+@dataclass
+class Store:
+    """A dataset root on some filesystem."""
+
+    url: str
+    fs: Any
+    root: str
+    storage_options: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def is_local(self) -> bool:
+        """True when the root is on the local filesystem (rename is atomic there)."""
+        protocol = self.fs.protocol
+        protocols = (protocol,) if isinstance(protocol, str) else tuple(protocol)
+        return "file" in protocols or "local" in protocols
+
+    def path(self, name: str) -> str:
+        """Full path of ``name`` under the root."""
+        return posixpath.join(self.root, name) if self.root else name
+
+    def url_of(self, name: str) -> str:
+        """A URL of ``name`` that ``fsspec.open`` and webdataset understand."""
+        return self.fs.unstrip_protocol(self.path(name)) if not self.is_local else self.path(name)
+
+    def exists(self, name: str) -> bool:
+        """Whether ``name`` exists (no cached listing: a fresh look every time)."""
+        self.fs.invalidate_cache(self.path(name))
+        return bool(self.fs.exists(self.path(name)))
+
+    def size(self, name: str) -> int | None:
+        """Size in bytes of ``name``, or None when it does not exist."""
+        try:
+            self.fs.invalidate_cache(self.path(name))
+            return int(self.fs.info(self.path(name))["size"])
+        except FileNotFoundError:
+            return None
+
+    def read_bytes(self, name: str) -> bytes:
+        """The whole content of ``name``."""
+        return self.fs.cat_file(self.path(name))
+
+    def sha256(self, name: str) -> str | None:
+        """Hex sha256 of ``name`` streamed in chunks, or None when it does not exist."""
+        digest = hashlib.sha256()
+        try:
+            with self.fs.open(self.path(name), "rb") as fh:
+                for chunk in iter(lambda: fh.read(_CHUNK), b""):
+                    digest.update(chunk)
+        except FileNotFoundError:
+            return None
+        return digest.hexdigest()
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        """Write ``name`` whole: temporary name and rename locally, one put on object stores."""
+        target = self.path(name)
+        if self.is_local:
+            self.fs.makedirs(posixpath.dirname(target) or ".", exist_ok=True)
+            tmp = posixpath.join(posixpath.dirname(target), f".{posixpath.basename(target)}.{uuid.uuid4().hex}.tmp")
+            try:
+                with self.fs.open(tmp, "wb") as fh:
+                    fh.write(data)
+                self.fs.mv(tmp, target)
+            except BaseException:
+                if self.fs.exists(tmp):
+                    self.fs.rm(tmp)
+                raise
+        else:
+            self.fs.pipe_file(target, data)
+        self.fs.invalidate_cache(target)
+
+    def delete(self, name: str) -> None:
+        """Remove ``name`` if it exists."""
+        if self.exists(name):
+            self.fs.rm(self.path(name))
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Names (relative to the root) of files whose names start with ``prefix``."""
+        self.fs.invalidate_cache(self.root)
+        try:
+            entries = self.fs.ls(self.root, detail=False)
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            name = posixpath.basename(entry.rstrip("/"))
+            if name.startswith(prefix):
+                yield name
+
+    def check_reachable(self, create: bool = False) -> None:
+        """Fail early, with a one-line error, when the store cannot be reached or written.
+
+        With ``create`` the root folder is made on local stores; on object stores the
+        bucket must exist.
+        """
+        try:
+            if self.is_local:
+                if create:
+                    self.fs.makedirs(self.root, exist_ok=True)
+                elif not self.fs.exists(self.root):
+                    raise ConfigError(f"url: {self.url!r} does not exist; check the path")
+                probe = f".fractalshards-probe-{uuid.uuid4().hex}"
+                self.write_bytes(probe, b"")
+                self.delete(probe)
+            else:
+                bucket = self.root.split("/", 1)[0]
+                if not self.fs.exists(bucket):
+                    raise ConfigError(f"url: bucket {bucket!r} of {self.url!r} does not exist or is not visible; create it or check the credentials")
+                if create:
+                    probe = f".fractalshards-probe-{uuid.uuid4().hex}"
+                    self.write_bytes(probe, b"")
+                    self.delete(probe)
+        except ConfigError:
+            raise
+        except Exception as exc:  # backends raise many types: botocore, aiohttp, OSError...
+            message = redact(f"{type(exc).__name__}: {exc}", self.storage_options).splitlines()[0]
+            raise ConfigError(f"url: cannot reach {self.url!r} ({message}); check the URL, endpoint and credentials") from None
+
+
+def open_store(url: str, storage_options: dict | None = None) -> Store:
+    """Resolve ``url`` (a path, ``file://...``, ``s3://bucket/prefix``, ...) into a :class:`Store`."""
+    if not isinstance(url, str) or not url.strip():
+        raise ConfigError("url: empty; give a folder path or a URL such as s3://bucket/prefix")
+    options = dict(storage_options or {})
+    try:
+        fs, root = url_to_fs(url, **options)
+    except (ImportError, ValueError) as exc:
+        raise ConfigError(f"url: {url!r} cannot be opened ({exc}); use a local path or a URL fsspec knows, e.g. s3://bucket/prefix") from None
+    # Fresh listings always: a build must see what is there now, not a cached view.
+    if hasattr(fs, "dircache"):
+        fs.dircache.clear()
+    return Store(url=url, fs=fs, root=root.rstrip("/") if root not in ("/", "") else root, storage_options=options)
+
