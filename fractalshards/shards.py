@@ -112,19 +112,18 @@ def journal_name(definition: DatasetDefinition, shard: str) -> str:
 
 
 def _fault_injection(spec: ShardSpec) -> None:
-    # Test hook: FRACTALSHARDS_FAULT="<shard index>:<marker path>:<kill|raise>" fails the
-    # first attempt at that shard (the marker file records that it happened).
-    spec_text = os.environ.get("FRACTALSHARDS_FAULT")
-    if not spec_text:
-        return
-    index, marker, how = spec_text.split(":", 2)
-    if int(index) != spec.index or os.path.exists(marker):
-        return
-    with open(marker, "w") as fh:
-        fh.write(str(os.getpid()))
-    if how == "kill":
-        os._exit(17)
-    raise RuntimeError(f"injected failure in {spec.name}")
+    # Fault injection for the tests of retries and resume: FRACTALSHARDS_FAULT holds
+    # comma-separated "<shard index>:<kill|raise>:<marker path>" items; the first attempt
+    # at that shard kills its worker process or raises, and creates the marker file.
+    for item in filter(None, os.environ.get("FRACTALSHARDS_FAULT", "").split(",")):
+        index, how, marker = item.split(":", 2)
+        if int(index) != spec.index or os.path.exists(marker):
+            continue
+        with open(marker, "w") as fh:
+            fh.write(str(os.getpid()))
+        if how == "kill":
+            os._exit(17)
+        raise RuntimeError(f"injected failure in {spec.name}")
 
 
 def build_shard(store: Store, definition: DatasetDefinition, spec: ShardSpec, expected: dict | None = None) -> ShardEntry:

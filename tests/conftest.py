@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -40,3 +42,42 @@ def divergent() -> IFS:
         ]
     )
     return IFS.from_coefficients(coef)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A real S3 server (moto's standalone server) on 127.0.0.1 and a free port."""
+    import socket
+
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint, monkeypatch, request):
+    """A fresh bucket; returns (bucket name, storage_options). Credentials also in the env,
+    as a user (and a Ray worker) would have them."""
+    import s3fs
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing-secret")
+    monkeypatch.setenv("FSSPEC_S3_ENDPOINT_URL", s3_endpoint)
+    options = {"key": "testing", "secret": "testing-secret", "endpoint_url": s3_endpoint}
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
+    name = f"b-{slug}-{os.getpid()}"
+    fs.mkdir(name)
+    return name, options
