@@ -138,6 +138,19 @@ class Store:
             if name.startswith(prefix):
                 yield name
 
+    def _probe_fs(self):
+        # A copy of the filesystem that gives up at once: an unreachable endpoint should
+        # fail in a second, not after the backend's minutes of retries and backoff.
+        protocols = (self.fs.protocol,) if isinstance(self.fs.protocol, str) else tuple(self.fs.protocol)
+        if "s3" not in protocols:
+            return self.fs
+        options = dict(self.fs.storage_options)
+        config = dict(options.get("config_kwargs") or {})
+        config.setdefault("retries", {"max_attempts": 1, "mode": "standard"})
+        config.setdefault("connect_timeout", 5)
+        options.update(config_kwargs=config, retries=1, skip_instance_cache=True)
+        return type(self.fs)(**options)
+
     def check_reachable(self, create: bool = False) -> None:
         """Fail early, with a one-line error, when the store cannot be reached or written.
 
@@ -155,7 +168,7 @@ class Store:
                 self.delete(probe)
             else:
                 bucket = self.root.split("/", 1)[0]
-                if not self.fs.exists(bucket):
+                if not self._probe_fs().exists(bucket):
                     raise ConfigError(f"url: bucket {bucket!r} of {self.url!r} does not exist or is not visible; create it or check the credentials")
                 if create:
                     probe = f".fractalshards-probe-{uuid.uuid4().hex}"
