@@ -8,6 +8,7 @@ PIP_FLAGS ?= --disable-pip-version-check -q
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= out/demo
+DEMO_DATA ?= data/fractaldb-100
 
 .PHONY: install test demo bench manifests clean
 
@@ -25,20 +26,25 @@ $(STAMP): pyproject.toml Makefile
 test: install
 	$(BIN)/python -m pytest -q
 
+# The main job end to end on the embedded local Ray: FractalDB-100, 10 instances per
+# category, 362 px, into ./data; then inspect it and preview it from its shards.
 demo: install
 	mkdir -p $(DEMO_OUT)
+	$(BIN)/fractalshards build --preset fractaldb-100 --instances 10 --shard-size 250 --out $(DEMO_DATA)
+	$(BIN)/fractalshards info $(DEMO_DATA)
+	$(BIN)/fractalshards preview $(DEMO_DATA) --categories 8 --instances 8 --out $(DEMO_OUT)/preview-shards.png
 	$(BIN)/fractalshards search --mode native --categories 16 --out $(DEMO_OUT)/native-16.json
-	$(BIN)/fractalshards render --preset fractaldb-100 --category 7 --weight 13 --flip 2 --patch 0 --out $(DEMO_OUT)/render.png
-	$(BIN)/fractalshards preview --preset fractaldb-100 --categories 8 --instances 8 --out $(DEMO_OUT)/preview.png
 	$(BIN)/fractalshards preview --manifest $(DEMO_OUT)/native-16.json --categories 8 --instances 8 --color color --out $(DEMO_OUT)/preview-native.png
-	@echo "demo: wrote $(DEMO_OUT)/native-16.json, render.png, preview.png, preview-native.png"
+	@echo "demo: dataset in $(DEMO_DATA); pictures in $(DEMO_OUT)/preview-shards.png and preview-native.png"
 
 bench: install
 	$(BIN)/python benchmarks/render.py
+	$(BIN)/python benchmarks/search.py
+	$(BIN)/python benchmarks/build.py
 
 # Regenerate the committed manifest (about 40 s on 2 cores); the tests check it against the official files.
 manifests: install
 	$(BIN)/fractalshards search --mode official --categories 1000 --name fractaldb-1k --out manifests/fractaldb-1k.json
 
 clean:
-	rm -rf $(VENV) out .pytest_cache
+	rm -rf $(VENV) out data .pytest_cache

@@ -136,7 +136,7 @@ def preview_from_dataset(url: str, categories: int, instances: int, *, tile: int
         if len(rows) >= categories and all(len(r) >= instances for r in rows.values()):
             break
     bar.close()
-    ordered = [rows[c] for c in sorted(rows)]
+    ordered = [sorted(rows[c], key=lambda t: int(t.label.split()[0][1:])) for c in sorted(rows)]
     t = manifest.totals
     title = f"{manifest.name} {manifest.version}  {t['samples']} samples, {t['shards']} shards  (from the shards)"
     return grid_image(ordered, tile=tile, title=title)
