@@ -148,8 +148,10 @@ class Store:
         config = dict(options.get("config_kwargs") or {})
         config.setdefault("retries", {"max_attempts": 1, "mode": "standard"})
         config.setdefault("connect_timeout", 5)
-        options.update(config_kwargs=config, retries=1, skip_instance_cache=True)
-        return type(self.fs)(**options)
+        options.update(config_kwargs=config, skip_instance_cache=True)
+        probe = type(self.fs)(**options)
+        probe.retries = 1  # s3fs's own retry loop (a class attribute, not an init argument)
+        return probe
 
     def check_reachable(self, create: bool = False) -> None:
         """Fail early, with a one-line error, when the store cannot be reached or written.
