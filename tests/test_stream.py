@@ -1,0 +1,233 @@
+"""FractalStream / FractalLoader over real shards: splits, order, resume, integrity, S3."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import pickle
+import shutil
+import tarfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fractalshards.build import build
+from fractalshards.errors import ConfigError
+from fractalshards.instances import instance_from_index
+from fractalshards.plan import DatasetDefinition
+from fractalshards.presets import load_preset
+from fractalshards.render import RenderSettings, render
+from fractalshards.stream import FractalLoader, FractalStream, ShardIntegrityError
+
+SETTINGS = RenderSettings(mode="official", size=48, points=8_000, seed=1)
+
+
+def _definition() -> DatasetDefinition:
+    # 13 x 5 = 65 samples in 5 shards (14, 14, 14, 14, 9): neither divides by 3.
+    return DatasetDefinition(categories=load_preset("fractaldb-100").subset(13, name="tiny13"), instances=5,
+                             render=SETTINGS, shard_size=14)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("stream") / "ds"
+    build(_definition(), str(out), workers=0)
+    return out
+
+
+def keys_of(stream: FractalStream) -> list[str]:
+    raw = FractalStream(stream.url, rank=stream.rank, world_size=stream.world_size, shuffle=stream.shuffle, seed=stream.seed,
+                        shuffle_buffer=stream.shuffle_buffer, pad=stream.pad, decode="raw")
+    raw.set_epoch(stream.epoch)
+    return [s["__key__"] for s in raw]
+
+
+def test_yields_every_sample_once_as_uint8_chw_and_label(dataset):
+    stream = FractalStream(str(dataset), shuffle=False)
+    pairs = list(stream)
+    assert len(pairs) == len(stream) == 65
+    image, label = pairs[0]
+    assert image.dtype == torch.uint8 and image.shape == (3, 48, 48) and isinstance(label, int)
+    keys = keys_of(stream)
+    assert len(set(keys)) == 65
+    # Pixels are the renderer's, grey expanded to 3 channels.
+    cat, inst = (int(x) for x in keys[0].split("-"))
+    expected = render(load_preset("fractaldb-100").system(cat), cat, instance_from_index(inst), SETTINGS).image
+    assert label == cat
+    for c in range(3):
+        np.testing.assert_array_equal(image[c].numpy(), expected)
+
+
+def test_decode_modes(dataset):
+    img_f, _ = next(iter(FractalStream(str(dataset), decode="float", shuffle=False)))
+    img_u, _ = next(iter(FractalStream(str(dataset), decode="tensor", shuffle=False)))
+    assert img_f.dtype == torch.float32
+    torch.testing.assert_close(img_f, (img_u.float() / 255 - 0.2) / 0.5)
+    arr, _ = next(iter(FractalStream(str(dataset), decode="numpy", shuffle=False)))
+    assert arr.shape == (48, 48, 3) and arr.dtype == np.uint8
+    flipped, _ = next(iter(FractalStream(str(dataset), transform=lambda t: t.flip(-1), shuffle=False)))
+    torch.testing.assert_close(flipped, img_u.flip(-1))
+
+
+def test_epochs_are_deterministic_and_differ(dataset):
+    a = FractalStream(str(dataset), seed=7, shuffle_buffer=10)
+    b = FractalStream(str(dataset), seed=7, shuffle_buffer=10)
+    assert keys_of(a) == keys_of(b)
+    first = keys_of(a)
+    a.set_epoch(1)
+    second = keys_of(a)
+    assert sorted(first) == sorted(second) and first != second
+    assert keys_of(FractalStream(str(dataset), seed=8, shuffle_buffer=10)) != first
+    # The cheap layout agrees with what iteration yields.
+    layout = a.epoch_keys()
+    assert len(layout) == 65 and len(set(layout)) == 65
+
+
+def test_three_ranks_get_equal_counts_and_cover_everything(dataset):
+    per_rank = []
+    for rank in range(3):
+        stream = FractalStream(str(dataset), rank=rank, world_size=3, seed=3, shuffle_buffer=8)
+        keys = keys_of(stream)
+        assert len(keys) == len(stream) == 22
+        per_rank.append(keys)
+    union = Counter(k for keys in per_rank for k in keys)
+    assert len(union) == 65  # nothing lost
+    assert sum(union.values()) == 66 and sorted(union.values())[-1] == 2  # one documented padding repeat
+    dropped = [len(keys_of(FractalStream(str(dataset), rank=r, world_size=3, pad=False))) for r in range(3)]
+    assert dropped == [21, 21, 21]
+
+
+@pytest.mark.parametrize("workers", [0, 1, 2])
+def test_dataloader_order_is_the_same_with_any_number_of_workers(dataset, workers):
+    stream = FractalStream(str(dataset), seed=5, shuffle_buffer=16, decode="raw")
+    loader = FractalLoader(stream, batch_size=4, num_workers=workers, collate_fn=lambda batch: [s["__key__"] for s in batch])
+    got = [k for batch in loader for k in batch]
+    assert got == keys_of(FractalStream(str(dataset), seed=5, shuffle_buffer=16))
+    assert len(loader) == 17
+
+
+@pytest.mark.parametrize("workers,resume_workers", [(0, 0), (1, 1), (2, 2), (2, 0)])
+def test_exact_mid_epoch_resume(dataset, workers, resume_workers):
+    def loader(nw):
+        stream = FractalStream(str(dataset), seed=11, shuffle_buffer=12)
+        stream.set_epoch(2)
+        return FractalLoader(stream, batch_size=5, num_workers=nw)
+
+    full = [int(x) for _, labels in loader(0) for x in labels]
+    first = loader(workers)
+    seen = []
+    for i, (_, labels) in enumerate(first):
+        seen += labels.tolist()
+        if i == 5:
+            break
+    state = json.loads(json.dumps(first.state_dict()))  # JSON-able
+    assert state["samples_seen"] == 30 and state["epoch"] == 2 and state["world_size"] == 1
+    second = loader(resume_workers)
+    second.load_state_dict(state)
+    rest = [int(x) for _, labels in second for x in labels]
+    assert seen + rest == full
+    # After the epoch the loader moves on to the next one.
+    assert second.state_dict()["epoch"] == 3 and second.state_dict()["samples_seen"] == 0
+
+
+def test_state_from_another_setup_is_refused(dataset):
+    a = FractalLoader(FractalStream(str(dataset), seed=1), batch_size=4)
+    b = FractalLoader(FractalStream(str(dataset), seed=2), batch_size=4)
+    with pytest.raises(ConfigError, match="seed"):
+        b.load_state_dict(a.state_dict())
+    with pytest.raises(ConfigError, match="persistent_workers"):
+        FractalLoader(FractalStream(str(dataset)), batch_size=4, num_workers=1, persistent_workers=True)
+
+
+def _rewrite_shard(folder: Path, shard: str, mutate) -> None:
+    """Rewrite a shard with `mutate(members) -> members` and fix its manifest entry (size, sha256)."""
+    path = folder / shard
+    with tarfile.open(path) as tar:
+        members = [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in mutate(members):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    path.write_bytes(buf.getvalue())
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for s in manifest["shards"]:
+        if s["name"] == shard:
+            s["sha256"] = hashlib.sha256(buf.getvalue()).hexdigest()
+            s["bytes"] = len(buf.getvalue())
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_corrupt_shards_raise_errors_naming_them(dataset, tmp_path):
+    copy = tmp_path / "ds"
+    shutil.copytree(dataset, copy)
+    data = (copy / "shard-000002.tar").read_bytes()
+    (copy / "shard-000002.tar").write_bytes(data[: len(data) // 2])  # truncated
+    with pytest.raises(ShardIntegrityError, match="shard-000002.tar"):
+        list(FractalStream(str(copy), shuffle=False, verify=True))
+    with pytest.raises(ShardIntegrityError, match="shard-000002.tar"):
+        list(FractalStream(str(copy), shuffle=False))  # even without verify, named
+    altered = bytearray(data)
+    altered[len(altered) // 3] ^= 0xFF
+    (copy / "shard-000002.tar").write_bytes(bytes(altered))
+    with pytest.raises(ShardIntegrityError, match="shard-000002.tar.*sha256"):
+        list(FractalStream(str(copy), shuffle=False, verify=True))
+
+
+def test_never_unpickles_and_rejects_unsafe_names(dataset, tmp_path):
+    class Boom:
+        def __reduce__(self):
+            return (Path.touch, (tmp_path / "PWNED",))
+
+    copy = tmp_path / "ds"
+    shutil.copytree(dataset, copy)
+    _rewrite_shard(copy, "shard-000000.tar",
+                   lambda ms: [(n, d) for n, d in ms] + [(ms[0][0].rsplit(".", 1)[0] + ".pyd", pickle.dumps(Boom()))])
+    samples = list(FractalStream(str(copy), shuffle=False, decode="raw", verify=True))
+    assert len(samples) == 65 and all("pyd" not in s for s in samples)
+    assert len(list(FractalStream(str(copy), shuffle=False))) == 65
+    assert not (tmp_path / "PWNED").exists()
+    _rewrite_shard(copy, "shard-000001.tar", lambda ms: [("../" + ms[0][0], ms[0][1])] + ms[1:])
+    with pytest.raises(ShardIntegrityError, match=r"shard-000001.tar: unsafe member name"):
+        list(FractalStream(str(copy), shuffle=False))
+
+
+def test_stream_from_s3_with_cache(tmp_path, s3_bucket, dataset):
+    import s3fs
+
+    bucket, options = s3_bucket
+    build(_definition(), f"s3://{bucket}/ds", storage_options=options, workers=0)
+    local = [(img, label) for img, label in FractalStream(str(dataset), seed=2)]
+    cache = tmp_path / "cache"
+    remote = FractalStream(f"s3://{bucket}/ds", seed=2, verify=True, cache_dir=str(cache), storage_options=options)
+    got = list(remote)
+    assert [l for _, l in got] == [l for _, l in local]
+    assert all(torch.equal(a, b) for (a, _), (b, _) in zip(got, local))
+    assert len(list(cache.rglob("shard-*.tar"))) == 5
+    # A limit of one shard's size keeps at most one shard (the most recent).
+    biggest = max(s["bytes"] for s in remote.manifest.shards)
+    limited = FractalStream(f"s3://{bucket}/ds", cache_dir=str(tmp_path / "small"), cache_limit=biggest + 1, storage_options=options)
+    assert len(list(limited)) == 65
+    assert len(list((tmp_path / "small").rglob("shard-*.tar"))) == 1
+    # The cache serves the next epoch even when the bucket's shards are gone.
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+    for i in range(5):
+        fs.rm(f"{bucket}/ds/shard-{i:06d}.tar")
+    remote.set_epoch(1)
+    assert len(list(remote)) == 65
+
+
+def test_bad_arguments(dataset):
+    with pytest.raises(ConfigError, match="decode"):
+        FractalStream(str(dataset), decode="pickle")
+    with pytest.raises(ConfigError, match="rank"):
+        FractalStream(str(dataset), rank=3, world_size=3)
+    with pytest.raises(ConfigError, match="manifest.json"):
+        FractalStream(str(dataset / "nope"))
+    with pytest.raises(ConfigError, match="shards"):
+        FractalStream(str(dataset), shards=["shard-999999.tar"])
