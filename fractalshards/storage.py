@@ -59,6 +59,19 @@ class Store:
     fs: Any
     root: str
     storage_options: dict = field(default_factory=dict, repr=False)
+    pid: int = field(default_factory=os.getpid, repr=False)
+
+    def for_this_process(self) -> "Store":
+        """This store, or a reopened one in a forked child (async filesystems such as
+        s3fs are not fork-safe: a DataLoader worker must make its own)."""
+        if self.pid == os.getpid():
+            return self
+        return open_store(self.url, self.storage_options)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["pid"] = -1  # unpickled elsewhere: reopen there on first use
+        return state
 
     @property
     def is_local(self) -> bool:

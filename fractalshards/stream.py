@@ -39,6 +39,7 @@ import io
 import math
 import os
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -116,17 +117,24 @@ class _ShardSource:
     """Opens shards for a worker: local files directly, remote ones whole (or from the cache)."""
 
     def __init__(self, store: Store, hashes: dict[str, str], verify: bool, cache_dir: str | None, cache_limit: int, version: str):
-        self.store = store
+        self.store = store.for_this_process()
         self.hashes = hashes
         self.verify = verify
         self.cache_dir = Path(cache_dir) / version if cache_dir and not store.is_local else None
         self.cache_limit = cache_limit
 
-    def samples(self, shard: str) -> Iterator[dict]:
-        if self.store.is_local and not self.verify:
+    @property
+    def fetches_whole(self) -> bool:
+        """Whether shards are read whole into memory (remote stores, or to verify)."""
+        return not self.store.is_local or self.verify
+
+    def samples(self, shard: str, data: bytes | None = None) -> Iterator[dict]:
+        """Raw samples of ``shard``; ``data`` is its content when already fetched."""
+        if not self.fetches_whole:
             yield from _samples_of_stream(shard, open_shards(self.store, [shard]))
             return
-        data = self._fetch(shard)
+        if data is None:
+            data = self._fetch(shard)
         if self.verify:
             digest = hashlib.sha256(data).hexdigest()
             if digest != self.hashes[shard]:
@@ -135,6 +143,10 @@ class _ShardSource:
                     f"({len(data)} bytes read); the shard is truncated or altered"
                 )
         yield from _samples_of_stream(shard, [{"url": self.store.url_of(shard), "stream": io.BytesIO(data)}])
+
+    def fetch(self, shard: str) -> bytes:
+        """The whole shard (from the cache when there is one)."""
+        return self._fetch(shard)
 
     def _fetch(self, shard: str) -> bytes:
         if self.cache_dir is None:
@@ -179,12 +191,14 @@ def decode_image(data: bytes) -> np.ndarray:
 def _decode_chw(data: bytes) -> torch.Tensor:
     with Image.open(io.BytesIO(data)) as im:
         if im.mode == "P":
-            index = np.asarray(im)
+            index = np.asarray(im)  # decodes; palette indices, one byte per pixel
             palette = np.asarray(im.getpalette() or [0, 0, 0], np.uint8).reshape(-1, 3)
             if np.array_equal(palette[:, 0], palette[:, 1]) and np.array_equal(palette[:, 1], palette[:, 2]):
-                grey = palette[:, 0][index]
+                levels = palette[:, 0]
+                # Our grey renders: two entries (0, v) -> index * v, cheaper than a lookup.
+                grey = index * levels[1] if len(levels) == 2 and levels[0] == 0 else levels.take(index)
                 return torch.from_numpy(grey).unsqueeze(0).expand(3, -1, -1)
-            return torch.from_numpy(palette[index]).permute(2, 0, 1)
+            return torch.from_numpy(palette.take(index, axis=0)).permute(2, 0, 1)
         if im.mode == "L":
             return torch.from_numpy(np.asarray(im)).unsqueeze(0).expand(3, -1, -1)
         return torch.from_numpy(np.asarray(im.convert("RGB"))).permute(2, 0, 1)
@@ -337,28 +351,46 @@ class FractalStream(IterableDataset):
                 yield lo + int(perm[j])
 
     # -- iteration --
-    def _reader(self, q0: int, layout) -> Iterator[dict]:
-        """Raw samples of input positions ``q0, q0 + 1, ...`` of this rank, read shard by shard."""
+    def _segments(self, q0: int, layout) -> list[tuple[str, int, int, int]]:
+        """``(shard, first index, samples to take, samples in shard)`` covering input positions ``q0 ..``."""
         order, bounds = layout
-        source = _ShardSource(self.store, self.hashes, self.verify, self.cache_dir, self.cache_limit, self.version)
+        segments = []
         q = q0
         while q < self.per_rank:
             g = (self.rank * self.per_rank + q) % self.num_samples_total
             s = int(np.searchsorted(bounds, g, side="right") - 1)
-            name = self.shard_names[int(order[s])]
-            first = int(g - bounds[s])
             take = min(int(bounds[s + 1] - g), self.per_rank - q)
-            seen = 0
-            for index, sample in enumerate(source.samples(name)):
-                if index < first:
-                    continue
-                yield sample
-                seen += 1
-                if seen == take:
-                    break
-            if seen < take:
-                raise ShardIntegrityError(f"{name}: holds fewer samples than the manifest's {int(self.shard_samples[order[s]])}")
+            segments.append((self.shard_names[int(order[s])], int(g - bounds[s]), take, int(self.shard_samples[order[s]])))
             q += take
+        return segments
+
+    def _reader(self, q0: int, layout) -> Iterator[dict]:
+        """Raw samples of input positions ``q0, q0 + 1, ...`` of this rank, read shard by shard.
+
+        Remote shards are fetched whole, the next one in a background thread while the
+        current one is decoded.
+        """
+        source = _ShardSource(self.store, self.hashes, self.verify, self.cache_dir, self.cache_limit, self.version)
+        segments = self._segments(q0, layout)
+        pool = ThreadPoolExecutor(max_workers=1) if source.fetches_whole else None
+        try:
+            ahead = pool.submit(source.fetch, segments[0][0]) if pool and segments else None
+            for k, (name, first, take, size) in enumerate(segments):
+                data = ahead.result() if ahead is not None else None
+                ahead = pool.submit(source.fetch, segments[k + 1][0]) if pool and k + 1 < len(segments) else None
+                seen = 0
+                for index, sample in enumerate(source.samples(name, data)):
+                    if index < first:
+                        continue
+                    yield sample
+                    seen += 1
+                    if seen == take:
+                        break
+                if seen < take:
+                    raise ShardIntegrityError(f"{name}: holds fewer samples than the manifest's {size}")
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
 
     def __iter__(self) -> Iterator[Any]:
         info = get_worker_info()

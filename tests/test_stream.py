@@ -214,6 +214,9 @@ def test_stream_from_s3_with_cache(tmp_path, s3_bucket, dataset):
     limited = FractalStream(f"s3://{bucket}/ds", cache_dir=str(tmp_path / "small"), cache_limit=biggest + 1, storage_options=options)
     assert len(list(limited)) == 65
     assert len(list((tmp_path / "small").rglob("shard-*.tar"))) == 1
+    # DataLoader workers (forked) open their own S3 filesystem: async s3fs is not fork-safe.
+    loader = FractalLoader(FractalStream(f"s3://{bucket}/ds", seed=2, storage_options=options), batch_size=8, num_workers=2)
+    assert [int(x) for _, labels in loader for x in labels] == [l for _, l in local]
     # The cache serves the next epoch even when the bucket's shards are gone.
     fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
     for i in range(5):
