@@ -35,7 +35,10 @@ demo: install
 	$(BIN)/fractalshards preview $(DEMO_DATA) --categories 8 --instances 8 --out $(DEMO_OUT)/preview-shards.png
 	$(BIN)/fractalshards search --mode native --categories 16 --out $(DEMO_OUT)/native-16.json
 	$(BIN)/fractalshards preview --manifest $(DEMO_OUT)/native-16.json --categories 8 --instances 8 --color color --out $(DEMO_OUT)/preview-native.png
-	@echo "demo: dataset in $(DEMO_DATA); pictures in $(DEMO_OUT)/preview-shards.png and preview-native.png"
+	$(BIN)/python jobs/pretrain.py --data $(DEMO_DATA) --arch resnet18 --batch-size 32 --resize 64 --crop 56 \
+		--epochs 4 --lr 0.05 --lr-steps 3 --workers 2 --log-every 10 --no-resume --checkpoint-dir $(DEMO_OUT)/pretrain
+	@echo "demo: dataset in $(DEMO_DATA); pictures in $(DEMO_OUT)/preview-shards.png and preview-native.png;"
+	@echo "      pre-trained checkpoint in $(DEMO_OUT)/pretrain/last.pt (the loss lines above fall)"
 
 bench: install
 	$(BIN)/python benchmarks/render.py
