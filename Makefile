@@ -44,6 +44,7 @@ bench: install
 	$(BIN)/python benchmarks/render.py
 	$(BIN)/python benchmarks/search.py
 	$(BIN)/python benchmarks/build.py
+	$(BIN)/python benchmarks/stream.py
 
 # Regenerate the committed manifest (about 40 s on 2 cores); the tests check it against the official files.
 manifests: install
