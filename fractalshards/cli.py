@@ -1,9 +1,10 @@
-"""The ``fractalshards`` command line: search, render, preview, build, info."""
+"""The ``fractalshards`` command line: search, render, preview, build, info, publish, ls, verify."""
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import logging
 import os
 import sys
@@ -19,6 +20,7 @@ from .manifest import CategoryManifest, atomic_write_bytes, write_official_csv
 from .presets import PRESETS, load_preset
 from .render import COLORS, DRAWS, MODES, RenderSettings, encode_png, render
 from .search import SEARCH_MODES, SearchSettings, search
+from .storage import redact
 
 __all__ = ["main", "build_parser"]
 
@@ -144,6 +146,27 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--max-in-flight", type=_positive, default=None, metavar="N", help="most shard tasks pending (default: 2 x CPUs)")
     b.add_argument("--png-compress-level", type=int, default=1, choices=range(10), metavar="L", help="PNG zlib level 0..9 (default 1)")
     _add_render_options(b)
+
+    pub = sub.add_parser("publish", parents=[common], help="publish a dataset as an immutable version under a prefix",
+                         description="Copy a built dataset to DEST/<version>/ (server-side within one store), check "
+                                     "every shard's sha256, write the manifest, then record the version (and tags) in "
+                                     "DEST/index.json. Existing versions and tags are refused unless --force.")
+    pub.add_argument("src", metavar="SRC", help="a built dataset (folder or URL)")
+    pub.add_argument("dest", metavar="DEST", help="publication prefix, e.g. s3://bucket/datasets/fractaldb-1k")
+    pub.add_argument("--tag", action="append", default=[], metavar="TAG", help="a human tag such as v1 (repeatable)")
+    pub.add_argument("--force", action="store_true", help="publish again / move tags that name another version")
+
+    ls = sub.add_parser("ls", parents=[common], help="list the versions and tags published under a prefix",
+                        description="List the versions and tags in DEST/index.json.")
+    ls.add_argument("dest", metavar="DEST", help="publication prefix")
+    ls.add_argument("--json", action="store_true", help="print the index as JSON")
+
+    v = sub.add_parser("verify", parents=[common], help="check a dataset's shards and re-render samples",
+                       description="Check every shard's size, sha256 and sample count against the manifest, and "
+                                   "re-render N random samples and compare their pixels. Exit 0 only when all match.")
+    v.add_argument("url", metavar="URL", help="dataset folder or URL (PREFIX@tag, @latest and @<version> resolve)")
+    v.add_argument("--render-sample", type=_non_negative, default=0, metavar="N", help="samples to re-render (default 0)")
+    v.add_argument("--seed", type=_non_negative, default=0, help="which samples are picked (default 0)")
 
     i = sub.add_parser("info", parents=[common], help="describe a built dataset",
                        description="Print a dataset's name, version, counts, sizes and settings.")
@@ -314,7 +337,53 @@ def describe_dataset(manifest, url: str) -> str:
     return "\n".join(lines)
 
 
+def _cmd_publish(args: argparse.Namespace, progress: bool) -> int:
+    from .publish import publish
+
+    publish(args.src, args.dest, tags=args.tag, force=args.force, progress=progress, say=log.info)
+    return 0
+
+
+def _cmd_ls(args: argparse.Namespace, progress: bool) -> int:
+    from .publish import read_index
+    from .storage import open_store
+
+    store = open_store(args.dest)
+    store.check_reachable()
+    index = read_index(store)
+    if args.json:
+        print(json.dumps(index, indent=1, sort_keys=True))
+        return 0
+    versions = sorted(index["versions"].values(), key=lambda e: e["created"])
+    if not versions:
+        print(f"nothing published at {args.dest}")
+        return 0
+    print(f"{'version':16s}  {'created':20s}  {'samples':>9s}  {'size':>10s}  tags")
+    for e in versions:
+        tags = list(e.get("tags", [])) + (["latest"] if e["version"] == index.get("latest") else [])
+        print(f"{e['version']:16s}  {e['created']:20s}  {e['samples']:9d}  {e['bytes'] / 1e6:8.1f}MB  {', '.join(tags)}")
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace, progress: bool) -> int:
+    from .verify import verify
+
+    report = verify(args.url, render_sample=args.render_sample, seed=args.seed, progress=progress)
+    head = (f"{args.url}: version {report.version}, {report.shards} shards, {report.samples} samples checked, "
+            f"{report.rendered} re-rendered")
+    if report.ok:
+        print(f"ok: {head}")
+        return 0
+    print(f"FAILED: {head}; {len(report.problems)} problem(s):")
+    for problem in report.problems:
+        print(f"  {problem}")
+    return 1
+
+
 _COMMANDS = {
+    "publish": _cmd_publish,
+    "ls": _cmd_ls,
+    "verify": _cmd_verify,
     "search": _cmd_search,
     "render": _cmd_render,
     "preview": _cmd_preview,
@@ -325,22 +394,34 @@ _COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 bad input)."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    # Our own messages at INFO; libraries (botocore, s3fs, ray) stay at WARNING.
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
     parser = build_parser()
     args = parser.parse_args(argv)
     progress = not args.no_progress
     try:
         return _COMMANDS[args.command](args, progress)
     except ConfigError as exc:
-        print(f"fractalshards {args.command}: error: {exc}", file=sys.stderr)
+        print(f"fractalshards {args.command}: error: {redact(str(exc))}", file=sys.stderr)
         return 2
-    except OSError as exc:
-        where = f" ({exc.filename})" if exc.filename else ""
-        print(f"fractalshards {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("fractalshards: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a store's or library's error: one redacted line, no traceback
+        if os.environ.get("FRACTALSHARDS_DEBUG"):
+            raise
+        if isinstance(exc, OSError) and exc.strerror:
+            text = f"{exc.strerror}" + (f" ({exc.filename})" if exc.filename else "")
+        else:
+            text = f"{type(exc).__name__}: {exc}"
+        text = redact(" ".join(text.split()))
+        print(f"fractalshards {args.command}: error: {text[:400]}; set FRACTALSHARDS_DEBUG=1 for the traceback", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -148,7 +148,14 @@ def reproduce_command(definition: DatasetDefinition) -> str:
 
 
 def load_dataset(url: str, storage_options: dict | None = None) -> tuple[DatasetManifest, Store]:
-    """Open a dataset folder or URL and read its manifest."""
+    """Open a dataset folder or URL and read its manifest.
+
+    ``PREFIX@tag``, ``PREFIX@latest`` and ``PREFIX@<version>`` resolve through the
+    publication index at ``PREFIX`` (see :mod:`fractalshards.publish`).
+    """
+    from .publish import resolve
+
+    url = resolve(url, storage_options)
     store = open_store(url, storage_options)
     try:
         text = store.read_bytes(MANIFEST_NAME).decode()

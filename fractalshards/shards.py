@@ -12,12 +12,12 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import tarfile
 import time
 from dataclasses import asdict, dataclass
 from typing import Iterable
 
+from .faults import fault_point
 from .instances import instance_from_index
 from .manifest import CategoryManifest
 from .plan import DatasetDefinition, ShardSpec, sample_key
@@ -111,21 +111,6 @@ def journal_name(definition: DatasetDefinition, shard: str) -> str:
     return f"_build/{definition.fingerprint.split(':', 1)[1][:16]}/{shard}.json"
 
 
-def _fault_injection(spec: ShardSpec) -> None:
-    # Fault injection for the tests of retries and resume: FRACTALSHARDS_FAULT holds
-    # comma-separated "<shard index>:<kill|raise>:<marker path>" items; the first attempt
-    # at that shard kills its worker process or raises, and creates the marker file.
-    for item in filter(None, os.environ.get("FRACTALSHARDS_FAULT", "").split(",")):
-        index, how, marker = item.split(":", 2)
-        if int(index) != spec.index or os.path.exists(marker):
-            continue
-        with open(marker, "w") as fh:
-            fh.write(str(os.getpid()))
-        if how == "kill":
-            os._exit(17)
-        raise RuntimeError(f"injected failure in {spec.name}")
-
-
 def build_shard(store: Store, definition: DatasetDefinition, spec: ShardSpec, expected: dict | None = None) -> ShardEntry:
     """Build one shard straight into ``store`` and return its entry.
 
@@ -138,7 +123,7 @@ def build_shard(store: Store, definition: DatasetDefinition, spec: ShardSpec, ex
     if expected is not None and store.size(spec.name) == expected["bytes"] and store.sha256(spec.name) == expected["sha256"]:
         return ShardEntry(spec.name, spec.samples, int(expected["bytes"]), str(expected["sha256"]), int(expected.get("diverged", 0)),
                           skipped=True, seconds=time.perf_counter() - start)
-    _fault_injection(spec)
+    fault_point(f"build:{spec.index}")
     data, diverged = render_shard(definition, spec)
     entry = ShardEntry(spec.name, spec.samples, len(data), sha256_bytes(data), diverged)
     store.write_bytes(spec.name, data)

@@ -205,6 +205,9 @@ def open_store(url: str, storage_options: dict | None = None) -> Store:
         fs, root = url_to_fs(url, **options)
     except (ImportError, ValueError) as exc:
         raise ConfigError(f"url: {url!r} cannot be opened ({exc}); use a local path or a URL fsspec knows, e.g. s3://bucket/prefix") from None
+    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+    if not root.strip("/") and not protocols & {"file", "local"}:
+        raise ConfigError(f"url: {url!r} names no bucket or folder; use e.g. s3://bucket/prefix")
     # Fresh listings always: a build must see what is there now, not a cached view.
     if hasattr(fs, "dircache"):
         fs.dircache.clear()

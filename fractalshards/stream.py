@@ -62,6 +62,7 @@ __all__ = [
     "DECODES",
     "open_shards",
     "iter_shard_samples",
+    "samples_from_tar",
     "decode_image",
 ]
 
@@ -100,10 +101,15 @@ def open_shards(store: Store, names: Iterable[str]) -> Iterator[dict]:
 def iter_shard_samples(store: Store, names: Iterable[str]) -> Iterator[dict]:
     """Samples (``{"__key__", "png", "cls", "json"}`` of raw bytes) of the named shards, in order."""
     for name in names:
-        yield from _samples_of_stream(name, open_shards(store, [name]))
+        yield from samples_from_tar(name, open_shards(store, [name]))
 
 
-def _samples_of_stream(shard: str, opened: Iterable[dict]) -> Iterator[dict]:
+def samples_from_tar(shard: str, opened: Iterable[dict]) -> Iterator[dict]:
+    """Samples of an opened shard (``[{"url", "stream"}]``) via webdataset's tar stages.
+
+    Member names are checked (no absolute paths, no ``..``); only ``png``, ``cls`` and
+    ``json`` members are kept; errors name ``shard``.
+    """
     files = tariterators.tar_file_expander(opened, select_files=_check_member_name(shard))
     try:
         yield from tariterators.group_by_keys(files)
@@ -131,7 +137,7 @@ class _ShardSource:
     def samples(self, shard: str, data: bytes | None = None) -> Iterator[dict]:
         """Raw samples of ``shard``; ``data`` is its content when already fetched."""
         if not self.fetches_whole:
-            yield from _samples_of_stream(shard, open_shards(self.store, [shard]))
+            yield from samples_from_tar(shard, open_shards(self.store, [shard]))
             return
         if data is None:
             data = self._fetch(shard)
@@ -142,7 +148,7 @@ class _ShardSource:
                     f"{shard}: sha256 {digest[:16]}... does not match the manifest's {self.hashes[shard][:16]}... "
                     f"({len(data)} bytes read); the shard is truncated or altered"
                 )
-        yield from _samples_of_stream(shard, [{"url": self.store.url_of(shard), "stream": io.BytesIO(data)}])
+        yield from samples_from_tar(shard, [{"url": self.store.url_of(shard), "stream": io.BytesIO(data)}])
 
     def fetch(self, shard: str) -> bytes:
         """The whole shard (from the cache when there is one)."""

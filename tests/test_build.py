@@ -118,7 +118,7 @@ def test_killed_and_failing_tasks_are_retried_with_identical_result(tmp_path, mo
     clean = build(d, str(tmp_path / "clean"), workers=0)
     kill_marker, raise_marker = tmp_path / "killed", tmp_path / "raised"
     # Set before Ray starts: its workers inherit the environment.
-    monkeypatch.setenv("FRACTALSHARDS_FAULT", f"1:kill:{kill_marker},3:raise:{raise_marker}")
+    monkeypatch.setenv("FRACTALSHARDS_FAULT", f"build:1:kill:{kill_marker},build:3:raise:{raise_marker}")
     result = build(d, str(tmp_path / "faulty"), workers=2, max_retries=2)
     assert kill_marker.exists() and raise_marker.exists()
     assert result.manifest.data == clean.manifest.data
@@ -142,7 +142,7 @@ def test_rerun_rebuilds_only_missing_or_wrong_shards(tmp_path):
 
 def test_interrupted_build_resumes_from_its_journal(tmp_path, monkeypatch):
     d = small_definition()
-    monkeypatch.setenv("FRACTALSHARDS_FAULT", f"3:raise:{tmp_path / 'marker'}")
+    monkeypatch.setenv("FRACTALSHARDS_FAULT", f"build:3:raise:{tmp_path / 'marker'}")
     with pytest.raises(RuntimeError, match="injected"):
         build(d, str(tmp_path / "ds"), workers=0)
     assert not (tmp_path / "ds" / "manifest.json").exists()  # not a dataset yet
