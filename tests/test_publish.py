@@ -260,3 +260,35 @@ def test_bad_urls_and_missing_buckets_are_one_line_errors(args, s3_endpoint):
     assert out.returncode != 0
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "error" in lines[0], out.stderr
+
+
+def test_wrong_credentials_are_a_one_line_error(tmp_path, datasets):
+    """A second S3 server that checks signatures (moto with auth on): unknown keys are refused."""
+    import socket
+    import time
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                              env=dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="0"),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        env = dict(os.environ, AWS_ACCESS_KEY_ID=SECRET_KEY_ID, AWS_SECRET_ACCESS_KEY=SECRET,
+                   FSSPEC_S3_ENDPOINT_URL=f"http://127.0.0.1:{port}")
+        for args in (["publish", str(datasets[0]), "s3://bucket/x"], ["info", "s3://bucket/x"], ["ls", "s3://bucket/x"]):
+            out = subprocess.run([EXE, "--no-progress", *args], env=env, capture_output=True, text=True, timeout=120)
+            lines = [line for line in out.stderr.splitlines() if line.strip()]
+            assert out.returncode != 0 and len(lines) == 1, out.stderr
+            assert "credentials" in lines[0] or "Access" in lines[0] or "Forbidden" in lines[0], lines[0]
+            assert SECRET not in out.stderr and SECRET_KEY_ID not in out.stderr
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
