@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from . import kernel
-from .errors import ConfigError
+from .errors import ConfigError, check_choice, check_int
 from .ifs import IFS, cumulative, weight_multipliers
 from .instances import Instance
 
@@ -76,23 +76,15 @@ class RenderSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for field, value, allowed in (
-            ("mode", self.mode, MODES),
-            ("draw", self.draw, DRAWS),
-            ("color", self.color, COLORS),
-        ):
-            if value not in allowed:
-                raise ConfigError(f"{field}: {value!r} is not known; use one of {', '.join(allowed)}")
-        if not isinstance(self.points, int) or self.points < 2 * kernel.NAN_WINDOW:
-            raise ConfigError(f"points: {self.points!r} is too small; use an integer >= {2 * kernel.NAN_WINDOW}")
-        if not isinstance(self.pad, int) or self.pad < 4:
-            raise ConfigError(f"pad: {self.pad!r} is too small; use an integer >= 4 (3x3 patches sit at +1..+3)")
-        if not isinstance(self.size, int) or self.size < 2 * self.pad + 8:
-            raise ConfigError(f"size: {self.size!r} is too small; use an integer >= {2 * self.pad + 8}")
+        check_choice("mode", self.mode, MODES)
+        check_choice("draw", self.draw, DRAWS)
+        check_choice("color", self.color, COLORS)
+        check_int("points", self.points, 2 * kernel.NAN_WINDOW)
+        check_int("pad", self.pad, 4, " (3x3 patches sit at +1..+3)")
+        check_int("size", self.size, 2 * self.pad + 8)
         if not 0.0 < float(self.weight_delta) < 1.0:
             raise ConfigError(f"weight_delta: {self.weight_delta!r} is out of range; use a number in (0, 1)")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"seed: {self.seed!r} is not valid; use a non-negative integer")
+        check_int("seed", self.seed, 0)
 
     @property
     def span(self) -> float:

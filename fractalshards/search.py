@@ -26,7 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import kernel
-from .errors import ConfigError
+from .errors import ConfigError, check_choice, check_int
 from .ifs import IFS, SAMPLERS, cumulative, sample_fractaldb, sample_sigma
 
 __all__ = ["SEARCH_MODES", "SearchSettings", "Category", "SearchResult", "fill_rate", "search", "search_official", "search_native"]
@@ -48,22 +48,16 @@ class SearchSettings:
     max_trials_per_category: int = 100_000
 
     def __post_init__(self) -> None:
-        if self.sampler not in SAMPLERS:
-            raise ConfigError(f"sampler: {self.sampler!r} is not known; use one of {', '.join(SAMPLERS)}")
+        check_choice("sampler", self.sampler, SAMPLERS)
         if not (isinstance(self.min_maps, int) and isinstance(self.max_maps, int) and 1 <= self.min_maps <= self.max_maps):
             raise ConfigError(
                 f"min_maps/max_maps: {self.min_maps!r}..{self.max_maps!r} is not a valid range; use 1 <= min_maps <= max_maps"
             )
-        if not isinstance(self.canvas, int) or self.canvas < 2 * self.pad + 2:
-            raise ConfigError(f"canvas: {self.canvas!r} is too small; use an integer >= {2 * self.pad + 2}")
-        if not isinstance(self.points, int) or self.points < 2 * kernel.NAN_WINDOW:
-            raise ConfigError(f"points: {self.points!r} is too small; use an integer >= {2 * kernel.NAN_WINDOW}")
+        check_int("canvas", self.canvas, 2 * self.pad + 2)
+        check_int("points", self.points, 2 * kernel.NAN_WINDOW)
         if not 0.0 <= float(self.fill_threshold) <= 1.0:
             raise ConfigError(f"fill_threshold: {self.fill_threshold!r} is out of range; use a number in [0, 1]")
-        if not isinstance(self.max_trials_per_category, int) or self.max_trials_per_category < 1:
-            raise ConfigError(
-                f"max_trials_per_category: {self.max_trials_per_category!r} is not valid; use a positive integer"
-            )
+        check_int("max_trials_per_category", self.max_trials_per_category, 1)
 
     @property
     def span(self) -> float:
