@@ -62,6 +62,12 @@ def main() -> None:
     t0 = time.perf_counter()
     native = search_native(args.categories, seed=0, settings=SearchSettings(), workers=cores)
     t_native = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    search_native(args.categories // 4, seed=0, settings=SearchSettings(), workers=1)
+    t_native_one = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    search_native(args.categories // 4, seed=0, settings=SearchSettings(), workers=cores)
+    t_native_all = time.perf_counter() - t0
 
     rs = np.random.RandomState(1)
     t0 = time.perf_counter()
@@ -75,6 +81,8 @@ def main() -> None:
           f"({t_official / official.trials * 1e3:.2f} ms per trial)")
     print(f"native search:   {args.categories} categories, {native.trials} trials in {t_native:.1f} s "
           f"({t_native / native.trials * 1e3:.2f} ms per trial)")
+    print(f"native search threads 1 -> {cores} ({args.categories // 4} categories): {t_native_one:.1f} s -> "
+          f"{t_native_all:.1f} s = {t_native_one / t_native_all:.2f}x")
     projected = per_trial * official.trials
     print(f"baseline (official approach, 1 core): {per_trial * 1e3:.1f} ms per trial, "
           f"{projected / 60:.1f} min projected for {official.trials} trials")
