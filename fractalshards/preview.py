@@ -28,6 +28,7 @@ class Tile:
     image: np.ndarray
     category: int
     label: str
+    instance: int = 0
 
 
 #: Stride through the instance indices; coprime with 1000 and not a multiple of
@@ -102,7 +103,7 @@ def preview_grid(
         row = []
         for inst in insts:
             out = render(system, cat, inst, settings)
-            row.append(Tile(out.image, cat, _label(inst)))
+            row.append(Tile(out.image, cat, _label(inst), inst.index))
             bar.update(1)
         rows.append(row)
     bar.close()
@@ -131,12 +132,12 @@ def preview_from_dataset(url: str, categories: int, instances: int, *, tile: int
         row = rows.setdefault(cat, [])
         if len(row) < instances:
             inst = Instance(meta["weight"], meta["flip"], meta["patch"])
-            row.append(Tile(decode_png(sample["png"]), cat, _label(inst)))
+            row.append(Tile(decode_png(sample["png"]), cat, _label(inst), inst.index))
             bar.update(1)
         if len(rows) >= categories and all(len(r) >= instances for r in rows.values()):
             break
     bar.close()
-    ordered = [sorted(rows[c], key=lambda t: int(t.label.split()[0][1:])) for c in sorted(rows)]
+    ordered = [sorted(rows[c], key=lambda t: t.instance) for c in sorted(rows)]
     t = manifest.totals
     title = f"{manifest.name} {manifest.version}  {t['samples']} samples, {t['shards']} shards  (from the shards)"
     return grid_image(ordered, tile=tile, title=title)
