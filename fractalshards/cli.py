@@ -358,10 +358,10 @@ def _cmd_ls(args: argparse.Namespace, progress: bool) -> int:
     if not versions:
         print(f"nothing published at {args.dest}")
         return 0
-    print(f"{'version':16s}  {'created':20s}  {'samples':>9s}  {'size':>10s}  tags")
+    print(f"{'version':16s}  {'created':27s}  {'samples':>9s}  {'size':>10s}  tags")
     for e in versions:
         tags = list(e.get("tags", [])) + (["latest"] if e["version"] == index.get("latest") else [])
-        print(f"{e['version']:16s}  {e['created']:20s}  {e['samples']:9d}  {e['bytes'] / 1e6:8.1f}MB  {', '.join(tags)}")
+        print(f"{e['version']:16s}  {e['created']:27s}  {e['samples']:9d}  {e['bytes'] / 1e6:8.1f}MB  {', '.join(tags)}")
     return 0
 
 

@@ -67,7 +67,9 @@ def split_ref(url: str) -> tuple[str, str | None]:
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    # Microseconds: "latest" is the newest entry by this time, and two publications can
+    # fall within one second.
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _entries(dest: Store) -> list[dict]:
