@@ -81,6 +81,8 @@ def ray_init_local(num_cpus: int | None = None, **kwargs) -> None:
     # A local ray.init can leave ~/.ray/auth_token behind, after which token auth
     # switches itself on; an explicit mode keeps embedded builds working.
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # An embedded Ray is a local tool: no usage reports unless the user asks for them.
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # address="local": always a new embedded instance, never a leftover `ray start` cluster.
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING, configure_logging=True,
              log_to_driver=True, **kwargs)

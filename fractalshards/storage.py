@@ -22,7 +22,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from fsspec.core import url_to_fs
+from fsspec.config import set_conf_env
+from fsspec.core import split_protocol, url_to_fs
 
 from .errors import ConfigError
 
@@ -200,7 +201,12 @@ def open_store(url: str, storage_options: dict | None = None) -> Store:
     """Resolve ``url`` (a path, ``file://...``, ``s3://bucket/prefix``, ...) into a :class:`Store`."""
     if not isinstance(url, str) or not url.strip():
         raise ConfigError("url: empty; give a folder path or a URL such as s3://bucket/prefix")
-    options = dict(storage_options or {})
+    # fsspec reads FSSPEC_<PROTOCOL>_<KWARG> variables once, at import; read them now so
+    # that a variable set later (a test, a notebook, a job's runtime env) is honoured.
+    protocol = split_protocol(url)[0] or "file"
+    from_env: dict = {}
+    set_conf_env(from_env)
+    options = {**from_env.get(protocol, {}), **(storage_options or {})}
     try:
         fs, root = url_to_fs(url, **options)
     except (ImportError, ValueError) as exc:

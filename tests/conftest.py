@@ -13,6 +13,15 @@ from fractalshards.ifs import IFS
 
 VECTORS = Path(__file__).parent / "vectors"
 
+# Nothing in the tests may reach outside this machine: no instance-metadata lookups for
+# credentials, no Ray usage reports, and S3 clients without an explicit endpoint go to a
+# closed local port instead of AWS. Set before Ray or any client starts (workers inherit it).
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+os.environ.setdefault("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "unused")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "unused")
+
 
 def read_vectors(name: str) -> list[list[str]]:
     """Rows of a whitespace-separated test-vector file."""

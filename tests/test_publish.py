@@ -73,6 +73,24 @@ def test_publish_resolve_and_read_with_boto3(datasets, s3_bucket):
         FractalStream(f"{dest}@v9", storage_options=options)
 
 
+def test_ls_lists_versions_and_tags(datasets, s3_bucket, capsys):
+    from fractalshards.cli import main
+
+    bucket, options = s3_bucket  # the fixture also puts the endpoint and keys in the environment
+    a, b = datasets
+    dest = f"s3://{bucket}/listing"
+    assert main(["--no-progress", "ls", dest]) == 0
+    assert "nothing published" in capsys.readouterr().out
+    va = publish(str(a), dest, tags=["v1"], dest_options=options).version
+    vb = publish(str(b), dest, tags=["v2", "best"], dest_options=options).version
+    assert main(["--no-progress", "ls", dest]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith(va) and lines[1].rstrip().endswith("v1")
+    assert lines[2].startswith(vb) and lines[2].rstrip().endswith("best, v2, latest")
+    assert main(["--no-progress", "ls", dest, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["latest"] == vb
+
+
 def test_versions_and_tags_are_immutable_without_force(datasets, s3_bucket):
     bucket, options = s3_bucket
     a, b = datasets
