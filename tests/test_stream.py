@@ -234,3 +234,8 @@ def test_bad_arguments(dataset):
         FractalStream(str(dataset / "nope"))
     with pytest.raises(ConfigError, match="shards"):
         FractalStream(str(dataset), shards=["shard-999999.tar"])
+
+
+def test_file_url_is_the_same_dataset(dataset):
+    plain = [label for _, label in FractalStream(str(dataset), seed=4)]
+    assert [label for _, label in FractalStream(f"file://{dataset}", seed=4)] == plain
