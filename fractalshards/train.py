@@ -255,7 +255,8 @@ def pretrain(config: PretrainConfig, on_log: Callable[[dict], None] | None = Non
     save()
     summary = {"steps": step, "epoch": epoch, "losses": history, "top1": top1, "num_classes": num_classes,
                "checkpoint": str(last) if last else None}
-    emit({"event": "done", "step": step, "final_loss": history[-1] if history else None, "top1": top1})
+    emit({"event": "done", "step": step, "first_loss": history[0] if history else None,
+          "final_loss": history[-1] if history else None, "top1": top1})
     if started_group:
         torch.distributed.destroy_process_group()
     return summary
