@@ -25,8 +25,8 @@ from tqdm import tqdm
 
 from .dataset import MANIFEST_NAME, DatasetManifest
 from .errors import ConfigError
-from .plan import DatasetDefinition, ShardSpec
-from .shards import ShardEntry, build_shard, journal_name
+from .plan import DatasetDefinition
+from .shards import ShardEntry, build_shard, journal_dir
 from .storage import Store, open_store
 
 __all__ = ["BuildResult", "build", "ray_init_local", "S3_ENV_VARS"]
@@ -99,8 +99,7 @@ def _planned_entries(store: Store, definition: DatasetDefinition) -> dict[str, d
                 "definition; choose an empty folder or prefix"
             )
         planned.update({s["name"]: s for s in existing.shards})
-    journal_dir = journal_name(definition, "x").rsplit("/", 1)[0]
-    journal = Store(store.url, store.fs, store.path(journal_dir), store.storage_options)
+    journal = store.sub(journal_dir(definition))
     for name in journal.list("shard-"):
         if name.endswith(".json"):
             entry = json.loads(journal.read_bytes(name))
@@ -228,8 +227,7 @@ def _with_ray(workers: int | None, address: str | None, run: Callable[[], None])
 
 
 def _remove_journal(store: Store, definition: DatasetDefinition) -> None:
-    journal_dir = journal_name(definition, "x").rsplit("/", 1)[0]
-    path = store.path(journal_dir)
+    path = store.path(journal_dir(definition))
     try:
         if store.fs.exists(path):
             store.fs.rm(path, recursive=True)

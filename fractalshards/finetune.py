@@ -27,7 +27,7 @@ from torch import nn
 
 from .errors import ConfigError
 from .models import build_model
-from .train import load_checkpoint
+from .train import load_checkpoint, normalize
 
 __all__ = ["FinetuneConfig", "load_digits_images", "load_folder_images", "run_finetune", "format_table"]
 
@@ -83,7 +83,7 @@ def _to_tensor(images: np.ndarray, size: int, mean: float, std: float) -> torch.
     x = torch.from_numpy(images).float().unsqueeze(1)
     if x.shape[-1] != size:
         x = nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-    x = (x / 255.0 - mean) / std
+    x = normalize(x, mean, std)
     return x.expand(-1, 3, -1, -1).contiguous()
 
 

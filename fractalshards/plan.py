@@ -24,7 +24,7 @@ from .instances import INSTANCES_PER_CATEGORY
 from .manifest import CategoryManifest, canonical_hash
 from .render import RenderSettings, stream_key
 
-__all__ = ["ORDER", "KEY_FORMAT", "SHARD_FORMAT", "DatasetDefinition", "ShardSpec", "sample_key"]
+__all__ = ["ORDER", "KEY_FORMAT", "SHARD_FORMAT", "DatasetDefinition", "ShardSpec", "sample_key", "seeded_permutation"]
 
 #: Name of the sample-order algorithm, recorded in manifests.
 ORDER = "splitmix64-fisher-yates-v1"
@@ -141,9 +141,16 @@ class DatasetDefinition:
         return specs
 
 
+def seeded_permutation(n: int, *key_parts: object) -> np.ndarray:
+    """A permutation of ``0 .. n-1`` from the counter stream keyed by ``key_parts``
+    (the same on any machine and numpy version)."""
+    out = np.empty(n, np.int64)
+    kernel.hash_permutation(stream_key(*key_parts), out)
+    return out
+
+
 @functools.lru_cache(maxsize=4)
 def _order(n: int, seed: int) -> np.ndarray:
-    out = np.empty(n, np.int64)
-    kernel.hash_permutation(stream_key("order", seed), out)
+    out = seeded_permutation(n, "order", seed)
     out.setflags(write=False)
     return out

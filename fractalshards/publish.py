@@ -74,7 +74,7 @@ def _now() -> str:
 
 def _entries(dest: Store) -> list[dict]:
     entries = []
-    sub = Store(dest.url, dest.fs, dest.path(INDEX_DIR), dest.storage_options)
+    sub = dest.sub(INDEX_DIR)
     for name in sorted(sub.list()):
         if name.endswith(".json"):
             entries.append(json.loads(sub.read_bytes(name)))
@@ -173,7 +173,7 @@ def publish(
     if published and not new_tags and not force:
         raise ConfigError(f"version: {version} is already published at {dest!r}; use --force to publish it again")
 
-    vdir = Store(target.url, target.fs, target.path(version), target.storage_options)
+    vdir = target.sub(version)
     existing_manifest = vdir.exists(MANIFEST_NAME)
     server_side = _same_store(source, target)
     copied = kept = 0

@@ -19,12 +19,11 @@ from typing import Iterable
 
 from .faults import fault_point
 from .instances import instance_from_index
-from .manifest import CategoryManifest
 from .plan import DatasetDefinition, ShardSpec, sample_key
 from .render import encode_png, render, weight_rows
 from .storage import Store, sha256_bytes
 
-__all__ = ["TAR_MTIME", "ShardEntry", "sample_record", "tar_bytes", "render_shard", "build_shard", "journal_name"]
+__all__ = ["TAR_MTIME", "ShardEntry", "sample_record", "tar_bytes", "render_shard", "build_shard", "journal_dir", "journal_name"]
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +52,10 @@ class ShardEntry:
         return asdict(self)
 
 
-def sample_record(categories: CategoryManifest, definition: DatasetDefinition, category: int, instance: int, diverged: bool, fill: float) -> dict:
+def sample_record(definition: DatasetDefinition, category: int, instance: int, diverged: bool, fill: float) -> dict:
     """The ``.json`` member of a sample: everything needed to re-render it."""
     inst = instance_from_index(instance)
-    system = categories.system(category)
+    system = definition.categories.system(category)
     row = weight_rows(definition.render.weight_delta)[inst.weight]
     return {
         "key": sample_key(category, instance),
@@ -99,16 +98,21 @@ def render_shard(definition: DatasetDefinition, spec: ShardSpec) -> tuple[bytes,
         out = render(categories.system(category), category, instance_from_index(instance), settings)
         diverged += out.diverged
         key = sample_key(category, instance)
-        record = sample_record(categories, definition, category, instance, out.diverged, out.fill)
+        record = sample_record(definition, category, instance, out.diverged, out.fill)
         members.append((f"{key}.cls", str(category).encode()))
         members.append((f"{key}.json", json.dumps(record, sort_keys=True, separators=(",", ":")).encode()))
         members.append((f"{key}.png", encode_png(out.image, definition.png_compress_level)))
     return tar_bytes(members), diverged
 
 
+def journal_dir(definition: DatasetDefinition) -> str:
+    """The folder where a build of ``definition`` records its finished shards (for resuming)."""
+    return f"_build/{definition.fingerprint.split(':', 1)[1][:16]}"
+
+
 def journal_name(definition: DatasetDefinition, shard: str) -> str:
-    """Where a finished shard's entry is recorded during a build (for resuming)."""
-    return f"_build/{definition.fingerprint.split(':', 1)[1][:16]}/{shard}.json"
+    """Where a finished shard's entry is recorded during a build."""
+    return f"{journal_dir(definition)}/{shard}.json"
 
 
 def build_shard(store: Store, definition: DatasetDefinition, spec: ShardSpec, expected: dict | None = None) -> ShardEntry:

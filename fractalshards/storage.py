@@ -85,6 +85,10 @@ class Store:
         """Full path of ``name`` under the root."""
         return posixpath.join(self.root, name) if self.root else name
 
+    def sub(self, folder: str) -> "Store":
+        """The store rooted at ``folder`` under this one (same filesystem and options)."""
+        return Store(self.url.rstrip("/") + "/" + folder, self.fs, self.path(folder), self.storage_options, self.pid)
+
     def url_of(self, name: str) -> str:
         """A URL of ``name`` that ``fsspec.open`` and webdataset understand."""
         return self.fs.unstrip_protocol(self.path(name)) if not self.is_local else self.path(name)

@@ -49,10 +49,9 @@ from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from webdataset import tariterators
 
-from . import kernel
 from .dataset import load_dataset
 from .errors import ConfigError
-from .render import stream_key
+from .plan import seeded_permutation
 from .storage import Store
 
 __all__ = [
@@ -134,15 +133,13 @@ class _ShardSource:
         """Whether shards are read whole into memory (remote stores, or to verify)."""
         return not self.store.is_local or self.verify
 
-    def samples(self, shard: str, data: bytes | None = None) -> Iterator[dict]:
-        """Raw samples of ``shard``; ``data`` is its content when already fetched."""
+    def samples(self, shard: str, fetched: tuple[bytes, str] | None = None) -> Iterator[dict]:
+        """Raw samples of ``shard``; ``fetched`` is what :meth:`fetch` returned, when already fetched."""
         if not self.fetches_whole:
             yield from samples_from_tar(shard, open_shards(self.store, [shard]))
             return
-        if data is None:
-            data = self._fetch(shard)
+        data, digest = fetched if fetched is not None else self.fetch(shard)
         if self.verify:
-            digest = hashlib.sha256(data).hexdigest()
             if digest != self.hashes[shard]:
                 raise ShardIntegrityError(
                     f"{shard}: sha256 {digest[:16]}... does not match the manifest's {self.hashes[shard][:16]}... "
@@ -150,27 +147,25 @@ class _ShardSource:
                 )
         yield from samples_from_tar(shard, [{"url": self.store.url_of(shard), "stream": io.BytesIO(data)}])
 
-    def fetch(self, shard: str) -> bytes:
-        """The whole shard (from the cache when there is one)."""
-        return self._fetch(shard)
-
-    def _fetch(self, shard: str) -> bytes:
-        if self.cache_dir is None:
-            return self.store.read_bytes(shard)
-        cached = self.cache_dir / shard
-        if cached.is_file():
-            os.utime(cached)  # recency for the eviction below
-            data = cached.read_bytes()
-            if hashlib.sha256(data).hexdigest() == self.hashes[shard]:
-                return data
+    def fetch(self, shard: str) -> tuple[bytes, str]:
+        """The whole shard (from the cache when there is one) and its sha256, hashed once."""
+        if self.cache_dir is not None:
+            cached = self.cache_dir / shard
+            if cached.is_file():
+                os.utime(cached)  # recency for the eviction below
+                data = cached.read_bytes()
+                digest = hashlib.sha256(data).hexdigest()
+                if digest == self.hashes[shard]:
+                    return data, digest
         data = self.store.read_bytes(shard)
-        if hashlib.sha256(data).hexdigest() == self.hashes[shard]:  # never cache a bad copy
+        digest = hashlib.sha256(data).hexdigest() if self.verify or self.cache_dir is not None else ""
+        if self.cache_dir is not None and digest == self.hashes[shard]:  # never cache a bad copy
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             tmp = self.cache_dir / f".{shard}.{uuid.uuid4().hex}.tmp"
             tmp.write_bytes(data)
             os.replace(tmp, cached)  # concurrent workers may both fetch; the rename is atomic
             self._evict()
-        return data
+        return data, digest
 
     def _evict(self) -> None:
         files = sorted((p for p in self.cache_dir.parent.rglob("shard-*.tar")), key=lambda p: p.stat().st_mtime)
@@ -211,12 +206,6 @@ def _decode_chw(data: bytes) -> torch.Tensor:
 
 
 # -- the dataset --------------------------------------------------------------------------
-
-
-def _permutation(n: int, *key_parts: object) -> np.ndarray:
-    out = np.empty(n, np.int64)
-    kernel.hash_permutation(stream_key(*key_parts), out)
-    return out
 
 
 class FractalStream(IterableDataset):
@@ -324,28 +313,32 @@ class FractalStream(IterableDataset):
 
         Cheap (no I/O): what :meth:`__iter__` will yield, for checks and debugging.
         """
-        return [self._input(q) for q in self._output_positions(0)]
+        layout = self._layout()
+        keys = []
+        for q in self._output_positions(0):
+            s, g = self._locate(q, layout)
+            keys.append((self.shard_names[int(layout[0][s])], int(g - layout[1][s])))
+        return keys
 
     # -- layout --
     def _shard_order(self) -> np.ndarray:
         n = len(self.shard_names)
-        return _permutation(n, "stream-shards", self.seed, self.epoch) if self.shuffle else np.arange(n)
+        return seeded_permutation(n, "stream-shards", self.seed, self.epoch) if self.shuffle else np.arange(n)
 
     def _layout(self) -> tuple[np.ndarray, np.ndarray]:
         order = self._shard_order()
         counts = self.shard_samples[order]
         return order, np.concatenate([[0], np.cumsum(counts)])
 
-    def _input(self, q: int, layout=None) -> tuple[str, int]:
-        order, bounds = layout or self._layout()
-        g = (self.rank * self.per_rank + q) % self.num_samples_total
-        s = int(np.searchsorted(bounds, g, side="right") - 1)
-        return self.shard_names[int(order[s])], int(g - bounds[s])
+    def _locate(self, q: int, layout) -> tuple[int, int]:
+        """Input position ``q`` of this rank -> (index into the epoch's shard order, global position)."""
+        g = (self.rank * self.per_rank + q) % self.num_samples_total  # past the end wraps: the padding
+        return int(np.searchsorted(layout[1], g, side="right") - 1), g
 
     def _window_perm(self, window: int, length: int) -> np.ndarray:
         if not self.shuffle:
             return np.arange(length)
-        return _permutation(length, "stream-window", self.seed, self.epoch, self.rank, window)
+        return seeded_permutation(length, "stream-window", self.seed, self.epoch, self.rank, window)
 
     def _output_positions(self, start: int) -> Iterator[int]:
         """Input positions of outputs ``start .. per_rank - 1``, in output order."""
@@ -363,8 +356,7 @@ class FractalStream(IterableDataset):
         segments = []
         q = q0
         while q < self.per_rank:
-            g = (self.rank * self.per_rank + q) % self.num_samples_total
-            s = int(np.searchsorted(bounds, g, side="right") - 1)
+            s, g = self._locate(q, layout)
             take = min(int(bounds[s + 1] - g), self.per_rank - q)
             segments.append((self.shard_names[int(order[s])], int(g - bounds[s]), take, int(self.shard_samples[order[s]])))
             q += take
@@ -382,10 +374,10 @@ class FractalStream(IterableDataset):
         try:
             ahead = pool.submit(source.fetch, segments[0][0]) if pool and segments else None
             for k, (name, first, take, size) in enumerate(segments):
-                data = ahead.result() if ahead is not None else None
+                fetched = ahead.result() if ahead is not None else None
                 ahead = pool.submit(source.fetch, segments[k + 1][0]) if pool and k + 1 < len(segments) else None
                 seen = 0
-                for index, sample in enumerate(source.samples(name, data)):
+                for index, sample in enumerate(source.samples(name, fetched)):
                     if index < first:
                         continue
                     yield sample
@@ -430,9 +422,6 @@ class FractalStream(IterableDataset):
         if self.transform is not None:
             image = self.transform(image)
         return image, label
-
-    def __getstate__(self) -> dict:
-        return dict(self.__dict__)
 
 
 def _distributed() -> tuple[int, int]:

@@ -19,7 +19,7 @@ from fractalshards.cli import main
 from fractalshards.errors import ConfigError
 from fractalshards.plan import DatasetDefinition
 from fractalshards.presets import load_preset
-from fractalshards.render import RenderSettings, decode_png, render
+from fractalshards.render import RenderSettings, render
 from fractalshards.instances import instance_from_index
 
 
@@ -149,7 +149,7 @@ def test_interrupted_build_resumes_from_its_journal(tmp_path, monkeypatch):
     assert len(list((tmp_path / "ds").glob("shard-*.tar"))) == 3
     resumed = build(d, str(tmp_path / "ds"), workers=0)
     assert resumed.skipped == 3 and resumed.built == 2
-    clean = build(d, str(tmp_path / "clean"), workers=0)
+    build(d, str(tmp_path / "clean"), workers=0)
     assert (tmp_path / "ds" / "manifest.json").read_bytes() == (tmp_path / "clean" / "manifest.json").read_bytes()
 
 

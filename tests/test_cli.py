@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,6 @@ from PIL import Image
 from conftest import read_vectors
 from fractalshards.cli import main
 from fractalshards.instances import Instance
-from fractalshards.presets import load_preset
 from fractalshards.render import RenderSettings, decode_png, render
 
 CSV_HASHES = dict(read_vectors("official-csv-sha256-first10.txt"))
