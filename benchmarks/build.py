@@ -69,7 +69,8 @@ def mask_information_bytes(categories, settings: RenderSettings, samples: int = 
 
     from fractalshards import kernel
     from fractalshards.instances import instance_from_index
-    from fractalshards.render import encode_png, point_cloud, render
+    from fractalshards.render import point_cloud, render
+    from fractalshards.shards import encode_png
 
     ones = kernel.patch_table(1)
     touched, png = [], []

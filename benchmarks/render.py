@@ -23,7 +23,8 @@ from PIL import Image
 
 from fractalshards.instances import instance_from_index
 from fractalshards.presets import load_preset
-from fractalshards.render import RenderSettings, encode_png, render
+from fractalshards.render import RenderSettings, render
+from fractalshards.shards import encode_png
 
 
 def official_style_render(coef: np.ndarray, prob: np.ndarray, size: int = 362, points: int = 200_000) -> bytes:

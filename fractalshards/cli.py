@@ -18,7 +18,8 @@ from .ifs import SAMPLERS
 from .instances import Instance, instance_from_index
 from .manifest import CategoryManifest, atomic_write_bytes, write_official_csv
 from .presets import PRESETS, load_preset
-from .render import COLORS, DRAWS, MODES, RenderSettings, encode_png, render
+from .render import COLORS, DRAWS, MODES, RenderSettings, render
+from .shards import encode_png
 from .search import SEARCH_MODES, SearchSettings, search
 from .storage import redact
 

@@ -1,8 +1,8 @@
-"""The one error type users see for bad input."""
+"""The error types users see: bad input (ConfigError) and bad stored data (ShardIntegrityError)."""
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "check_choice", "check_int"]
+__all__ = ["ConfigError", "ShardIntegrityError", "check_choice", "check_int"]
 
 
 class ConfigError(ValueError):
@@ -19,3 +19,7 @@ def check_int(field: str, value: object, minimum: int, hint: str = "") -> None:
     """Raise :class:`ConfigError` unless ``value`` is an integer >= ``minimum``."""
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise ConfigError(f"{field}: {value!r} is not valid; use an integer >= {minimum}{hint}")
+
+
+class ShardIntegrityError(IOError):
+    """A shard (or a sample in it) is truncated, altered or unsafe; the message names it."""

@@ -116,15 +116,14 @@ def preview_from_dataset(url: str, categories: int, instances: int, *, tile: int
     """A grid of the stored images of a built dataset: the first ``categories`` categories
     met in shard order, ``instances`` samples each (reading only as many shards as needed)."""
     from .dataset import load_dataset
-    from .render import decode_png
-    from .stream import iter_shard_samples
+    from .shards import decode_png, read_samples
 
     if categories < 1 or instances < 1:
         raise ConfigError("categories/instances: use positive integers")
     manifest, store = load_dataset(url, storage_options)
     rows: dict[int, list[Tile]] = {}
     bar = tqdm(total=categories * instances, desc="preview", unit="img", disable=not progress)
-    for sample in iter_shard_samples(store, [s["name"] for s in manifest.shards]):
+    for sample in (sample for s in manifest.shards for sample in read_samples(store.read_bytes(s["name"]), s["name"])):
         meta = json.loads(sample["json"])
         cat = int(meta["category"])
         if cat not in rows and len(rows) >= categories:

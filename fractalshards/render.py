@@ -1,4 +1,4 @@
-"""Rendering of category instances: settings, point clouds, drawing, PNG encoding.
+"""Rendering of category instances: settings, point clouds, drawing (PNG encoding is in :mod:`fractalshards.shards`).
 
 Two modes share one kernel (:mod:`fractalshards.kernel`):
 
@@ -18,12 +18,10 @@ from __future__ import annotations
 import colorsys
 import functools
 import hashlib
-import io
 import threading
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from PIL import Image
 
 from . import kernel
 from .errors import ConfigError, check_choice, check_int
@@ -42,8 +40,6 @@ __all__ = [
     "render_flips",
     "stream_key",
     "weight_rows",
-    "encode_png",
-    "decode_png",
 ]
 
 MODES = ("official", "native")
@@ -261,38 +257,3 @@ def render(system: IFS, category: int, instance: Instance, settings: RenderSetti
     cloud = point_cloud(system, category, instance.weight, settings)
     drawing = _draw(cloud, category, instance.weight, instance.patch, settings)
     return Rendered(_flip(drawing, instance.flip), cloud.diverged)
-
-
-def encode_png(image: np.ndarray, compress_level: int = 1) -> bytes:
-    """Encode an image as PNG bytes, losslessly and deterministically.
-
-    A grey image whose pixels take only 0 and one other value (every grey render)
-    is stored as a 1-bit palette PNG: 2-3x faster to write and half the bytes of an
-    8-bit grey PNG. Other grey images are 1-channel, colour images RGB. Any PNG
-    reader gives back the same values (:func:`decode_png`, ``PIL.Image.convert``).
-    """
-    buf = io.BytesIO()
-    if image.ndim == 2:
-        top = int(image.max())
-        if np.count_nonzero(image == top) + np.count_nonzero(image == 0) == image.size:
-            pim = Image.fromarray((image != 0).view(np.uint8), mode="P")
-            pim.putpalette([0, 0, 0, top, top, top])
-            pim.save(buf, format="PNG", bits=1, compress_level=compress_level)
-        else:
-            Image.fromarray(image, mode="L").save(buf, format="PNG", compress_level=compress_level)
-    else:
-        Image.fromarray(image, mode="RGB").save(buf, format="PNG", compress_level=compress_level)
-    return buf.getvalue()
-
-
-def decode_png(data: bytes) -> np.ndarray:
-    """Decode PNG bytes to ``(H, W)`` grey or ``(H, W, 3)`` colour uint8."""
-    with Image.open(io.BytesIO(data)) as im:
-        if im.mode == "P":
-            rgb = np.asarray(im.convert("RGB"))
-            if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
-                return np.ascontiguousarray(rgb[..., 0])
-            return rgb
-        if im.mode in ("1", "L", "LA", "I", "I;16"):
-            return np.asarray(im.convert("L"))
-        return np.asarray(im.convert("RGB"))

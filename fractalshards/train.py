@@ -195,10 +195,11 @@ def pretrain(config: PretrainConfig, on_log: Callable[[dict], None] | None = Non
         _unwrap(model).load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
-        loader_state = dict(state["loader"], rank=rank)
-        loader.load_state_dict(loader_state)
-        step, epoch = int(state["step"]), int(loader_state["epoch"])
-        emit({"event": "resumed", "step": step, "epoch": epoch, "samples_seen": loader_state["samples_seen"], "from": str(last)})
+        # Any rank's loader state serves every rank, also on another number of processes.
+        loader.load_state_dict(state["loader"])
+        step, epoch = int(state["step"]), loader.epoch
+        emit({"event": "resumed", "step": step, "epoch": epoch, "samples_seen": state["loader"]["samples_seen"],
+              "from": str(last)})
 
     def lr_at(e: int) -> float:
         return config.lr * config.lr_gamma ** sum(e >= m for m in config.lr_steps)
@@ -219,7 +220,6 @@ def pretrain(config: PretrainConfig, on_log: Callable[[dict], None] | None = Non
     t0, seen_since = time.perf_counter(), 0
     done = False
     while epoch < config.epochs and not done:
-        loader.stream.epoch = epoch  # keeps a resumed mid-epoch position (set_epoch would reset it)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(epoch)
         for images, labels in loader:
@@ -245,7 +245,7 @@ def pretrain(config: PretrainConfig, on_log: Callable[[dict], None] | None = Non
                 done = True
                 break
         else:
-            epoch += 1
+            epoch = loader.epoch  # the loader moved on to the next epoch by itself
             if eval_loader is not None and config.eval_every_epoch and epoch < config.epochs:
                 top1 = evaluate(_unwrap(model), eval_loader, config, device)
                 emit({"event": "eval", "step": step, "epoch": epoch, "top1": round(top1, 4)})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import random
 from dataclasses import dataclass, field
@@ -14,8 +13,9 @@ from tqdm import tqdm
 from .dataset import load_dataset
 from .instances import instance_from_index
 from .plan import sample_key
-from .render import decode_png, render
-from .stream import ShardIntegrityError, samples_from_tar
+from .errors import ShardIntegrityError
+from .render import render
+from .shards import decode_png, read_samples
 
 __all__ = ["VerifyReport", "verify"]
 
@@ -78,7 +78,7 @@ def verify(url: str, *, render_sample: int = 0, seed: int = 0, storage_options: 
                                    f"{s['bytes']} bytes, {s['sha256'][:16]}...")
         count = 0
         try:
-            for index, sample in enumerate(samples_from_tar(name, [{"url": name, "stream": io.BytesIO(data)}])):
+            for index, sample in enumerate(read_samples(data, name)):
                 count += 1
                 if index in picks.get(name, ()):
                     report.rendered += 1

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import shutil
+import tempfile
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +25,15 @@ os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 os.environ.setdefault("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "unused")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "unused")
+# The default node cache of remote shards goes under a temporary folder, never ~/.cache.
+_CACHE_HOME = tempfile.mkdtemp(prefix="fractalshards-test-cache-")
+os.environ["FRACTALSHARDS_CACHE"] = _CACHE_HOME
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_cache_home():
+    yield
+    shutil.rmtree(_CACHE_HOME, ignore_errors=True)
 
 
 def read_vectors(name: str) -> list[list[str]]:
@@ -53,21 +66,48 @@ def divergent() -> IFS:
     return IFS.from_coefficients(coef)
 
 
+#: Every request the test S3 server answered: (method, path, query), in order.
+S3_REQUESTS: list[tuple[str, str, str]] = []
+
+
+def _counting_moto_server(port: int):
+    """moto's threaded server with a WSGI layer that records each request (to count GETs per shard)."""
+    from moto.server import DomainDispatcherApplication, MotoRequestHandler, ThreadedMotoServer, create_backend_app
+    from werkzeug.serving import make_server
+
+    class CountingServer(ThreadedMotoServer):
+        def _server_entry(self) -> None:
+            app = DomainDispatcherApplication(create_backend_app)
+
+            def counting(environ, start_response):
+                S3_REQUESTS.append((environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", "")))
+                return app(environ, start_response)
+
+            self._server = make_server(self._ip_address, self._port, counting, True, request_handler=MotoRequestHandler)
+            self._server_ready_event.set()
+            self._server.serve_forever()
+
+    return CountingServer(ip_address="127.0.0.1", port=port, verbose=False)
+
+
+def shard_gets(bucket: str, since: int = 0) -> Counter:
+    """GET requests for shard objects of ``bucket`` since request number ``since``, per shard path."""
+    return Counter(path for method, path, query in S3_REQUESTS[since:]
+                   if method == "GET" and path.startswith(f"/{bucket}/") and path.endswith(".tar"))
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint():
-    """A real S3 server (moto's standalone server) on 127.0.0.1 and a free port."""
-    import socket
-
+    """A real S3 server (moto's standalone server) on 127.0.0.1 and a free port, counting requests."""
     import logging
-
-    from moto.server import ThreadedMotoServer
+    import socket
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = _counting_moto_server(port)
     server.start()
     try:
         yield f"http://127.0.0.1:{port}"
@@ -87,6 +127,7 @@ def s3_bucket(s3_endpoint, monkeypatch, request):
     options = {"key": "testing", "secret": "testing-secret", "endpoint_url": s3_endpoint}
     fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
     slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
-    name = f"b-{slug}-{os.getpid()}"
+    digest = hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:8]  # parametrised names share a prefix
+    name = f"b-{slug[:30].strip('-')}-{digest}-{os.getpid()}"
     fs.mkdir(name)
     return name, options

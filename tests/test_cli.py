@@ -14,7 +14,8 @@ from PIL import Image
 from conftest import read_vectors
 from fractalshards.cli import main
 from fractalshards.instances import Instance
-from fractalshards.render import RenderSettings, decode_png, render
+from fractalshards.render import RenderSettings, render
+from fractalshards.shards import decode_png
 
 CSV_HASHES = dict(read_vectors("official-csv-sha256-first10.txt"))
 

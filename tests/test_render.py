@@ -14,7 +14,8 @@ import pytest
 from fractalshards.errors import ConfigError
 from fractalshards.instances import Instance, instance_from_index
 from fractalshards.presets import load_preset
-from fractalshards.render import RenderSettings, decode_png, encode_png, render, render_flips
+from fractalshards.render import RenderSettings, render, render_flips
+from fractalshards.shards import decode_png, encode_png
 
 # sha256 of the raw pixels of a few renders, recorded when the renderer was written.
 # They change only if the rendered pixels change: a break of reproducibility.
@@ -29,7 +30,8 @@ _SCRIPT = r"""
 import hashlib, json, sys
 from fractalshards.presets import load_preset
 from fractalshards.instances import instance_from_index
-from fractalshards.render import RenderSettings, render, encode_png
+from fractalshards.render import RenderSettings, render
+from fractalshards.shards import encode_png
 m = load_preset("fractaldb-100")
 out = {}
 for mode, draw, color, cat, inst in json.loads(sys.argv[1]):

@@ -1,0 +1,176 @@
+"""A node-local cache of remote shards: each shard is fetched once per node.
+
+Every DataLoader worker and every rank of a node that point at the same folder
+share it. Layout: ``<root>/<dataset version>/<shard name>``, beside it a lock
+file ``.<shard name>.lock`` per shard. The protocol, with ``flock`` locks (the
+kernel drops a dead process's locks, so a stale lock is simply taken over):
+
+- A reader takes the shard's lock *shared*, and reads the file when it exists.
+- Otherwise it takes the lock *exclusive* (waiting for whoever is downloading),
+  looks again, and if the file is still missing it downloads (one GET), checks
+  the bytes against the manifest's sha256, writes them to a temporary name
+  ``.<shard>.<pid>.<random>.tmp`` and renames. A download killed midway leaves only a temporary name,
+  which nothing reads and the next downloader removes.
+- Eviction keeps the folder under ``limit`` bytes, least recently used first
+  (reads touch a file's mtime), and never removes a shard whose lock another
+  process holds, so a file being read or written is never pulled away.
+
+Reads return the shard's bytes: a caller holds what it reads in memory and the
+file may be evicted after that. Node-local storage is assumed (``flock`` on a
+network filesystem is not reliable).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import re
+import uuid
+from pathlib import Path
+from typing import Callable, Iterator
+
+from .errors import ConfigError, ShardIntegrityError
+
+__all__ = ["ShardCache", "default_cache_dir", "DEFAULT_CACHE_LIMIT"]
+
+#: Default bound of a cache folder: 20 GiB.
+DEFAULT_CACHE_LIMIT = 20 * 2**30
+_CHUNK = 4 << 20
+_VERSION = re.compile(r"^[0-9a-f]{16}$")
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,254}$")
+
+
+def default_cache_dir() -> Path:
+    """``$FRACTALSHARDS_CACHE/shards``, else ``~/.cache/fractalshards/shards``."""
+    base = os.environ.get("FRACTALSHARDS_CACHE")
+    return (Path(base) if base else Path.home() / ".cache" / "fractalshards") / "shards"
+
+
+@contextlib.contextmanager
+def _locked(path: Path, mode: int) -> Iterator[int]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, mode)
+        yield fd
+    finally:
+        os.close(fd)  # closing drops the lock
+
+
+class ShardCache:
+    """The cache folder ``root``, at most ``limit`` bytes of shards."""
+
+    def __init__(self, root: str | os.PathLike, limit: int = DEFAULT_CACHE_LIMIT) -> None:
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+            raise ConfigError(f"cache_limit: {limit!r} is not valid; use a number of bytes >= 0")
+        self.root = Path(root).expanduser().absolute()
+        self.limit = limit
+
+    def path(self, version: str, shard: str) -> Path:
+        """Where ``shard`` of dataset ``version`` is cached; both names are checked (they come from storage)."""
+        if not isinstance(version, str) or not _VERSION.match(version):
+            raise ConfigError(f"version: {version!r} is not 16 lowercase hex digits; the manifest is not trustworthy")
+        if not isinstance(shard, str) or not _NAME.match(shard) or ".." in shard:
+            raise ConfigError(f"shards: name {shard!r} is not a plain file name; the manifest is not trustworthy")
+        path = self.root / version / shard
+        if path.parent.parent != self.root:  # belt and braces: never outside the root
+            raise ConfigError(f"shards: {shard!r} would be cached outside {self.root}; refusing")
+        return path
+
+    def get(self, version: str, shard: str, sha256: str, fetch: Callable[[], bytes]) -> bytes:
+        """The bytes of ``shard``: from the cache, or fetched once (by whichever process comes first).
+
+        ``fetch`` downloads the shard; its bytes must have ``sha256`` or nothing is
+        cached and :class:`ShardIntegrityError` is raised. A cached copy that no longer
+        matches (a damaged disk) is replaced.
+        """
+        path = self.path(version, shard)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = path.parent / f".{shard}.lock"
+        with _locked(lock, fcntl.LOCK_SH):
+            data = self._read(path, sha256)
+        if data is not None:
+            return data
+        with _locked(lock, fcntl.LOCK_EX):
+            data = self._read(path, sha256)  # someone else may have fetched it while we waited
+            if data is not None:
+                return data
+            for stale in path.parent.glob(f".{shard}.*.tmp"):  # left by a killed download
+                stale.unlink(missing_ok=True)
+            data = fetch()
+            digest = hashlib.sha256(data).hexdigest()
+            if digest != sha256:
+                raise ShardIntegrityError(f"{shard}: downloaded {len(data)} bytes with sha256 {digest[:16]}... but the "
+                                          f"manifest says {sha256[:16]}...; the stored shard is truncated or altered")
+            tmp = path.parent / f".{shard}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+            try:
+                with open(tmp, "wb") as out:
+                    view = memoryview(data)
+                    for at in range(0, len(view), _CHUNK):
+                        out.write(view[at : at + _CHUNK])
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
+        self.evict(keep=path)
+        return data
+
+    def _read(self, path: Path, sha256: str) -> bytes | None:
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        if hashlib.sha256(data).hexdigest() != sha256:
+            return None  # damaged: the exclusive pass replaces it
+        os.utime(path)  # recency, for eviction
+        return data
+
+    def cached(self) -> list[Path]:
+        """Cached shard files (complete ones only)."""
+        if not self.root.is_dir():
+            return []
+        return [p for p in self.root.glob("*/*") if not p.name.startswith(".") and p.is_file()]
+
+    def size(self) -> int:
+        """Bytes of cached shards."""
+        total = 0
+        for p in self.cached():
+            with contextlib.suppress(FileNotFoundError):
+                total += p.stat().st_size
+        return total
+
+    def evict(self, keep: Path | None = None) -> int:
+        """Remove least recently used shards until the folder holds at most ``limit`` bytes.
+
+        Shards locked by another process (being read or written) and ``keep`` stay.
+        Returns the number of files removed.
+        """
+        entries = []
+        for p in self.cached():
+            with contextlib.suppress(FileNotFoundError):
+                st = p.stat()
+                entries.append((st.st_mtime_ns, st.st_size, p))
+        total = sum(size for _, size, _ in entries)
+        if total <= self.limit:
+            return 0
+        removed = 0
+        with _locked(self.root / ".evict.lock", fcntl.LOCK_EX):  # one evictor at a time
+            for _, size, p in sorted(entries, key=lambda e: e[0]):
+                if total <= self.limit:
+                    break
+                if keep is not None and p == keep:
+                    continue
+                lock = p.parent / f".{p.name}.lock"
+                fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        continue  # in use elsewhere: never pulled from under a reader
+                    with contextlib.suppress(FileNotFoundError):
+                        p.unlink()
+                        total -= size
+                        removed += 1
+                finally:
+                    os.close(fd)
+        return removed
