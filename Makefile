@@ -10,7 +10,15 @@ STAMP := $(VENV)/.installed
 DEMO_OUT ?= out/demo
 DEMO_DATA ?= data/fractaldb-100
 
-.PHONY: install test demo bench manifests clean
+# Benchmarks run in their own venv: LitData and Mosaic Streaming (the `bench` extra) need a
+# torchvision that imports, and PyPI's does not beside the CPU torch 2.13.0. On x86_64 these
+# machines hold torch 2.14.1 + torchvision 0.29.1 on local disk (aarch64: torch==2.9.1 torchvision==0.24.1).
+BENCH_VENV ?= .venv-bench
+BENCH_TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+BENCH_BIN := $(BENCH_VENV)/bin
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+.PHONY: install test demo bench bench-install bench-stream manifests clean
 
 install: $(STAMP)
 
@@ -40,15 +48,27 @@ demo: install
 	@echo "demo: dataset in $(DEMO_DATA); pictures in $(DEMO_OUT)/preview-shards.png and preview-native.png;"
 	@echo "      pre-trained checkpoint in $(DEMO_OUT)/pretrain/last.pt (the loss lines above fall)"
 
-bench: install
+bench-install: $(BENCH_STAMP)
+
+$(BENCH_STAMP): pyproject.toml Makefile
+	test -x $(BENCH_BIN)/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_BIN)/python -m pip install $(PIP_FLAGS) --upgrade pip
+	$(BENCH_BIN)/python -m pip install $(PIP_FLAGS) $(BENCH_TORCH_SPEC)
+	$(BENCH_BIN)/python -m pip install $(PIP_FLAGS) $(BENCH_TORCH_SPEC) -e ".[bench]"
+	touch $(BENCH_STAMP)
+
+bench: install bench-install
 	$(BIN)/python benchmarks/render.py
 	$(BIN)/python benchmarks/search.py
 	$(BIN)/python benchmarks/build.py
-	$(BIN)/python benchmarks/stream.py
+	$(BENCH_BIN)/python benchmarks/stream.py
+
+bench-stream: bench-install
+	$(BENCH_BIN)/python benchmarks/stream.py
 
 # Regenerate the committed manifest (about 40 s on 2 cores); the tests check it against the official files.
 manifests: install
 	$(BIN)/fractalshards search --mode official --categories 1000 --name fractaldb-1k --out manifests/fractaldb-1k.json
 
 clean:
-	rm -rf $(VENV) out data .pytest_cache
+	rm -rf $(VENV) $(BENCH_VENV) out data .pytest_cache

@@ -1,132 +1,330 @@
-"""Loader throughput: FractalLoader vs a hand-written webdataset pipeline, local disk and S3.
+"""Loader throughput against the anchors: fractalshards vs webdataset vs LitData vs Mosaic Streaming.
 
-    .venv/bin/python benchmarks/stream.py [--instances 30] [--batch-size 64]
+    make bench-stream            # or: .venv-bench/bin/python benchmarks/stream.py [--instances 30]
 
-Builds fractaldb-100 x K instances at 362 px (shards of 250) into a temporary
-folder and into a bucket of a moto S3 server on 127.0.0.1, then, in this run:
+One run, the same images for everyone: fractaldb-100 x K instances at 362 px are
+built as fractalshards shards (shards of 250); their PNG bytes and labels are
+written again with ``litdata.optimize`` and Mosaic's ``MDSWriter``. Every loader
+decodes with the same function (``fractalshards.shards.decode_png`` -> uint8 CHW,
+3 channels) inside DataLoader workers, shuffles, and batches 64. Each cell is one
+epoch with 0, 1 and 2 workers:
 
-- samples/s of FractalLoader (shuffle on) with 1 and 2 DataLoader workers, local disk;
-- the same for a plain webdataset pipeline (``WebDataset(urls).shuffle(1000)`` with
-  split by worker) decoding to the same uint8 CHW 3-channel tensors;
-- FractalLoader from the S3 server (no cache) as a fraction of local disk;
-- decode cost of one sample: our 1-bit palette PNG vs a 3-channel PNG of the same image.
+- ``local``: the datasets on local disk (page cache warm);
+- ``S3 cold``: from a moto S3 server on 127.0.0.1 (a WSGI layer counts the bytes
+  it sends), a fresh cache: the first epoch;
+- ``S3 cached``: the second epoch of the same loader (each library's own cache).
+
+Also printed: bytes fetched from the store per epoch, the gap between the last
+batch of one epoch and the first of the next with and without
+``persistent_workers``, and what ``verify=True`` (sha256 of every shard) costs.
+The peers need a torchvision that imports; ``make bench-stream`` sets up
+``.venv-bench`` with one (the default CPU torch has none).
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import logging
 import os
 import shutil
 import socket
 import tempfile
+import threading
 import time
 import warnings
 
 import numpy as np
 import torch
-import webdataset as wds
-from PIL import Image
 from torch.utils.data import DataLoader
 
 from fractalshards.build import build
 from fractalshards.plan import DatasetDefinition
 from fractalshards.presets import load_preset
 from fractalshards.render import RenderSettings
+from fractalshards.shards import decode_png, read_samples
 from fractalshards.stream import FractalLoader, FractalStream
 
-
-def plain_decode(sample: dict) -> tuple[torch.Tensor, int]:
-    """What a user would write: PIL -> RGB -> CHW uint8 tensor, label from .cls."""
-    rgb = np.asarray(Image.open(io.BytesIO(sample["png"])).convert("RGB"))
-    return torch.from_numpy(rgb).permute(2, 0, 1), int(sample["cls"])
+BATCH = 64
 
 
-def rate(loader, samples: int) -> float:
+def to_tensor(png: bytes) -> torch.Tensor:
+    """The one decode every loader uses: PNG -> uint8 (3, H, W)."""
+    pixels = torch.from_numpy(decode_png(png))
+    return pixels.unsqueeze(0).expand(3, -1, -1) if pixels.ndim == 2 else pixels.permute(2, 0, 1)
+
+
+# -- a counting S3 server -------------------------------------------------------------------
+
+SENT = {"bytes": 0, "gets": 0}
+_LOCK = threading.Lock()
+
+
+def start_s3():
+    from moto.server import DomainDispatcherApplication, MotoRequestHandler, ThreadedMotoServer, create_backend_app
+    from werkzeug.serving import make_server
+
+    class Counting(ThreadedMotoServer):
+        def _server_entry(self) -> None:
+            app = DomainDispatcherApplication(create_backend_app)
+
+            def counting(environ, start_response):
+                body = app(environ, start_response)
+                if environ["REQUEST_METHOD"] == "GET":
+                    chunks = list(body)
+                    with _LOCK:
+                        SENT["gets"] += 1
+                        SENT["bytes"] += sum(len(c) for c in chunks)
+                    return chunks
+                return body
+
+            self._server = make_server(self._ip_address, self._port, counting, True, request_handler=MotoRequestHandler)
+            self._server_ready_event.set()
+            self._server.serve_forever()
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = Counting(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    return server, f"http://127.0.0.1:{port}"
+
+
+# -- the loaders ------------------------------------------------------------------------------
+
+
+def ours(url: str, workers: int, options: dict | None, cache: str | None, **kw):
+    stream = FractalStream(url, seed=0, shuffle_buffer=1000, storage_options=options, cache_dir=cache or False, **kw)
+    return FractalLoader(stream, batch_size=BATCH, num_workers=workers, **({"persistent_workers": True} if workers else {}))
+
+
+def _wds_decode(sample):
+    return to_tensor(sample["png"]), int(sample["cls"])
+
+
+def webdataset_loader(urls: list[str], workers: int, options: dict | None):
+    import fsspec
+    import webdataset as wds
+
+    def open_stage(src):  # webdataset has no s3:// handler: open through fsspec
+        for item in src:
+            with fsspec.open(item["url"], "rb", **(options or {})) as stream:
+                yield {"url": item["url"], "stream": stream}
+
+    def samples_stage(src):
+        yield from wds.tariterators.group_by_keys(wds.tariterators.tar_file_expander(src))
+
+    pipeline = wds.DataPipeline(wds.SimpleShardList(urls), wds.split_by_worker, open_stage, samples_stage,
+                                wds.shuffle(1000), wds.map(_wds_decode))
+    return DataLoader(pipeline, batch_size=BATCH, num_workers=workers, persistent_workers=workers > 0)
+
+
+def _lit_item(item):
+    return {"png": item[0], "cls": item[1]}
+
+
+def litdata_write(samples, out: str) -> None:
+    import litdata
+
+    litdata.optimize(fn=_lit_item, inputs=samples, output_dir=out, chunk_bytes="16MB", num_workers=1)
+
+
+def litdata_loader(url: str, workers: int, options: dict | None, cache: str | None):
+    import litdata
+
+    class Decoded(litdata.StreamingDataset):
+        def __getitem__(self, index):
+            item = super().__getitem__(index)
+            return to_tensor(item["png"]), int(item["cls"])
+
+    kwargs = {"shuffle": True, "seed": 0}
+    if options:
+        kwargs["storage_options"] = {"endpoint_url": options["endpoint_url"], "aws_access_key_id": options["key"],
+                                     "aws_secret_access_key": options["secret"]}
+    if cache:
+        kwargs["cache_dir"] = cache
+    ds = Decoded(url, **kwargs)
+    return litdata.StreamingDataLoader(ds, batch_size=BATCH, num_workers=workers, persistent_workers=workers > 0)
+
+
+def mds_write(samples, out: str) -> None:
+    from streaming import MDSWriter
+
+    with MDSWriter(out=out, columns={"png": "bytes", "cls": "int"}, size_limit="16mb") as writer:
+        for png, label in samples:
+            writer.write({"png": png, "cls": label})
+
+
+def mosaic_loader(remote: str | None, local: str, workers: int):
+    from streaming import StreamingDataset
+
+    class Decoded(StreamingDataset):
+        def __getitem__(self, index):
+            item = super().__getitem__(index)
+            return to_tensor(item["png"]), int(item["cls"])
+
+    ds = Decoded(remote=remote, local=local, shuffle=True, shuffle_seed=0, batch_size=BATCH)
+    return DataLoader(ds, batch_size=BATCH, num_workers=workers, persistent_workers=workers > 0)
+
+
+def epoch_rate(loader, total: int) -> float:
     start = time.perf_counter()
     n = 0
     for images, _ in loader:
         n += images.shape[0]
     elapsed = time.perf_counter() - start
-    if n != samples:
-        raise RuntimeError(f"expected {samples} samples, got {n}")
+    if abs(n - total) > BATCH:  # some loaders drop or pad a partial batch
+        raise RuntimeError(f"expected about {total} samples, got {n}")
     return n / elapsed
+
+
+def epoch_gap(make, epochs: int = 3) -> float:
+    """Seconds from the last batch of an epoch to the first of the next (mean over epochs)."""
+    loader = make()
+    gaps = []
+    last = None
+    for _ in range(epochs):
+        first = True
+        for _batch in loader:
+            now = time.perf_counter()
+            if first and last is not None:
+                gaps.append(now - last)
+            first = False
+            last = time.perf_counter()
+    return float(np.mean(gaps))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--instances", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=2, help="best of this many passes per configuration")
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--peers", nargs="+", default=["fractalshards", "webdataset", "litdata", "mosaic"])
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    tmp = tempfile.mkdtemp(prefix="fractalshards-stream-")
-    local = os.path.join(tmp, "ds")
-    definition = DatasetDefinition(categories=load_preset("fractaldb-100"), instances=args.instances,
-                                   render=RenderSettings(mode="official"), shard_size=250)
-    build(definition, local, workers=2, log_fn=lambda s: None)
-    total = definition.num_samples
-    shards = sorted(p for p in os.listdir(local) if p.endswith(".tar"))
-    urls = [os.path.join(local, s) for s in shards]
+    for name in ("werkzeug", "litdata", "streaming"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+    os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+    tmp = tempfile.mkdtemp(prefix="fractalshards-stream-bench-")
+    server = None
+    try:
+        server, endpoint = start_s3()
+        options = {"key": "bench", "secret": "bench-secret", "endpoint_url": endpoint}
+        os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench-secret", AWS_ENDPOINT_URL=endpoint,
+                          S3_ENDPOINT_URL=endpoint, AWS_DEFAULT_REGION="us-east-1")
+        import s3fs
 
-    from moto.server import ThreadedMotoServer
-    import s3fs
+        fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+        fs.mkdir("bench")
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    options = {"key": "bench", "secret": "bench-secret", "endpoint_url": f"http://127.0.0.1:{port}"}
-    s3fs.S3FileSystem(skip_instance_cache=True, **options).mkdir("bench")
-    build(definition, "s3://bench/ds", storage_options=options, workers=0, log_fn=lambda s: None)
+        local = os.path.join(tmp, "fs")
+        definition = DatasetDefinition(categories=load_preset("fractaldb-100"), instances=args.instances,
+                                       render=RenderSettings(mode="official"), shard_size=250)
+        build(definition, local, workers=2, log_fn=lambda s: None)
+        total = definition.num_samples
+        shard_names = sorted(p for p in os.listdir(local) if p.endswith(".tar"))
+        samples = []
+        for name in shard_names:
+            with open(os.path.join(local, name), "rb") as fh:
+                samples += [(s["png"], int(s["cls"])) for s in read_samples(fh.read(), name)]
+        lit_dir, mds_dir = os.path.join(tmp, "lit"), os.path.join(tmp, "mds")
+        if "litdata" in args.peers:
+            litdata_write(samples, lit_dir)
+        if "mosaic" in args.peers:
+            mds_write(samples, mds_dir)
+        fs.put(local, "bench/fs", recursive=True)
+        if os.path.isdir(lit_dir):
+            fs.put(lit_dir, "bench/lit", recursive=True)
+        if os.path.isdir(mds_dir):
+            fs.put(mds_dir, "bench/mds", recursive=True)
+        store_bytes = {"fractalshards": sum(os.path.getsize(os.path.join(local, n)) for n in shard_names)}
+        store_bytes["webdataset"] = store_bytes["fractalshards"]
+        for peer, d in (("litdata", lit_dir), ("mosaic", mds_dir)):
+            if os.path.isdir(d):
+                store_bytes[peer] = sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))
 
-    def ours(workers: int, url: str = local, opts=None):
-        stream = FractalStream(url, seed=0, shuffle_buffer=1000, storage_options=opts)
-        return FractalLoader(stream, batch_size=args.batch_size, num_workers=workers)
+        def cache(name: str) -> str:
+            path = os.path.join(tmp, "cache", f"{name}-{time.perf_counter_ns()}")
+            os.makedirs(path)
+            return path
 
-    def plain(workers: int):
-        ds = wds.WebDataset(urls, shardshuffle=False, workersplitter=wds.split_by_worker).shuffle(1000).map(plain_decode)
-        return DataLoader(ds, batch_size=args.batch_size, num_workers=workers)
+        def factories(peer: str, workers: int):
+            """(local loader, remote loader) makers for one peer."""
+            if peer == "fractalshards":
+                return (lambda: ours(local, workers, None, None),
+                        lambda: ours("s3://bench/fs", workers, options, cache("fs")))
+            if peer == "webdataset":
+                return (lambda: webdataset_loader([os.path.join(local, n) for n in shard_names], workers, None),
+                        lambda: webdataset_loader([f"s3://bench/fs/{n}" for n in shard_names], workers, options))
+            if peer == "litdata":
+                return (lambda: litdata_loader(lit_dir, workers, None, None),
+                        lambda: litdata_loader("s3://bench/lit", workers, options, cache("lit")))
+            if peer == "mosaic":
+                from streaming.base.util import clean_stale_shared_memory
 
-    results = {}
-    for workers in (1, 2):
-        results[("ours", workers)] = max(rate(ours(workers), total) for _ in range(args.repeats))
-        results[("plain", workers)] = max(rate(plain(workers), total) for _ in range(args.repeats))
-        results[("s3", workers)] = max(rate(ours(workers, "s3://bench/ds", options), total) for _ in range(args.repeats))
-    server.stop()
+                def local_loader():
+                    clean_stale_shared_memory()
+                    return mosaic_loader(None, mds_dir, workers)
 
-    sample = next(iter(wds.WebDataset(urls[:1], shardshuffle=False)))
-    png1 = sample["png"]
-    rgb = np.asarray(Image.open(io.BytesIO(png1)).convert("RGB"))
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="PNG", compress_level=1)
-    png3 = buf.getvalue()
-    from fractalshards.stream import _decode_chw
+                def remote_loader():
+                    clean_stale_shared_memory()
+                    return mosaic_loader("s3://bench/mds", cache("mds"), workers)
+                return local_loader, remote_loader
+            raise ValueError(peer)
 
-    def per_call(fn, data, reps=300):
-        fn(data)
-        start = time.perf_counter()
-        for _ in range(reps):
-            fn(data)
-        return (time.perf_counter() - start) / reps * 1e3
+        rows = []
+        for peer in args.peers:
+            for workers in args.workers:
+                make_local, make_remote = factories(peer, workers)
+                row = {"peer": peer, "workers": workers}
+                try:
+                    loader = make_local()
+                    epoch_rate(loader, total)  # warm the page cache and any index
+                    row["local"] = epoch_rate(loader, total)
+                    del loader
+                    loader = make_remote()
+                    SENT.update(bytes=0, gets=0)
+                    row["cold"] = epoch_rate(loader, total)
+                    row["cold_bytes"], row["cold_gets"] = SENT["bytes"], SENT["gets"]
+                    SENT.update(bytes=0, gets=0)
+                    row["cached"] = epoch_rate(loader, total)
+                    row["cached_bytes"] = SENT["bytes"]
+                    del loader
+                except Exception as exc:  # noqa: BLE001 - a peer that cannot run here is reported, not fatal
+                    row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+                rows.append(row)
+                print(row, flush=True)
 
-    ours_1ch = per_call(_decode_chw, png1)
-    plain_1ch = per_call(lambda d: plain_decode({"png": d, "cls": b"0"}), png1)
-    plain_3ch = per_call(lambda d: plain_decode({"png": d, "cls": b"0"}), png3)
-    shutil.rmtree(tmp, ignore_errors=True)
+        # Gap between epochs, 2 workers, local disk.
+        def make_gap(persistent: bool):
+            return lambda: FractalLoader(FractalStream(local, seed=0), batch_size=BATCH, num_workers=2,
+                                         persistent_workers=persistent)
+        gap_fresh, gap_persistent = epoch_gap(make_gap(False)), epoch_gap(make_gap(True))
+        # What verify=True costs (sha256 of every shard), 2 workers, local disk.
+        plain = max(epoch_rate(FractalLoader(FractalStream(local, seed=0, verify=False), batch_size=BATCH, num_workers=2), total)
+                    for _ in range(2))
+        checked = max(epoch_rate(FractalLoader(FractalStream(local, seed=0, verify=True), batch_size=BATCH, num_workers=2), total)
+                      for _ in range(2))
+    finally:
+        if server is not None:
+            server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
-    print(f"dataset: fractaldb-100 x {args.instances} = {total} samples, 362 px, {len(shards)} shards; batch {args.batch_size}; torch {torch.__version__}")
-    for workers in (1, 2):
-        o, p, s = results[("ours", workers)], results[("plain", workers)], results[("s3", workers)]
-        print(f"{workers} worker(s): FractalLoader {o:7.0f} samples/s | plain webdataset {p:7.0f} samples/s "
-              f"(ratio {o / p:.2f}) | FractalLoader from S3 (loopback) {s:7.0f} samples/s ({s / o * 100:.0f}% of local)")
-    print(f"decode per sample: our 1-bit PNG -> 3x uint8 tensor {ours_1ch:.3f} ms; same PNG via PIL convert('RGB') "
-          f"{plain_1ch:.3f} ms; 3-channel PNG of the same image via PIL {plain_3ch:.3f} ms "
-          f"({len(png1)} vs {len(png3)} bytes)")
+    print(f"\ndataset: fractaldb-100 x {args.instances} = {total} samples at 362 px; batch {BATCH}; torch {torch.__version__}; "
+          f"{os.cpu_count()} CPUs")
+    print("| loader | workers | local disk (samples/s) | S3 cold epoch | S3 cached epoch | fetched per epoch, cold / cached (GETs) |")
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        if "error" in row:
+            print(f"| {row['peer']} | {row['workers']} | could not run: {row['error']} | | | |")
+            continue
+        size = store_bytes.get(row["peer"], 0)
+        print(f"| {row['peer']} | {row['workers']} | {row['local']:,.0f} | {row['cold']:,.0f} | {row['cached']:,.0f} | "
+              f"{row['cold_bytes'] / 1e6:.1f} MB ({row['cold_bytes'] / max(1, size):.2f}x the data, {row['cold_gets']} GETs) / "
+              f"{row['cached_bytes'] / 1e6:.1f} MB |")
+    print(f"\ngap between epochs (2 workers, local): fresh workers {gap_fresh * 1e3:.0f} ms, persistent workers "
+          f"{gap_persistent * 1e3:.0f} ms")
+    print(f"verify=True (sha256 of every shard) on local disk, 2 workers: {checked:,.0f} vs {plain:,.0f} samples/s "
+          f"({(1 - checked / plain) * 100:.1f}% slower)")
 
 
 if __name__ == "__main__":
