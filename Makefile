@@ -54,6 +54,8 @@ $(BENCH_STAMP): pyproject.toml Makefile
 	test -x $(BENCH_BIN)/python || $(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_BIN)/python -m pip install $(PIP_FLAGS) --upgrade pip
 	$(BENCH_BIN)/python -m pip install $(PIP_FLAGS) $(BENCH_TORCH_SPEC)
+	$(BENCH_BIN)/python -m pip install $(PIP_FLAGS) $(BENCH_TORCH_SPEC) -e ".[dev]"
+	# The peers last: with the S3 stack already resolved, pip does not backtrack through boto versions.
 	$(BENCH_BIN)/python -m pip install $(PIP_FLAGS) $(BENCH_TORCH_SPEC) -e ".[bench]"
 	touch $(BENCH_STAMP)
 

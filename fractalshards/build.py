@@ -23,7 +23,7 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from .dataset import MANIFEST_NAME, DatasetManifest
+from .dataset import MANIFEST_NAME, DatasetManifest, ManifestShard
 from .errors import ConfigError
 from .plan import DatasetDefinition
 from .shards import ShardEntry, build_shard, journal_dir
@@ -92,17 +92,21 @@ def _planned_entries(store: Store, definition: DatasetDefinition) -> dict[str, d
     """Entries of shards finished by an earlier run of the same definition."""
     planned: dict[str, dict] = {}
     if store.exists(MANIFEST_NAME):
-        existing = DatasetManifest.from_json(store.read_bytes(MANIFEST_NAME).decode(), source=f"{store.url}/{MANIFEST_NAME}")
-        if existing.data["definition"] != definition.to_dict():
+        existing = DatasetManifest.from_json(store.read_bytes(MANIFEST_NAME), source=f"{store.url}/{MANIFEST_NAME}")
+        if existing.definition_data != definition.to_dict():
             raise ConfigError(
                 f"out: {store.url!r} already holds dataset {existing.name!r} version {existing.version} of another "
                 "definition; choose an empty folder or prefix"
             )
-        planned.update({s["name"]: s for s in existing.shards})
+        planned.update({s.name: s.to_dict() for s in existing.shards})
     journal = store.sub(journal_dir(definition))
     for name in journal.list("shard-"):
         if name.endswith(".json"):
-            entry = json.loads(journal.read_bytes(name))
+            source = f"{journal.url}/{name}"
+            try:
+                entry = ManifestShard.from_dict(json.loads(journal.read_bytes(name)), "entry", source).to_dict()
+            except (json.JSONDecodeError, UnicodeDecodeError, ConfigError):
+                continue  # a damaged journal entry only costs a rebuild of that shard
             planned.setdefault(entry["name"], entry)
     return planned
 

@@ -52,7 +52,7 @@ def _positive(text: str) -> int:
     return value
 
 
-def _add_source(p: argparse.ArgumentParser, dataset: bool = False) -> None:
+def _add_source(p: argparse.ArgumentParser, dataset: bool = False, like: bool = False) -> None:
     # preview may take a positional URL instead, so its group is checked by hand.
     src = p.add_mutually_exclusive_group(required=not dataset)
     src.add_argument("--preset", choices=None, metavar="NAME", help=f"a named category set: {', '.join(PRESETS)}")
@@ -60,6 +60,14 @@ def _add_source(p: argparse.ArgumentParser, dataset: bool = False) -> None:
                      "(or a dataset's manifest.json: its embedded categories)")
     if dataset:
         src.add_argument("--dataset", metavar="URL", help="a built dataset (folder or URL): the grid comes from its shards")
+    if like:
+        src.add_argument("--like", metavar="URL", help="rebuild exactly the definition of an existing dataset (a folder, "
+                         "URL or published PREFIX@tag) from its manifest; no other definition flag may be given")
+
+
+#: Defaults of the definition flags of `build` (None there, so that --like can tell what was given).
+_BUILD_DEFAULTS = {"instances": 1000, "shard_size": 1000, "png_compress_level": 1, "draw": "patch", "color": "gray",
+                   "size": 362, "points": 200_000, "seed": 0}
 
 
 def _add_render_options(p: argparse.ArgumentParser) -> None:
@@ -134,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "plus manifest.json, written to a folder or an fsspec URL (s3://bucket/prefix). "
                                    "Runs on an embedded local Ray by default, on a cluster with --address, or "
                                    "inline with --workers 0; re-running resumes.")
-    _add_source(b)
+    _add_source(b, like=True)
     b.add_argument("--instances", type=_positive, default=1000, metavar="K", help="instances per category, 1..1000 (default 1000)")
     b.add_argument("--out", required=True, metavar="URL", help="destination folder or URL, e.g. ./data or s3://bucket/prefix")
     b.add_argument("--shard-size", type=_positive, default=1000, metavar="N", help="samples per shard (default 1000)")
@@ -147,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--max-in-flight", type=_positive, default=None, metavar="N", help="most shard tasks pending (default: 2 x CPUs)")
     b.add_argument("--png-compress-level", type=int, default=1, choices=range(10), metavar="L", help="PNG zlib level 0..9 (default 1)")
     _add_render_options(b)
+    b.set_defaults(**{key: None for key in _BUILD_DEFAULTS})
 
     pub = sub.add_parser("publish", parents=[common], help="publish a dataset as an immutable version under a prefix",
                          description="Copy a built dataset to DEST/<version>/ (server-side within one store), check "
@@ -295,10 +304,22 @@ def _cmd_build(args: argparse.Namespace, progress: bool) -> int:
     from .build import build
     from .plan import DatasetDefinition
 
-    manifest = _load_source(args, progress)
-    settings = _render_settings(args, manifest)
-    definition = DatasetDefinition(categories=manifest, instances=args.instances, render=settings,
-                                   shard_size=args.shard_size, name=args.name or "", png_compress_level=args.png_compress_level)
+    definition_flags = (*_BUILD_DEFAULTS, "mode", "name")
+    if args.like:
+        from .dataset import load_dataset
+
+        given = [f for f in definition_flags if getattr(args, f) is not None]
+        if given:
+            raise ConfigError(f"--like: rebuilds the dataset's definition exactly; drop --{given[0].replace('_', '-')}")
+        definition = load_dataset(args.like)[0].definition()
+    else:
+        for key, value in _BUILD_DEFAULTS.items():
+            if getattr(args, key) is None:
+                setattr(args, key, value)
+        manifest = _load_source(args, progress)
+        settings = _render_settings(args, manifest)
+        definition = DatasetDefinition(categories=manifest, instances=args.instances, render=settings,
+                                       shard_size=args.shard_size, name=args.name or "", png_compress_level=args.png_compress_level)
     build(definition, args.out, workers=args.workers, address=args.address, max_in_flight=args.max_in_flight,
           max_retries=args.max_retries, progress=progress)
     return 0
@@ -318,14 +339,14 @@ def _cmd_info(args: argparse.Namespace, progress: bool) -> int:
 def describe_dataset(manifest, url: str) -> str:
     """Human-readable summary of a dataset manifest (``fractalshards info``)."""
     t = manifest.totals
-    d = manifest.data["definition"]
+    d = manifest.definition_data
     r = d["render"]
-    sizes = [s["bytes"] for s in manifest.shards]
+    sizes = [s.bytes for s in manifest.shards]
     lines = [
         f"dataset   {manifest.name}",
-        f"version   {manifest.version}  ({manifest.data['fingerprint']})",
+        f"version   {manifest.version}  ({manifest.fingerprint})",
         f"url       {url}",
-        f"generator {manifest.data['generator']['name']} {manifest.data['generator']['version']}",
+        f"generator {manifest.generator.get('name')} {manifest.generator.get('version')}",
         f"samples   {t['samples']} = {t['categories']} categories x {t['instances_per_category']} instances "
         f"({t['diverged']} diverged)",
         f"shards    {t['shards']} of {d['shard_size']} samples, {min(sizes) / 1e6:.2f}-{max(sizes) / 1e6:.2f} MB each",
@@ -346,7 +367,7 @@ def _cmd_publish(args: argparse.Namespace, progress: bool) -> int:
 
 
 def _cmd_ls(args: argparse.Namespace, progress: bool) -> int:
-    from .publish import read_index
+    from .index import read_index
     from .storage import open_store
 
     store = open_store(args.dest)

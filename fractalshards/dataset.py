@@ -12,14 +12,18 @@ Schema (``format_version`` 1; see the README)::
       "definition": {...},                   # plan.DatasetDefinition.to_dict(): render settings, K, seed, ...
       "categories": {...},                   # the category manifest, embedded (with its content_hash)
       "shards": [{"name", "samples", "bytes", "sha256", "diverged"}, ...],
-      "totals": {"shards", "samples", "bytes", "categories", "instances_per_category", "diverged"},
-      "reproduce": "fractalshards build ..."
+      "totals": {"shards", "samples", "bytes", "categories", "instances_per_category", "diverged"}
     }
+
+Everything read back is validated (:meth:`DatasetManifest.from_dict`) before any shard
+byte is fetched or written: a manifest is untrusted input. ``build --like URL`` rebuilds
+a dataset from its manifest alone.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 from . import __version__
@@ -27,21 +31,78 @@ from .errors import ConfigError
 from .manifest import CategoryManifest, canonical_hash
 from .plan import DatasetDefinition
 from .render import RenderSettings
-from .storage import Store, open_store
+from .index import resolve
+from .storage import Store, open_store, redact
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST_NAME", "DatasetManifest", "load_dataset"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST_NAME", "ManifestShard", "DatasetManifest", "load_dataset", "check_file_name"]
 
 FORMAT = "fractalshards.dataset"
 FORMAT_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
 MANIFEST_NAME = "manifest.json"
+_FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,254}$")
+_VERSION = re.compile(r"^[0-9a-f]{16}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
-@dataclass
+def check_file_name(value: object, field: str, source: str) -> str:
+    """``value`` if it is a plain file name (no ``/``, ``\\``, ``..``, leading dot or control
+    character); else a one-line :class:`ConfigError` naming ``field``."""
+    if not isinstance(value, str) or not _FILE_NAME.match(value) or ".." in value:
+        raise ConfigError(f"{source}: {field} {value!r} is not a plain file name (letters, digits, '.', '_', '-'; "
+                          "no path, '..' or leading dot); the manifest is damaged or crafted, do not use it")
+    return value
+
+
+def _int(data: dict, key: str, field: str, source: str, minimum: int = 0) -> int:
+    value = data.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(f"{source}: {field} {value!r} is not valid; it must be an integer >= {minimum}")
+    return value
+
+
+@dataclass(frozen=True)
+class ManifestShard:
+    """One shard as a dataset manifest lists it."""
+
+    name: str
+    samples: int
+    bytes: int
+    sha256: str
+    diverged: int = 0
+
+    @classmethod
+    def from_dict(cls, data: object, field: str = "shard", source: str = MANIFEST_NAME) -> "ManifestShard":
+        """Validate every field (the data comes from storage)."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: {field} must be an object with name, samples, bytes, sha256")
+        name = check_file_name(data.get("name"), f"{field}.name", source)
+        sha = data.get("sha256")
+        if not isinstance(sha, str) or not _SHA256.match(sha):
+            raise ConfigError(f"{source}: {field}.sha256 {sha!r} is not 64 lowercase hex digits")
+        samples = _int(data, "samples", f"{field}.samples", source)
+        diverged = _int(data, "diverged", f"{field}.diverged", source) if "diverged" in data else 0
+        if diverged > samples:
+            raise ConfigError(f"{source}: {field}.diverged {diverged} is more than its {samples} samples")
+        return cls(name, samples, _int(data, "bytes", f"{field}.bytes", source), sha, diverged)
+
+    def to_dict(self) -> dict:
+        """JSON-able fields."""
+        return {"name": self.name, "samples": self.samples, "bytes": self.bytes, "sha256": self.sha256, "diverged": self.diverged}
+
+
+@dataclass(frozen=True)
 class DatasetManifest:
-    """A built dataset: its definition, its category parameters and its shards."""
+    """A built dataset: its definition, its category parameters and its shards (validated)."""
 
-    data: dict
+    name: str
+    version: str
+    fingerprint: str
+    generator: dict
+    definition_data: dict
+    categories_data: dict
+    shards: tuple[ManifestShard, ...]
+    totals: dict
 
     @classmethod
     def create(cls, definition: DatasetDefinition, shards: list[dict]) -> "DatasetManifest":
@@ -50,119 +111,157 @@ class DatasetManifest:
         fingerprint = canonical_hash({"definition": defn, "shards": [s["sha256"] for s in shards]})
         categories = definition.categories.body()
         categories["content_hash"] = definition.categories.content_hash
-        body = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "name": definition.name,
-            "version": fingerprint.split(":", 1)[1][:16],
-            "fingerprint": fingerprint,
-            "generator": {"name": "fractalshards", "version": __version__},
-            "definition": defn,
-            "categories": categories,
-            "shards": shards,
-            "totals": {
-                "shards": len(shards),
-                "samples": sum(s["samples"] for s in shards),
-                "bytes": sum(s["bytes"] for s in shards),
+        entries = tuple(ManifestShard.from_dict(s, f"shards[{i}]", "build") for i, s in enumerate(shards))
+        return cls(
+            name=definition.name,
+            version=fingerprint.split(":", 1)[1][:16],
+            fingerprint=fingerprint,
+            generator={"name": "fractalshards", "version": __version__},
+            definition_data=defn,
+            categories_data=categories,
+            shards=entries,
+            totals={
+                "shards": len(entries),
+                "samples": sum(s.samples for s in entries),
+                "bytes": sum(s.bytes for s in entries),
                 "categories": definition.num_categories,
                 "instances_per_category": definition.instances,
-                "diverged": sum(s.get("diverged", 0) for s in shards),
+                "diverged": sum(s.diverged for s in entries),
             },
-            "reproduce": reproduce_command(definition),
-        }
-        return cls(body)
+        )
 
     # -- reading -------------------------------------------------------------------------
     @classmethod
-    def from_json(cls, text: str, source: str = "manifest.json") -> "DatasetManifest":
+    def from_json(cls, text: str | bytes, source: str = MANIFEST_NAME) -> "DatasetManifest":
         """Parse and validate."""
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{source}: not valid JSON ({exc}); the manifest is damaged, rebuild or re-publish it") from None
+        return cls.from_dict(data, source)
+
+    @classmethod
+    def from_dict(cls, data: object, source: str = MANIFEST_NAME) -> "DatasetManifest":
+        """Validate every field read from storage; a violation is a one-line :class:`ConfigError` naming it.
+
+        Shard names must be plain file names, the version 16 hex digits of a fingerprint
+        that matches the definition and the shard hashes, counts and sizes non-negative
+        integers adding up to the totals, and the categories a valid category manifest.
+        """
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ConfigError(f"{source}: not a fractalshards dataset manifest (format must be {FORMAT!r})")
         if data.get("format_version") not in SUPPORTED_VERSIONS:
             raise ConfigError(
                 f"{source}: format_version {data.get('format_version')!r} is not supported; this fractalshards reads {list(SUPPORTED_VERSIONS)}"
             )
-        for key in ("name", "version", "definition", "categories", "shards", "totals"):
+        for key in ("name", "version", "fingerprint", "definition", "categories", "shards", "totals"):
             if key not in data:
                 raise ConfigError(f"{source}: field {key!r} is missing; the manifest is damaged, rebuild or re-publish it")
-        return cls(data)
+        name = data["name"]
+        if not isinstance(name, str) or not name or len(name) > 200 or any(ord(c) < 32 for c in name):
+            raise ConfigError(f"{source}: name {name!r} is not valid; a dataset name is 1-200 printable characters")
+        version = data["version"]
+        if not isinstance(version, str) or not _VERSION.match(version):
+            raise ConfigError(f"{source}: version {version!r} is not 16 lowercase hex digits")
+        fingerprint = data["fingerprint"]
+        if not isinstance(fingerprint, str) or not fingerprint.startswith("sha256:") or not _SHA256.match(fingerprint[7:]):
+            raise ConfigError(f"{source}: fingerprint {fingerprint!r} is not 'sha256:' and 64 hex digits")
+        if fingerprint[7:23] != version:
+            raise ConfigError(f"{source}: version {version} is not the start of the fingerprint; the manifest was edited")
+        raw_shards = data["shards"]
+        if not isinstance(raw_shards, list) or not raw_shards:
+            raise ConfigError(f"{source}: shards must be a non-empty list")
+        shards = tuple(ManifestShard.from_dict(s, f"shards[{i}]", source) for i, s in enumerate(raw_shards))
+        if len({s.name for s in shards}) != len(shards):
+            raise ConfigError(f"{source}: shards lists a name twice")
+        definition = data["definition"]
+        if not isinstance(definition, dict):
+            raise ConfigError(f"{source}: definition must be an object")
+        if canonical_hash({"definition": definition, "shards": [s.sha256 for s in shards]}) != fingerprint:
+            raise ConfigError(f"{source}: fingerprint does not match the definition and shard hashes; "
+                              "the manifest was edited or is damaged, rebuild or re-publish it")
+        if not isinstance(data["categories"], dict):
+            raise ConfigError(f"{source}: categories must be a category manifest object")
+        generator = data.get("generator", {})
+        manifest = cls(name, version, fingerprint, generator if isinstance(generator, dict) else {}, definition,
+                       data["categories"], shards, data["totals"] if isinstance(data["totals"], dict) else {})
+        defn = manifest.definition(source)  # validates the render settings, counts and the categories
+        if definition.get("categories", {}).get("content_hash") != defn.categories.content_hash:
+            raise ConfigError(f"{source}: definition.categories.content_hash does not match the embedded categories")
+        totals = manifest.totals
+        expected = {"shards": len(shards), "samples": sum(s.samples for s in shards), "bytes": sum(s.bytes for s in shards),
+                    "categories": defn.num_categories, "instances_per_category": defn.instances,
+                    "diverged": sum(s.diverged for s in shards)}
+        for key, value in expected.items():
+            if totals.get(key) != value:
+                raise ConfigError(f"{source}: totals.{key} is {totals.get(key)!r} but the shards and definition give {value}")
+        if expected["samples"] != defn.num_samples:
+            raise ConfigError(f"{source}: the shards hold {expected['samples']} samples but the definition has {defn.num_samples}")
+        return manifest
+
+    @property
+    def data(self) -> dict:
+        """The manifest as JSON-able data."""
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "name": self.name,
+            "version": self.version,
+            "fingerprint": self.fingerprint,
+            "generator": self.generator,
+            "definition": self.definition_data,
+            "categories": self.categories_data,
+            "shards": [s.to_dict() for s in self.shards],
+            "totals": self.totals,
+        }
 
     def to_json(self) -> str:
         """Canonical text (sorted keys, indented)."""
         return json.dumps(self.data, indent=1, sort_keys=True) + "\n"
 
     @property
-    def name(self) -> str:
-        """Dataset name."""
-        return self.data["name"]
-
-    @property
-    def version(self) -> str:
-        """Version id (16 hex digits of the fingerprint)."""
-        return self.data["version"]
-
-    @property
-    def shards(self) -> list[dict]:
-        """Shard entries in order."""
-        return self.data["shards"]
-
-    @property
-    def totals(self) -> dict:
-        """Totals: shards, samples, bytes, categories, instances per category, diverged."""
-        return self.data["totals"]
-
-    @property
     def render_settings(self) -> RenderSettings:
         """The render settings of every sample."""
-        return RenderSettings.from_dict(self.data["definition"]["render"])
+        return RenderSettings.from_dict(self.definition_data["render"])
 
-    def category_manifest(self) -> CategoryManifest:
+    def category_manifest(self, source: str | None = None) -> CategoryManifest:
         """The embedded category parameters."""
-        return CategoryManifest.from_dict(self.data["categories"], source=f"dataset {self.name!r} categories")
+        return CategoryManifest.from_dict(self.categories_data, source=source or f"dataset {self.name!r} categories")
 
-    def definition(self) -> DatasetDefinition:
-        """Rebuild the definition (for verify and rebuilds)."""
-        d = self.data["definition"]
-        return DatasetDefinition(
-            categories=self.category_manifest(),
-            instances=int(d["instances_per_category"]),
-            render=self.render_settings,
-            shard_size=int(d["shard_size"]),
-            name=self.name,
-            png_compress_level=int(d["png"]["compress_level"]),
-        )
-
-
-def reproduce_command(definition: DatasetDefinition) -> str:
-    """The command that rebuilds this dataset byte for byte (categories from the embedded manifest)."""
-    r = definition.render
-    return (
-        f"fractalshards build --manifest <categories of this manifest, content_hash {definition.categories.content_hash}> "
-        f"--instances {definition.instances} --shard-size {definition.shard_size} --seed {r.seed} --mode {r.mode} "
-        f"--draw {r.draw} --color {r.color} --size {r.size} --points {r.points} --name {definition.name} --out URL"
-    )
+    def definition(self, source: str | None = None) -> DatasetDefinition:
+        """Rebuild the definition (for verify, rebuilds and ``build --like``)."""
+        where = source or MANIFEST_NAME
+        d = self.definition_data
+        try:
+            render = RenderSettings.from_dict(dict(d["render"]))
+            definition = DatasetDefinition(
+                categories=self.category_manifest(f"{where}: categories"),
+                instances=d["instances_per_category"],
+                render=render,
+                shard_size=d["shard_size"],
+                name=self.name,
+                png_compress_level=d["png"]["compress_level"],
+            )
+        except (KeyError, TypeError) as exc:
+            raise ConfigError(f"{where}: definition is incomplete ({type(exc).__name__}: {exc}); rebuild or re-publish it") from None
+        if definition.to_dict() != d:
+            raise ConfigError(f"{where}: definition was not written by this fractalshards (fields differ from a rebuild); "
+                              "it cannot be reproduced")
+        return definition
 
 
 def load_dataset(url: str, storage_options: dict | None = None) -> tuple[DatasetManifest, Store]:
-    """Open a dataset folder or URL and read its manifest.
+    """Open a dataset folder or URL and read (and validate) its manifest.
 
     ``PREFIX@tag``, ``PREFIX@latest`` and ``PREFIX@<version>`` resolve through the
-    publication index at ``PREFIX`` (see :mod:`fractalshards.publish`).
+    publication index at ``PREFIX`` (see :mod:`fractalshards.index`).
     """
-    from .publish import resolve
-
     url = resolve(url, storage_options)
     store = open_store(url, storage_options)
     try:
-        text = store.read_bytes(MANIFEST_NAME).decode()
+        text = store.read_bytes(MANIFEST_NAME)
     except FileNotFoundError:
         raise ConfigError(f"url: {url!r} has no {MANIFEST_NAME}; it is not a (finished) fractalshards dataset") from None
     except Exception as exc:
-        from .storage import redact
-
         raise ConfigError(f"url: cannot read {url!r} ({redact(str(exc), store.storage_options).splitlines()[0]}); check the URL and credentials") from None
     return DatasetManifest.from_json(text, source=f"{url}/{MANIFEST_NAME}"), store

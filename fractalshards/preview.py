@@ -123,7 +123,7 @@ def preview_from_dataset(url: str, categories: int, instances: int, *, tile: int
     manifest, store = load_dataset(url, storage_options)
     rows: dict[int, list[Tile]] = {}
     bar = tqdm(total=categories * instances, desc="preview", unit="img", disable=not progress)
-    for sample in (sample for s in manifest.shards for sample in read_samples(store.read_bytes(s["name"]), s["name"])):
+    for sample in (sample for s in manifest.shards for sample in read_samples(store.read_bytes(s.name), s.name)):
         meta = json.loads(sample["json"])
         cat = int(meta["category"])
         if cat not in rows and len(rows) >= categories:

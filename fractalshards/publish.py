@@ -5,17 +5,16 @@ Layout of a publication prefix ``DEST`` (e.g. ``s3://bucket/datasets/fractaldb-1
     DEST/<version>/shard-000000.tar ...    # copied shards, each checked against its sha256
     DEST/<version>/manifest.json           # written after every shard is in place
     DEST/index.d/<version>.json            # one entry per published version (name, tags, created, sizes)
-    DEST/index.json                        # all entries, rebuilt from index.d/
+    DEST/tags/<tag>                        # a tag's claim: created exclusively, holds the version
+    DEST/index.json                        # all entries, rebuilt from index.d/ (see fractalshards.index)
 
 A version is the dataset manifest's version id, so the same content always lands
 in the same place and a published version is never silently replaced.
 
-``index.json`` is derived data: each publisher writes its own entry object (which
-no other publisher touches), then rewrites ``index.json`` from a fresh listing of
-``index.d/`` until a listing taken after its write matches what it wrote. A
-concurrent publisher's entry is therefore never lost: whoever writes last has
-listed after the other's entry existed. Readers resolve ``DEST@tag``,
-``DEST@latest`` and ``DEST@<version>`` through ``index.json``.
+A new tag is claimed before anything is copied, with a conditional create (S3
+``If-None-Match: *``; an exclusive link on local folders): of two publishers racing
+for the same new tag exactly one wins and the other gets a one-line error.
+``--force`` overwrites the claim (moves the tag).
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
-import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -32,16 +30,14 @@ from tqdm import tqdm
 from .dataset import MANIFEST_NAME, DatasetManifest, load_dataset
 from .errors import ConfigError
 from .faults import fault_point
+from .index import INDEX_DIR, check_tag, check_version, entry_from_dict, read_index, rebuild_index
 from .storage import Store, open_store
 
-__all__ = ["INDEX_NAME", "PublishResult", "publish", "read_index", "resolve", "split_ref"]
+__all__ = ["PublishResult", "publish", "TAGS_DIR"]
 
 log = logging.getLogger(__name__)
 
-INDEX_NAME = "index.json"
-INDEX_DIR = "index.d"
-INDEX_FORMAT = "fractalshards.index"
-_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+TAGS_DIR = "tags"
 
 
 @dataclass
@@ -56,78 +52,26 @@ class PublishResult:
     server_side: bool
 
 
-def split_ref(url: str) -> tuple[str, str | None]:
-    """``s3://b/p@v1`` -> (``s3://b/p``, ``v1``); a URL without ``@ref`` -> (url, None)."""
-    head, sep, last = url.rstrip("/").rpartition("/")
-    if "@" in last:
-        name, _, ref = last.rpartition("@")
-        if name and ref:
-            return (f"{head}{sep}{name}", ref)
-    return url, None
-
-
 def _now() -> str:
     # Microseconds: "latest" is the newest entry by this time, and two publications can
     # fall within one second.
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def _entries(dest: Store) -> list[dict]:
-    entries = []
-    sub = dest.sub(INDEX_DIR)
-    for name in sorted(sub.list()):
-        if name.endswith(".json"):
-            entries.append(json.loads(sub.read_bytes(name)))
-    return sorted(entries, key=lambda e: (e["created"], e["version"]))
-
-
-def _index_body(entries: list[dict]) -> dict:
-    latest = entries[-1]["version"] if entries else None
-    return {"format": INDEX_FORMAT, "format_version": 1, "latest": latest,
-            "versions": {e["version"]: e for e in entries},
-            "tags": {t: e["version"] for e in entries for t in e.get("tags", [])}}
-
-
-def _rebuild_index(dest: Store, attempts: int = 10) -> dict:
-    """Write index.json from index.d/ until a later listing agrees with what was written."""
-    body: dict = {}
-    for _ in range(attempts):
-        body = _index_body(_entries(dest))
-        dest.write_bytes(INDEX_NAME, (json.dumps(body, indent=1, sort_keys=True) + "\n").encode())
-        if _index_body(_entries(dest)) == body:
-            return body
-    return body
-
-
-def read_index(dest: str | Store, storage_options: dict | None = None) -> dict:
-    """The publication index of ``dest`` (empty when nothing is published there)."""
-    store = dest if isinstance(dest, Store) else open_store(dest, storage_options)
-    if not store.exists(INDEX_NAME):
-        return _index_body([])
-    data = json.loads(store.read_bytes(INDEX_NAME))
-    if data.get("format") != INDEX_FORMAT:
-        raise ConfigError(f"index: {store.url}/{INDEX_NAME} is not a fractalshards index; check the URL")
-    return data
-
-
-def resolve(url: str, storage_options: dict | None = None) -> str:
-    """``DEST@ref`` -> ``DEST/<version>``; other URLs are returned unchanged."""
-    base, ref = split_ref(url)
-    if ref is None:
-        return url
-    index = read_index(base, storage_options)
-    if ref == "latest":
-        version = index.get("latest")
-    elif ref in index.get("tags", {}):
-        version = index["tags"][ref]
-    elif ref in index.get("versions", {}):
-        version = ref
-    else:
-        version = None
-    if not version:
-        known = sorted(index.get("tags", {})) + sorted(index.get("versions", {}))
-        raise ConfigError(f"url: {ref!r} is not a tag or version published at {base!r}; known: {', '.join(known) or 'none'}")
-    return f"{base.rstrip('/')}/{version}"
+def _claim_tag(target: Store, tag: str, version: str, force: bool, dest: str) -> None:
+    """Claim ``tag`` for ``version`` (exclusive create); a claim of another version is a one-line error."""
+    name = f"{TAGS_DIR}/{tag}"
+    if force:
+        target.write_bytes(name, version.encode())
+        return
+    if target.create_exclusive(name, version.encode()):
+        return
+    try:
+        owner = target.read_bytes(name).decode().strip()
+    except (FileNotFoundError, UnicodeDecodeError):
+        owner = "?"
+    if owner != version:
+        raise ConfigError(f"tag: {tag!r} already names version {owner} at {dest!r}; choose another tag or use --force to move it")
 
 
 def _same_store(a: Store, b: Store) -> bool:
@@ -157,10 +101,9 @@ def publish(
     say = say or log.info
     tags = list(tags or [])
     for tag in tags:
-        if not _TAG.match(tag) or tag == "latest" or re.fullmatch(r"[0-9a-f]{16}", tag):
-            raise ConfigError(f"tag: {tag!r} is not valid; use letters, digits, '.', '_' or '-' (not 'latest' or a version id)")
+        check_tag(tag)
     manifest, source = load_dataset(src, src_options)
-    version = manifest.version
+    version = check_version(manifest.version)
     target = open_store(dest, dest_options)
     target.check_reachable(create=True)
     index = read_index(target)
@@ -172,6 +115,8 @@ def publish(
     new_tags = [t for t in tags if index.get("tags", {}).get(t) != version]
     if published and not new_tags and not force:
         raise ConfigError(f"version: {version} is already published at {dest!r}; use --force to publish it again")
+    for tag in new_tags:
+        _claim_tag(target, tag, version, force, dest)
 
     vdir = target.sub(version)
     existing_manifest = vdir.exists(MANIFEST_NAME)
@@ -180,21 +125,21 @@ def publish(
     if force or not existing_manifest:
         bar = tqdm(total=len(manifest.shards), desc="publish", unit="shard", disable=not progress)
         for shard in manifest.shards:
-            name = shard["name"]
-            if not force and vdir.size(name) == shard["bytes"] and vdir.sha256(name) == shard["sha256"]:
+            name = shard.name
+            if not force and vdir.size(name) == shard.bytes and vdir.sha256(name) == shard.sha256:
                 kept += 1
             else:
                 _copy_shard(source, vdir, name, server_side)
                 got = vdir.sha256(name)
-                if got != shard["sha256"]:
+                if got != shard.sha256:
                     raise ConfigError(f"publish: {name} arrived with sha256 {str(got)[:16]}... instead of "
-                                      f"{shard['sha256'][:16]}...; the source is damaged, verify it")
+                                      f"{shard.sha256[:16]}...; the source is damaged, verify it")
                 copied += 1
             bar.update(1)
         bar.close()
         vdir.write_bytes(MANIFEST_NAME, manifest.to_json().encode())
     else:
-        stored = DatasetManifest.from_json(vdir.read_bytes(MANIFEST_NAME).decode())
+        stored = DatasetManifest.from_json(vdir.read_bytes(MANIFEST_NAME), source=f"{dest}/{version}/{MANIFEST_NAME}")
         if stored.data != manifest.data:
             raise ConfigError(f"version: {dest}/{version} holds a different manifest; use --force to replace it")
         kept = len(manifest.shards)
@@ -207,14 +152,14 @@ def publish(
             other = dict(other, tags=[t for t in other.get("tags", []) if t not in tags])
             _write_entry(target, other)
     entry.update(
-        name=manifest.name, version=version, fingerprint=manifest.data["fingerprint"],
+        name=manifest.name, version=version, fingerprint=manifest.fingerprint, kind="dataset",
         tags=sorted(set(previous.get("tags", [])) | set(tags)),
         created=previous.get("created") or entry.get("created") or _now(),
         samples=manifest.totals["samples"], shards=manifest.totals["shards"], bytes=manifest.totals["bytes"],
         path=version,
     )
     _write_entry(target, entry)
-    _rebuild_index(target)
+    rebuild_index(target)
     say(f"published {manifest.name} version {version} at {dest.rstrip('/')}/{version} "
         f"(tags: {', '.join(entry['tags']) or 'none'}; {copied} shards copied{' server-side' if server_side and copied else ''}, {kept} kept)")
     return PublishResult(dest, version, entry["tags"], copied, kept, server_side)
@@ -222,7 +167,12 @@ def publish(
 
 def _entry(target: Store, version: str) -> dict:
     path = f"{INDEX_DIR}/{version}.json"
-    return json.loads(target.read_bytes(path)) if target.exists(path) else {}
+    if not target.exists(path):
+        return {}
+    try:
+        return entry_from_dict(json.loads(target.read_bytes(path)), f"{target.url}/{path}")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ConfigError(f"{target.url}/{path}: not valid JSON; remove it and publish again") from None
 
 
 def _write_entry(target: Store, entry: dict) -> None:

@@ -139,6 +139,43 @@ class Store:
             self.fs.pipe_file(target, data)
         self.fs.invalidate_cache(target)
 
+    def create_exclusive(self, name: str, data: bytes) -> bool:
+        """Create ``name`` with ``data`` only if it does not exist; True when this call created it.
+
+        Race-free: an exclusive hard link of a complete temporary file on local
+        filesystems, a conditional put (``If-None-Match: *``) on S3. Other backends
+        check and write, which is not atomic across processes.
+        """
+        target = self.path(name)
+        protocols = (self.fs.protocol,) if isinstance(self.fs.protocol, str) else tuple(self.fs.protocol)
+        if self.is_local:
+            folder = posixpath.dirname(target) or "."
+            self.fs.makedirs(folder, exist_ok=True)
+            tmp = posixpath.join(folder, f".{posixpath.basename(target)}.{uuid.uuid4().hex}.tmp")
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+            try:
+                os.link(tmp, target)  # fails if the target exists, whoever made it
+                return True
+            except FileExistsError:
+                return False
+            finally:
+                os.unlink(tmp)
+        if "s3" in protocols:
+            try:
+                self.fs.pipe_file(target, data, mode="create")
+                return True
+            except (FileExistsError, OSError) as exc:
+                if isinstance(exc, FileExistsError) or "PreconditionFailed" in str(exc) or "412" in str(exc):
+                    return False
+                raise
+            finally:
+                self.fs.invalidate_cache(target)
+        if self.exists(name):
+            return False
+        self.write_bytes(name, data)
+        return True
+
     def delete(self, name: str) -> None:
         """Remove ``name`` if it exists."""
         if self.exists(name):

@@ -138,7 +138,8 @@ class FractalStream(IterableDataset):
         shuffle_buffer: window of the sample shuffle (the shards overlapping one window are held per worker).
         decode: one of :data:`DECODES`.
         transform: applied to the decoded image (a uint8 or float CHW tensor, or an HWC array).
-        verify: check every shard's sha256 against the manifest before using it.
+        verify: check every shard's sha256 against the manifest before using it (default: a flipped
+            digit in a ``.cls`` member is a wrong label that no parser would notice).
         cache_dir: the node-local shard cache for remote stores: ``None`` (default) uses
             ``$FRACTALSHARDS_CACHE/shards`` or ``~/.cache/fractalshards/shards``, a path uses that
             folder, ``False`` turns caching off (every worker then fetches the shards it reads).
@@ -162,7 +163,7 @@ class FractalStream(IterableDataset):
         shuffle_buffer: int = 1000,
         decode: str = "tensor",
         transform: Callable | None = None,
-        verify: bool = False,
+        verify: bool = True,
         cache_dir: str | os.PathLike | None | bool = None,
         storage_options: dict | None = None,
         cache_limit: int = DEFAULT_CACHE_LIMIT,
@@ -180,17 +181,17 @@ class FractalStream(IterableDataset):
         self.url = url
         entries = self.manifest.shards
         if shards is not None:
-            known = {s["name"] for s in entries}
+            known = {s.name for s in entries}
             unknown = [s for s in shards if s not in known]
             if unknown:
                 raise ConfigError(f"shards: {unknown[:3]} are not in {url!r}; use names from its manifest")
             wanted = set(shards)
-            entries = [s for s in entries if s["name"] in wanted]
+            entries = [s for s in entries if s.name in wanted]
         if not entries:
             raise ConfigError("shards: no shard selected; the stream would be empty")
-        self.shard_names = [s["name"] for s in entries]
-        self.shard_samples = np.array([int(s["samples"]) for s in entries], np.int64)
-        self.hashes = {s["name"]: s["sha256"] for s in entries}
+        self.shard_names = [s.name for s in entries]
+        self.shard_samples = np.array([s.samples for s in entries], np.int64)
+        self.hashes = {s.name: s.sha256 for s in entries}
         if rank is None or world_size is None:
             dist_rank, dist_world = _distributed()
             rank = dist_rank if rank is None else rank

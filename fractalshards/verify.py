@@ -50,21 +50,21 @@ def verify(url: str, *, render_sample: int = 0, seed: int = 0, storage_options: 
     manifest, store = load_dataset(url, storage_options)
     report = VerifyReport(url, manifest.version)
     shards = manifest.shards
-    total = sum(s["samples"] for s in shards)
+    total = sum(s.samples for s in shards)
     picks: dict[str, set[int]] = {}
     rng = random.Random(f"{manifest.version}:{seed}")
     for position in rng.sample(range(total), min(render_sample, total)):
         for s in shards:
-            if position < s["samples"]:
-                picks.setdefault(s["name"], set()).add(position)
+            if position < s.samples:
+                picks.setdefault(s.name, set()).add(position)
                 break
-            position -= s["samples"]
+            position -= s.samples
     categories = manifest.category_manifest() if picks else None
     settings = manifest.render_settings
-    instances = manifest.data["definition"]["instances_per_category"]
+    instances = manifest.definition_data["instances_per_category"]
     bar = tqdm(total=len(shards), desc="verify", unit="shard", disable=not progress)
     for s in shards:
-        name = s["name"]
+        name = s.name
         bar.update(1)
         try:
             data = store.read_bytes(name)
@@ -73,9 +73,9 @@ def verify(url: str, *, render_sample: int = 0, seed: int = 0, storage_options: 
             continue
         report.shards += 1
         digest = hashlib.sha256(data).hexdigest()
-        if len(data) != s["bytes"] or digest != s["sha256"]:
+        if len(data) != s.bytes or digest != s.sha256:
             report.problems.append(f"{name}: {len(data)} bytes, sha256 {digest[:16]}...; the manifest says "
-                                   f"{s['bytes']} bytes, {s['sha256'][:16]}...")
+                                   f"{s.bytes} bytes, {s.sha256[:16]}...")
         count = 0
         try:
             for index, sample in enumerate(read_samples(data, name)):
@@ -87,8 +87,8 @@ def verify(url: str, *, render_sample: int = 0, seed: int = 0, storage_options: 
             report.problems.append(str(exc))
             continue
         report.samples += count
-        if count != s["samples"]:
-            report.problems.append(f"{name}: {count} samples; the manifest says {s['samples']}")
+        if count != s.samples:
+            report.problems.append(f"{name}: {count} samples; the manifest says {s.samples}")
     bar.close()
     return report
 

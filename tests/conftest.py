@@ -28,12 +28,40 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "unused")
 # The default node cache of remote shards goes under a temporary folder, never ~/.cache.
 _CACHE_HOME = tempfile.mkdtemp(prefix="fractalshards-test-cache-")
 os.environ["FRACTALSHARDS_CACHE"] = _CACHE_HOME
+# Every Ray of the tests (embedded, `ray start`, job submissions) keeps its sessions and its
+# ray_current_cluster file here, not in /tmp/ray: a stale /tmp/ray/ray_current_cluster makes the
+# user's next plain ray.init() wait for a dead cluster. Short, for Ray's socket paths.
+_RAY_TMP = tempfile.mkdtemp(prefix="fsray-", dir="/tmp")
+os.environ["RAY_TMPDIR"] = _RAY_TMP
+
+
+def _ray_address_file_stamp() -> float | None:
+    try:
+        return os.stat("/tmp/ray/ray_current_cluster").st_mtime
+    except FileNotFoundError:
+        return None
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _remove_cache_home():
+def _leave_the_machine_as_found():
+    """Fail the run when the suite leaves a process or a Ray address file behind; remove our temp folders."""
+    import psutil
+
+    stamp = _ray_address_file_stamp()
     yield
+    children = psutil.Process().children(recursive=True)
+    _, alive = psutil.wait_procs(children, timeout=15)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
     shutil.rmtree(_CACHE_HOME, ignore_errors=True)
+    shutil.rmtree(_RAY_TMP, ignore_errors=True)
+    problems = [f"process {p.pid} ({' '.join(p.cmdline()[:3]) if p.is_running() else '?'}) was still running" for p in alive]
+    if _ray_address_file_stamp() != stamp:
+        problems.append("/tmp/ray/ray_current_cluster was written by the tests")
+    assert not problems, "; ".join(problems)
 
 
 def read_vectors(name: str) -> list[list[str]]:

@@ -62,7 +62,7 @@ def test_inline_one_and_two_ray_workers_give_identical_bytes(tmp_path):
     assert len(manifests) == 1
     assert inline.manifest.version == one.manifest.version == two.manifest.version
     # The manifest's hashes are the files' hashes.
-    listed = {s["name"]: s["sha256"] for s in inline.manifest.shards}
+    listed = {s.name: s.sha256 for s in inline.manifest.shards}
     assert listed == shard_hashes(tmp_path / "inline")
     assert not (tmp_path / "inline" / "_build").exists()
 
@@ -96,7 +96,7 @@ def test_build_to_s3_reads_back_with_webdataset(tmp_path, s3_bucket, s3_endpoint
     d = small_definition()
     result = build(d, f"s3://{bucket}/ds", storage_options=options, workers=2)
     local = build(d, str(tmp_path), workers=0)
-    assert [s["sha256"] for s in result.manifest.shards] == [s["sha256"] for s in local.manifest.shards]
+    assert [s.sha256 for s in result.manifest.shards] == [s.sha256 for s in local.manifest.shards]
     import s3fs
 
     fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)

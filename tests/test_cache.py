@@ -126,7 +126,7 @@ def test_a_download_killed_midway_leaves_nothing_complete_and_its_lock_is_taken_
 def test_eviction_keeps_the_limit_and_never_removes_a_shard_in_use(s3_dataset, tmp_path):
     bucket, options = s3_dataset
     url = f"s3://{bucket}/ds"
-    biggest = max(s["bytes"] for s in FractalStream(url, storage_options=options, cache_dir=False).manifest.shards)
+    biggest = max(s.bytes for s in FractalStream(url, storage_options=options, cache_dir=False).manifest.shards)
     small = tmp_path / "small"
     # Two shards' worth while reading with two workers: everything is still read, the folder stays bounded.
     stream = FractalStream(url, seed=2, cache_dir=str(small), cache_limit=2 * biggest, storage_options=options)

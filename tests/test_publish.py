@@ -21,6 +21,7 @@ from fractalshards.presets import load_preset
 from fractalshards.publish import publish, read_index
 from fractalshards.render import RenderSettings
 from fractalshards.stream import FractalStream
+from helpers import reseal
 from fractalshards.verify import verify
 
 EXE = str(Path(sys.executable).parent / "fractalshards")
@@ -181,7 +182,7 @@ def _tamper(folder: Path, shard: str, fix_manifest: bool, change) -> None:
         for s in m["shards"]:
             if s["name"] == shard:
                 s["sha256"], s["bytes"] = hashlib.sha256(buf.getvalue()).hexdigest(), len(buf.getvalue())
-        (folder / "manifest.json").write_text(json.dumps(m))
+        (folder / "manifest.json").write_text(json.dumps(reseal(m)))
 
 
 def test_verify_finds_truncated_altered_and_rerendered_differences(datasets, tmp_path, capsys):

@@ -22,6 +22,7 @@ from fractalshards.plan import DatasetDefinition
 from fractalshards.presets import load_preset
 from fractalshards.render import RenderSettings, render
 from fractalshards.stream import FractalLoader, FractalStream, ShardIntegrityError
+from helpers import reseal
 
 SETTINGS = RenderSettings(mode="official", size=48, points=8_000, seed=1)
 
@@ -160,7 +161,7 @@ def _rewrite_shard(folder: Path, shard: str, mutate) -> None:
         if s["name"] == shard:
             s["sha256"] = hashlib.sha256(buf.getvalue()).hexdigest()
             s["bytes"] = len(buf.getvalue())
-    (folder / "manifest.json").write_text(json.dumps(manifest))
+    (folder / "manifest.json").write_text(json.dumps(reseal(manifest)))
 
 
 def test_corrupt_shards_raise_errors_naming_them(dataset, tmp_path):
@@ -210,7 +211,7 @@ def test_stream_from_s3_with_cache(tmp_path, s3_bucket, dataset):
     assert all(torch.equal(a, b) for (a, _), (b, _) in zip(got, local))
     assert len(list(cache.rglob("shard-*.tar"))) == 5
     # A limit of one shard's size keeps at most one shard (the most recent).
-    biggest = max(s["bytes"] for s in remote.manifest.shards)
+    biggest = max(s.bytes for s in remote.manifest.shards)
     limited = FractalStream(f"s3://{bucket}/ds", cache_dir=str(tmp_path / "small"), cache_limit=biggest + 1, storage_options=options)
     assert len(list(limited)) == 65
     assert len(list((tmp_path / "small").rglob("shard-*.tar"))) == 1
