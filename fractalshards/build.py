@@ -138,7 +138,7 @@ def _run_ray(store, definition, specs, planned, on_done, max_in_flight, max_retr
 
 def build(
     definition: DatasetDefinition,
-    out: str,
+    out: str | Store,
     *,
     storage_options: dict | None = None,
     workers: int | None = None,
@@ -152,7 +152,7 @@ def build(
 
     Args:
         definition: what to build.
-        out: destination folder or URL (``s3://bucket/prefix``...).
+        out: destination folder or URL (``s3://bucket/prefix``...), or an opened :class:`Store`.
         storage_options: fsspec options of the destination (credentials come from the
             environment when omitted).
         workers: ``0`` builds inline without Ray; ``N`` starts an embedded local Ray with
@@ -168,7 +168,8 @@ def build(
         raise ConfigError(f"workers: {workers!r} is not valid; use 0 (inline) or a positive integer")
     if workers == 0 and address:
         raise ConfigError("workers: --workers 0 builds inline and cannot join a cluster; drop --address or --workers")
-    store = open_store(out, storage_options)
+    store = out if isinstance(out, Store) else open_store(out, storage_options)
+    out = store.url
     store.check_reachable(create=True)
     planned = _planned_entries(store, definition)
     specs = definition.shard_specs()

@@ -29,7 +29,6 @@ from tqdm import tqdm
 
 from .dataset import MANIFEST_NAME, DatasetManifest, load_dataset
 from .errors import ConfigError
-from .faults import fault_point
 from .index import INDEX_DIR, check_tag, check_version, entry_from_dict, read_index, rebuild_index
 from .storage import Store, open_store
 
@@ -81,7 +80,7 @@ def _same_store(a: Store, b: Store) -> bool:
 
 def publish(
     src: str,
-    dest: str,
+    dest: str | Store,
     *,
     tags: list[str] | None = None,
     force: bool = False,
@@ -104,7 +103,8 @@ def publish(
         check_tag(tag)
     manifest, source = load_dataset(src, src_options)
     version = check_version(manifest.version)
-    target = open_store(dest, dest_options)
+    target = dest if isinstance(dest, Store) else open_store(dest, dest_options)
+    dest = target.url
     target.check_reachable(create=True)
     index = read_index(target)
     published = version in index.get("versions", {})
@@ -180,7 +180,6 @@ def _write_entry(target: Store, entry: dict) -> None:
 
 
 def _copy_shard(source: Store, vdir: Store, name: str, server_side: bool) -> None:
-    fault_point(f"publish:{name}")
     if server_side:
         # Same store: the server copies (S3 CopyObject); nothing passes through here.
         vdir.fs.copy(source.path(name), vdir.path(name))

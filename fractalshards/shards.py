@@ -30,7 +30,6 @@ import numpy as np
 from PIL import Image
 
 from .errors import ShardIntegrityError
-from .faults import fault_point
 from .instances import instance_from_index
 from .plan import DatasetDefinition, ShardSpec, sample_key
 from .render import render, weight_rows
@@ -143,7 +142,6 @@ def build_shard(store: Store, definition: DatasetDefinition, spec: ShardSpec, ex
     if expected is not None and store.size(spec.name) == expected["bytes"] and store.sha256(spec.name) == expected["sha256"]:
         return ShardEntry(spec.name, spec.samples, int(expected["bytes"]), str(expected["sha256"]), int(expected.get("diverged", 0)),
                           skipped=True, seconds=time.perf_counter() - start)
-    fault_point(f"build:{spec.index}")
     data, diverged = render_shard(definition, spec)
     entry = ShardEntry(spec.name, spec.samples, len(data), sha256_bytes(data), diverged)
     store.write_bytes(spec.name, data)

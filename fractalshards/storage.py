@@ -19,7 +19,7 @@ import hashlib
 import os
 import posixpath
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterator
 
 from fsspec.config import set_conf_env
@@ -67,7 +67,7 @@ class Store:
         s3fs are not fork-safe: a DataLoader worker must make its own)."""
         if self.pid == os.getpid():
             return self
-        return open_store(self.url, self.storage_options)
+        return replace(self, fs=open_store(self.url, self.storage_options).fs, pid=os.getpid())  # keeps a subclass
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -87,7 +87,8 @@ class Store:
 
     def sub(self, folder: str) -> "Store":
         """The store rooted at ``folder`` under this one (same filesystem and options)."""
-        return Store(self.url.rstrip("/") + "/" + folder, self.fs, self.path(folder), self.storage_options, self.pid)
+        # dataclasses.replace keeps a subclass (the tests' fault-injecting store, for one).
+        return replace(self, url=self.url.rstrip("/") + "/" + folder, root=self.path(folder))
 
     def url_of(self, name: str) -> str:
         """A URL of ``name`` that ``fsspec.open`` and webdataset understand."""

@@ -21,6 +21,7 @@ from fractalshards.plan import DatasetDefinition
 from fractalshards.presets import load_preset
 from fractalshards.render import RenderSettings, render
 from fractalshards.instances import instance_from_index
+from faulty import FaultyStore, ship_by_value
 
 
 def small_definition(**kwargs) -> DatasetDefinition:
@@ -117,9 +118,10 @@ def test_killed_and_failing_tasks_are_retried_with_identical_result(tmp_path, mo
     d = small_definition()
     clean = build(d, str(tmp_path / "clean"), workers=0)
     kill_marker, raise_marker = tmp_path / "killed", tmp_path / "raised"
-    # Set before Ray starts: its workers inherit the environment.
-    monkeypatch.setenv("FRACTALSHARDS_FAULT", f"build:1:kill:{kill_marker},build:3:raise:{raise_marker}")
-    result = build(d, str(tmp_path / "faulty"), workers=2, max_retries=2)
+    ship_by_value()
+    store = FaultyStore.open(str(tmp_path / "faulty"), {"shard-000001.tar": ("kill", str(kill_marker)),
+                                                        "shard-000003.tar": ("raise", str(raise_marker))})
+    result = build(d, store, workers=2, max_retries=2)
     assert kill_marker.exists() and raise_marker.exists()
     assert result.manifest.data == clean.manifest.data
     assert shard_hashes(tmp_path / "faulty") == shard_hashes(tmp_path / "clean")
@@ -142,9 +144,9 @@ def test_rerun_rebuilds_only_missing_or_wrong_shards(tmp_path):
 
 def test_interrupted_build_resumes_from_its_journal(tmp_path, monkeypatch):
     d = small_definition()
-    monkeypatch.setenv("FRACTALSHARDS_FAULT", f"build:3:raise:{tmp_path / 'marker'}")
+    store = FaultyStore.open(str(tmp_path / "ds"), {"shard-000003.tar": ("raise", str(tmp_path / "marker"))})
     with pytest.raises(RuntimeError, match="injected"):
-        build(d, str(tmp_path / "ds"), workers=0)
+        build(d, store, workers=0)
     assert not (tmp_path / "ds" / "manifest.json").exists()  # not a dataset yet
     assert len(list((tmp_path / "ds").glob("shard-*.tar"))) == 3
     resumed = build(d, str(tmp_path / "ds"), workers=0)

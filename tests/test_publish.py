@@ -149,8 +149,12 @@ def test_interrupted_publish_leaves_the_index_intact_and_a_rerun_completes(datas
     publish(str(a), dest, tags=["v1"], dest_options=options)
     s3 = _boto(options)
     before = s3.get_object(Bucket=bucket, Key="crash/index.json")["Body"].read()
-    env = dict(os.environ, FRACTALSHARDS_FAULT=f"publish:shard-000002.tar:kill:{tmp_path / 'killed'}")
-    out = subprocess.run([EXE, "--no-progress", "publish", str(b), dest, "--tag", "v2"], env=env, capture_output=True, text=True)
+    crash = ("import json, sys; sys.path.insert(0, sys.argv[1]); from faulty import FaultyStore; "
+             "from fractalshards.publish import publish; "
+             "publish(sys.argv[2], FaultyStore.open(sys.argv[3], {'shard-000002.tar': ('kill', sys.argv[4])}, "
+             "json.loads(sys.argv[5])), tags=['v2'])")
+    out = subprocess.run([sys.executable, "-c", crash, str(Path(__file__).parent), str(b), dest, str(tmp_path / "killed"),
+                          json.dumps(options)], capture_output=True, text=True)
     assert out.returncode != 0 and (tmp_path / "killed").exists()  # killed mid-copy (like kill -9)
     assert s3.get_object(Bucket=bucket, Key="crash/index.json")["Body"].read() == before
     version_b = json.loads((b / "manifest.json").read_text())["version"]
