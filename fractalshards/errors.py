@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "ShardIntegrityError", "check_choice", "check_int"]
+__all__ = ["ConfigError", "ShardIntegrityError", "TransferError", "check_choice", "check_int"]
 
 
 class ConfigError(ValueError):
@@ -23,3 +23,7 @@ def check_int(field: str, value: object, minimum: int, hint: str = "") -> None:
 
 class ShardIntegrityError(IOError):
     """A shard (or a sample in it) is truncated, altered or unsafe; the message names it."""
+
+
+class TransferError(IOError):
+    """A shard could not be read from (or written to) a store after bounded retries; the message names it."""

@@ -24,6 +24,7 @@ import json
 import multiprocessing
 import os
 import struct
+import time
 from bisect import bisect_right
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -36,12 +37,12 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .cache import DEFAULT_CACHE_LIMIT, ShardCache, default_cache_dir
 from .dataset import load_dataset
-from .errors import ConfigError, ShardIntegrityError
+from .errors import ConfigError, ShardIntegrityError, TransferError
 from .layout import EpochLayout, Level, RankLayout, deal
 from .shards import TarSample, decode_png, index_tar
-from .storage import Store
+from .storage import Store, redact
 
-__all__ = ["FractalStream", "FractalLoader", "ShardIntegrityError", "DECODES", "STATE_VERSION"]
+__all__ = ["FractalStream", "FractalLoader", "ShardIntegrityError", "TransferError", "DECODES", "STATE_VERSION"]
 
 #: Decoding choices: ``tensor`` (uint8 CHW, 3 channels), ``float`` (normalised float32 CHW),
 #: ``numpy`` (uint8 HWC, 3 channels), ``raw`` (the sample dict of bytes).
@@ -50,6 +51,8 @@ DECODES = ("tensor", "float", "numpy", "raw")
 STATE_VERSION = 2
 #: Shards loaded ahead of the one being decoded, per worker.
 PREFETCH_SHARDS = 2
+#: Whole-shard fetch attempts (each on top of the store client's own request retries).
+FETCH_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -120,10 +123,20 @@ class _ShardLoader:
         return memoryview(data), index
 
     def _fetch(self, shard: str) -> bytes:
-        try:
-            return self.store.read_bytes(shard)
-        except FileNotFoundError:
-            raise ShardIntegrityError(f"{shard}: missing from {self.store.url}; the dataset is incomplete") from None
+        # The store's client retries each request; this bounds what is left (a connection
+        # reset mid-body, a stalled read) to a few whole-shard attempts and one line naming the shard.
+        for attempt in range(FETCH_ATTEMPTS):
+            try:
+                return self.store.read_bytes(shard)
+            except FileNotFoundError:
+                raise ShardIntegrityError(f"{shard}: missing from {self.store.url}; the dataset is incomplete") from None
+            except Exception as exc:  # noqa: BLE001 - backends raise many types (botocore, aiohttp, OSError)
+                if attempt + 1 == FETCH_ATTEMPTS:
+                    message = redact(f"{type(exc).__name__}: {exc}", self.store.storage_options).splitlines()[0][:300]
+                    raise TransferError(f"{shard}: could not be fetched from {self.store.url} after {FETCH_ATTEMPTS} "
+                                        f"attempts ({message}); check the network and the endpoint") from None
+                time.sleep(0.5 * 2**attempt)
+        raise AssertionError("unreachable")
 
 
 class FractalStream(IterableDataset):

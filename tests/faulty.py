@@ -42,3 +42,27 @@ def ship_by_value() -> None:
     import ray.cloudpickle
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+@dataclass
+class SlowStore(Store):
+    """Each shard write waits ``delay`` seconds and leaves ``<log_dir>/<shard>.<node id>`` behind:
+    slow enough to kill a node mid-build, and a record of where each task ran."""
+
+    delay: float = 0.5
+    log_dir: str = ""
+
+    @classmethod
+    def open(cls, url: str, delay: float, log_dir: str) -> "SlowStore":
+        return cls(**vars(open_store(url)), delay=delay, log_dir=log_dir)
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        if name.startswith("shard-") and self.log_dir:
+            import time
+
+            import ray
+
+            node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else "inline"
+            open(os.path.join(self.log_dir, f"{name}.{node}"), "w").close()
+            time.sleep(self.delay)
+        super().write_bytes(name, data)

@@ -327,3 +327,24 @@ def test_persistent_workers_follow_a_loaded_state_and_a_break(dataset):
     reference.set_epoch(1)
     expected = [[int(x) for x in labels] for _, labels in reference]
     assert [first[1].tolist()] + again == expected
+
+
+def test_a_corrupt_png_or_label_names_the_shard_and_sample(dataset, tmp_path):
+    copy = tmp_path / "ds"
+    shutil.copytree(dataset, copy)
+
+    def corrupt(members):
+        out = list(members)
+        name, data = out[2]  # the first sample's png
+        out[2] = (name, data[:40] + b"\x00" * 40 + data[80:])
+        return out
+
+    _rewrite_shard(copy, "shard-000001.tar", corrupt)  # the manifest is resealed: hashes agree
+    key = None
+    with tarfile.open(copy / "shard-000001.tar") as tar:
+        key = tar.getmembers()[2].name.split(".")[0]
+    with pytest.raises(ShardIntegrityError, match=rf"shard-000001.tar: sample '{key}' has an image that does not decode"):
+        list(FractalStream(str(copy), shuffle=False))
+    _rewrite_shard(copy, "shard-000002.tar", lambda ms: [(ms[0][0], b"seven")] + ms[1:])
+    with pytest.raises(ShardIntegrityError, match=r"shard-000002.tar: sample .* label b'seven'"):
+        list(FractalStream(str(copy), shuffle=False, shards=["shard-000002.tar"]))
