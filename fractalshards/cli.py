@@ -52,7 +52,7 @@ def _positive(text: str) -> int:
     return value
 
 
-def _add_source(p: argparse.ArgumentParser, dataset: bool = False, like: bool = False) -> None:
+def _add_source(p: argparse.ArgumentParser, dataset: bool = False, like: bool = False, recipe: bool = False) -> None:
     # preview may take a positional URL instead, so its group is checked by hand.
     src = p.add_mutually_exclusive_group(required=not dataset)
     src.add_argument("--preset", choices=None, metavar="NAME", help=f"a named category set: {', '.join(PRESETS)}")
@@ -60,6 +60,9 @@ def _add_source(p: argparse.ArgumentParser, dataset: bool = False, like: bool = 
                      "(or a dataset's manifest.json: its embedded categories)")
     if dataset:
         src.add_argument("--dataset", metavar="URL", help="a built dataset (folder or URL): the grid comes from its shards")
+    if recipe:
+        src.add_argument("--recipe", metavar="URL", help="build a recipe written by 'fractalshards recipe' (a file or "
+                         "URL; a dataset's manifest.json serves too); no other definition flag may be given")
     if like:
         src.add_argument("--like", metavar="URL", help="rebuild exactly the definition of an existing dataset (a folder, "
                          "URL or published PREFIX@tag) from its manifest; no other definition flag may be given")
@@ -68,6 +71,13 @@ def _add_source(p: argparse.ArgumentParser, dataset: bool = False, like: bool = 
 #: Defaults of the definition flags of `build` (None there, so that --like can tell what was given).
 _BUILD_DEFAULTS = {"instances": 1000, "shard_size": 1000, "png_compress_level": 1, "draw": "patch", "color": "gray",
                    "size": 362, "points": 200_000, "seed": 0}
+
+
+def _add_definition_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--instances", type=_positive, default=1000, metavar="K", help="instances per category, 1..1000 (default 1000)")
+    p.add_argument("--shard-size", type=_positive, default=1000, metavar="N", help="samples per shard (default 1000)")
+    p.add_argument("--name", default=None, help="dataset name (default: the category set's)")
+    p.add_argument("--png-compress-level", type=int, default=1, choices=range(10), metavar="L", help="PNG zlib level 0..9 (default 1)")
 
 
 def _add_render_options(p: argparse.ArgumentParser) -> None:
@@ -142,20 +152,27 @@ def build_parser() -> argparse.ArgumentParser:
                                    "plus manifest.json, written to a folder or an fsspec URL (s3://bucket/prefix). "
                                    "Runs on an embedded local Ray by default, on a cluster with --address, or "
                                    "inline with --workers 0; re-running resumes.")
-    _add_source(b, like=True)
-    b.add_argument("--instances", type=_positive, default=1000, metavar="K", help="instances per category, 1..1000 (default 1000)")
+    _add_source(b, like=True, recipe=True)
+    _add_definition_options(b)
     b.add_argument("--out", required=True, metavar="URL", help="destination folder or URL, e.g. ./data or s3://bucket/prefix")
-    b.add_argument("--shard-size", type=_positive, default=1000, metavar="N", help="samples per shard (default 1000)")
-    b.add_argument("--name", default=None, help="dataset name (default: the category set's)")
     where = b.add_mutually_exclusive_group()
     where.add_argument("--workers", type=_non_negative, default=None, metavar="N",
                        help="embedded local Ray with N CPUs (default: all cores); 0 builds inline without Ray")
     where.add_argument("--address", metavar="ADDR", help="join a Ray cluster (auto, host:6379, ray://host:10001)")
     b.add_argument("--max-retries", type=_non_negative, default=3, metavar="N", help="retries of a failed shard task (default 3)")
     b.add_argument("--max-in-flight", type=_positive, default=None, metavar="N", help="most shard tasks pending (default: 2 x CPUs)")
-    b.add_argument("--png-compress-level", type=int, default=1, choices=range(10), metavar="L", help="PNG zlib level 0..9 (default 1)")
     _add_render_options(b)
     b.set_defaults(**{key: None for key in _BUILD_DEFAULTS})
+
+    r = sub.add_parser("recipe", parents=[common], help="write a dataset definition (a recipe): nothing rendered",
+                       description="Write recipe.json: the categories, K instances, render settings, seed and shard "
+                                   "plan of a dataset, with its version id (hash of the definition). 'build --recipe' "
+                                   "builds it byte for byte; FractalStream renders it on the fly; 'publish' publishes it.")
+    _add_source(r, like=True)
+    _add_definition_options(r)
+    _add_render_options(r)
+    r.add_argument("--out", required=True, metavar="recipe.json", help="output file")
+    r.set_defaults(**{key: None for key in _BUILD_DEFAULTS})
 
     pub = sub.add_parser("publish", parents=[common], help="publish a dataset as an immutable version under a prefix",
                          description="Copy a built dataset to DEST/<version>/ (server-side within one store), check "
@@ -300,18 +317,20 @@ def _cmd_preview(args: argparse.Namespace, progress: bool) -> int:
     return 0
 
 
-def _cmd_build(args: argparse.Namespace, progress: bool) -> int:
-    from .build import build
+def _definition_from_args(args: argparse.Namespace, progress: bool):
+    """The dataset definition that `build` / `recipe` flags describe (or --like / --recipe copy exactly)."""
+    from .dataset import open_definition
     from .plan import DatasetDefinition
 
     definition_flags = (*_BUILD_DEFAULTS, "mode", "name")
-    if args.like:
-        from .dataset import load_dataset
-
+    like = args.like or getattr(args, "recipe", None)
+    if like:
+        flag = "--like" if args.like else "--recipe"
         given = [f for f in definition_flags if getattr(args, f) is not None]
         if given:
-            raise ConfigError(f"--like: rebuilds the dataset's definition exactly; drop --{given[0].replace('_', '-')}")
-        definition = load_dataset(args.like)[0].definition()
+            raise ConfigError(f"{flag}: takes the definition exactly as it is; drop --{given[0].replace('_', '-')}")
+        kind, document, _ = open_definition(like)
+        return document.definition() if kind == "dataset" else document.definition
     else:
         for key, value in _BUILD_DEFAULTS.items():
             if getattr(args, key) is None:
@@ -320,8 +339,27 @@ def _cmd_build(args: argparse.Namespace, progress: bool) -> int:
         settings = _render_settings(args, manifest)
         definition = DatasetDefinition(categories=manifest, instances=args.instances, render=settings,
                                        shard_size=args.shard_size, name=args.name or "", png_compress_level=args.png_compress_level)
+    return definition
+
+
+def _cmd_build(args: argparse.Namespace, progress: bool) -> int:
+    from .build import build
+
+    definition = _definition_from_args(args, progress)
     build(definition, args.out, workers=args.workers, address=args.address, max_in_flight=args.max_in_flight,
           max_retries=args.max_retries, progress=progress)
+    return 0
+
+
+def _cmd_recipe(args: argparse.Namespace, progress: bool) -> int:
+    from .recipe import Recipe
+
+    out = _check_output_file(args.out)
+    recipe = Recipe(_definition_from_args(args, progress))
+    atomic_write_bytes(out, recipe.to_json().encode())
+    d = recipe.definition
+    log.info("wrote recipe %s version %s: %d categories x %d instances = %d samples in %d shards (%s)", recipe.name,
+             recipe.version, d.num_categories, d.instances, d.num_samples, d.num_shards, out)
     return 0
 
 
@@ -380,10 +418,12 @@ def _cmd_ls(args: argparse.Namespace, progress: bool) -> int:
     if not versions:
         print(f"nothing published at {args.dest}")
         return 0
-    print(f"{'version':16s}  {'created':27s}  {'samples':>9s}  {'size':>10s}  tags")
+    print(f"{'version':16s}  {'kind':7s}  {'created':27s}  {'samples':>9s}  {'shards':>6s}  {'size':>10s}  tags")
     for e in versions:
         tags = list(e.get("tags", [])) + (["latest"] if e["version"] == index.get("latest") else [])
-        print(f"{e['version']:16s}  {e['created']:27s}  {e['samples']:9d}  {e['bytes'] / 1e6:8.1f}MB  {', '.join(tags)}")
+        kind = e.get("kind", "dataset")
+        print(f"{e['version']:16s}  {kind:7s}  {e['created']:27s}  {e['samples']:9d}  {e.get('shards', 0) if kind == 'dataset' else '-':>6}  "
+              f"{e['bytes'] / 1e6:8.3f}MB  {', '.join(tags)}")
     return 0
 
 
@@ -410,6 +450,7 @@ _COMMANDS = {
     "render": _cmd_render,
     "preview": _cmd_preview,
     "build": _cmd_build,
+    "recipe": _cmd_recipe,
     "info": _cmd_info,
 }
 

@@ -23,6 +23,7 @@ a dataset from its manifest alone.
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 from dataclasses import dataclass
 
@@ -32,9 +33,11 @@ from .manifest import CategoryManifest, canonical_hash
 from .plan import DatasetDefinition
 from .render import RenderSettings
 from .index import resolve
+from .recipe import RECIPE_NAME, Recipe, definition_from_data, definition_id
 from .storage import Store, open_store, redact
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST_NAME", "ManifestShard", "DatasetManifest", "load_dataset", "check_file_name"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST_NAME", "ManifestShard", "DatasetManifest", "load_dataset", "check_file_name",
+           "open_definition"]
 
 FORMAT = "fractalshards.dataset"
 FORMAT_VERSION = 1
@@ -230,24 +233,12 @@ class DatasetManifest:
 
     def definition(self, source: str | None = None) -> DatasetDefinition:
         """Rebuild the definition (for verify, rebuilds and ``build --like``)."""
-        where = source or MANIFEST_NAME
-        d = self.definition_data
-        try:
-            render = RenderSettings.from_dict(dict(d["render"]))
-            definition = DatasetDefinition(
-                categories=self.category_manifest(f"{where}: categories"),
-                instances=d["instances_per_category"],
-                render=render,
-                shard_size=d["shard_size"],
-                name=self.name,
-                png_compress_level=d["png"]["compress_level"],
-            )
-        except (KeyError, TypeError) as exc:
-            raise ConfigError(f"{where}: definition is incomplete ({type(exc).__name__}: {exc}); rebuild or re-publish it") from None
-        if definition.to_dict() != d:
-            raise ConfigError(f"{where}: definition was not written by this fractalshards (fields differ from a rebuild); "
-                              "it cannot be reproduced")
-        return definition
+        return definition_from_data(self.definition_data, self.categories_data, self.name, source or MANIFEST_NAME)
+
+    @property
+    def definition_id(self) -> str:
+        """16 hex digits of the definition's hash: the version of the recipe it was built from."""
+        return definition_id(self.definition_data)
 
 
 def load_dataset(url: str, storage_options: dict | None = None) -> tuple[DatasetManifest, Store]:
@@ -265,3 +256,44 @@ def load_dataset(url: str, storage_options: dict | None = None) -> tuple[Dataset
     except Exception as exc:
         raise ConfigError(f"url: cannot read {url!r} ({redact(str(exc), store.storage_options).splitlines()[0]}); check the URL and credentials") from None
     return DatasetManifest.from_json(text, source=f"{url}/{MANIFEST_NAME}"), store
+
+
+def _read_optional(store: Store, name: str, url: str) -> bytes | None:
+    try:
+        return store.read_bytes(name)
+    except FileNotFoundError:
+        return None
+    except Exception as exc:  # noqa: BLE001 - backends raise many types
+        raise ConfigError(f"url: cannot read {url!r} ({redact(str(exc), store.storage_options).splitlines()[0]}); "
+                          "check the URL and credentials") from None
+
+
+def open_definition(url: str, storage_options: dict | None = None) -> tuple[str, "DatasetManifest | Recipe", Store]:
+    """What ``url`` holds: ``("dataset", DatasetManifest, store)`` or ``("recipe", Recipe, store)``.
+
+    ``url`` is a dataset folder or URL, a published ``PREFIX@ref`` (a dataset or a recipe
+    version), or the URL of a JSON file: a recipe, or a dataset's ``manifest.json`` (whose
+    shards are beside it). Everything read is validated.
+    """
+    url = resolve(url, storage_options)
+    if url.rstrip("/").endswith(".json"):
+        folder, name = posixpath.split(url.rstrip("/"))
+        store = open_store(folder or ".", storage_options)
+        text = _read_optional(store, name, url)
+        if text is None:
+            raise ConfigError(f"url: {url!r} does not exist; check the path")
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{url}: not valid JSON ({exc})") from None
+        if isinstance(data, dict) and data.get("format") == FORMAT:
+            return "dataset", DatasetManifest.from_dict(data, url), store
+        return "recipe", Recipe.from_dict(data, url), store
+    store = open_store(url, storage_options)
+    text = _read_optional(store, MANIFEST_NAME, url)
+    if text is not None:
+        return "dataset", DatasetManifest.from_json(text, source=f"{url}/{MANIFEST_NAME}"), store
+    text = _read_optional(store, RECIPE_NAME, url)
+    if text is not None:
+        return "recipe", Recipe.from_json(text, source=f"{url}/{RECIPE_NAME}"), store
+    raise ConfigError(f"url: {url!r} has neither {MANIFEST_NAME} nor {RECIPE_NAME}; it is not a (finished) dataset or recipe")

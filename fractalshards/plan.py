@@ -131,14 +131,18 @@ class DatasetDefinition:
 
     def shard_specs(self) -> list[ShardSpec]:
         """The shards, in index order."""
-        order = self.order()
+        return [self.shard_spec(index) for index in range(self.num_shards)]
+
+    def shard_spec(self, index: int) -> ShardSpec:
+        """Shard ``index`` alone (cheap: the order is computed once and cached)."""
+        chunk = self.order()[index * self.shard_size : (index + 1) * self.shard_size]
         k = self.instances
-        specs = []
-        for index in range(self.num_shards):
-            chunk = order[index * self.shard_size : (index + 1) * self.shard_size]
-            pairs = tuple((int(p) // k, int(p) % k) for p in chunk)
-            specs.append(ShardSpec(index, SHARD_FORMAT.format(index=index), pairs))
-        return specs
+        return ShardSpec(index, SHARD_FORMAT.format(index=index), tuple((int(p) // k, int(p) % k) for p in chunk))
+
+    def shard_sizes(self) -> list[tuple[str, int]]:
+        """``(name, samples)`` of every shard, without building their sample lists."""
+        n, size = self.num_samples, self.shard_size
+        return [(SHARD_FORMAT.format(index=i), min(size, n - i * size)) for i in range(self.num_shards)]
 
 
 def seeded_permutation(n: int, *key_parts: object) -> np.ndarray:

@@ -27,7 +27,8 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from .dataset import MANIFEST_NAME, DatasetManifest, load_dataset
+from .dataset import MANIFEST_NAME, DatasetManifest, open_definition
+from .recipe import RECIPE_NAME, Recipe
 from .errors import ConfigError
 from .index import INDEX_DIR, check_tag, check_version, entry_from_dict, read_index, rebuild_index
 from .storage import Store, open_store
@@ -101,7 +102,7 @@ def publish(
     tags = list(tags or [])
     for tag in tags:
         check_tag(tag)
-    manifest, source = load_dataset(src, src_options)
+    kind, manifest, source = open_definition(src, src_options)
     version = check_version(manifest.version)
     target = dest if isinstance(dest, Store) else open_store(dest, dest_options)
     dest = target.url
@@ -119,6 +120,8 @@ def publish(
         _claim_tag(target, tag, version, force, dest)
 
     vdir = target.sub(version)
+    if kind == "recipe":
+        return _publish_recipe(manifest, target, vdir, index, tags, force, dest, say)
     existing_manifest = vdir.exists(MANIFEST_NAME)
     server_side = _same_store(source, target)
     copied = kept = 0
@@ -144,6 +147,15 @@ def publish(
             raise ConfigError(f"version: {dest}/{version} holds a different manifest; use --force to replace it")
         kept = len(manifest.shards)
 
+    entry = _record(target, index, version, tags, name=manifest.name, fingerprint=manifest.fingerprint, kind="dataset",
+                    samples=manifest.totals["samples"], shards=manifest.totals["shards"], bytes=manifest.totals["bytes"])
+    say(f"published {manifest.name} version {version} at {dest.rstrip('/')}/{version} "
+        f"(tags: {', '.join(entry['tags']) or 'none'}; {copied} shards copied{' server-side' if server_side and copied else ''}, {kept} kept)")
+    return PublishResult(dest, version, entry["tags"], copied, kept, server_side)
+
+
+def _record(target: Store, index: dict, version: str, tags: list[str], **fields) -> dict:
+    """Write the version's index entry (tags merged; moved tags dropped from other entries) and rebuild the index."""
     entry = _entry(target, version)
     previous = index.get("versions", {}).get(version, {})
     # Tags move to this version: drop them from the entries that held them (only with --force).
@@ -151,18 +163,28 @@ def publish(
         if other_version != version and set(other.get("tags", [])) & set(tags):
             other = dict(other, tags=[t for t in other.get("tags", []) if t not in tags])
             _write_entry(target, other)
-    entry.update(
-        name=manifest.name, version=version, fingerprint=manifest.fingerprint, kind="dataset",
-        tags=sorted(set(previous.get("tags", [])) | set(tags)),
-        created=previous.get("created") or entry.get("created") or _now(),
-        samples=manifest.totals["samples"], shards=manifest.totals["shards"], bytes=manifest.totals["bytes"],
-        path=version,
-    )
+    entry.update(version=version, tags=sorted(set(previous.get("tags", [])) | set(tags)),
+                 created=previous.get("created") or entry.get("created") or _now(), path=version, **fields)
     _write_entry(target, entry)
     rebuild_index(target)
-    say(f"published {manifest.name} version {version} at {dest.rstrip('/')}/{version} "
-        f"(tags: {', '.join(entry['tags']) or 'none'}; {copied} shards copied{' server-side' if server_side and copied else ''}, {kept} kept)")
-    return PublishResult(dest, version, entry["tags"], copied, kept, server_side)
+    return entry
+
+
+def _publish_recipe(recipe: Recipe, target: Store, vdir: Store, index: dict, tags: list[str], force: bool, dest: str,
+                    say: Callable[[str], None]) -> PublishResult:
+    """A recipe version: ``DEST/<version>/recipe.json`` alone (kilobytes), marked ``kind: recipe`` in the index."""
+    text = recipe.to_json().encode()
+    if vdir.exists(RECIPE_NAME) and not force:
+        if Recipe.from_json(vdir.read_bytes(RECIPE_NAME), f"{dest}/{recipe.version}/{RECIPE_NAME}").version != recipe.version:
+            raise ConfigError(f"version: {dest}/{recipe.version} holds a different recipe; use --force to replace it")
+    else:
+        vdir.write_bytes(RECIPE_NAME, text)
+    d = recipe.definition
+    entry = _record(target, index, recipe.version, tags, name=recipe.name, fingerprint=recipe.fingerprint, kind="recipe",
+                    samples=d.num_samples, shards=0, bytes=len(text))
+    say(f"published recipe {recipe.name} version {recipe.version} at {dest.rstrip('/')}/{recipe.version} "
+        f"(tags: {', '.join(entry['tags']) or 'none'}; {len(text) / 1024:.1f} KiB, {d.num_samples} samples rendered on demand)")
+    return PublishResult(dest, recipe.version, entry["tags"], 0, 0, False)
 
 
 def _entry(target: Store, version: str) -> dict:

@@ -36,7 +36,8 @@ from .render import render, weight_rows
 from .storage import Store, sha256_bytes
 
 __all__ = [
-    "TAR_MTIME", "SAFE_EXTENSIONS", "ShardEntry", "TarSample", "sample_record", "tar_bytes", "render_shard", "build_shard",
+    "TAR_MTIME", "SAFE_EXTENSIONS", "ShardEntry", "TarSample", "sample_record", "tar_bytes", "render_sample", "render_shard",
+    "build_shard",
     "journal_dir", "journal_name", "encode_png", "decode_png", "index_tar", "read_samples", "ShardIntegrityError",
 ]
 
@@ -103,20 +104,30 @@ def tar_bytes(members: Iterable[tuple[str, bytes]]) -> bytes:
     return buf.getvalue()
 
 
+def render_sample(definition: DatasetDefinition, category: int, instance: int) -> tuple[dict, "np.ndarray", bool]:
+    """One sample as a shard stores it, less the PNG: ``({"__key__", "cls", "json"}, pixels, diverged)``.
+
+    Shards (:func:`render_shard`) and the rendered stream share it, so both give the same
+    labels and records; the PNG of ``pixels`` is ``encode_png(pixels, level)``.
+    """
+    out = render(definition.categories.system(category), category, instance_from_index(instance), definition.render)
+    record = sample_record(definition, category, instance, out.diverged, out.fill)
+    sample = {"__key__": sample_key(category, instance), "cls": str(category).encode(),
+              "json": json.dumps(record, sort_keys=True, separators=(",", ":")).encode()}
+    return sample, out.image, out.diverged
+
+
 def render_shard(definition: DatasetDefinition, spec: ShardSpec) -> tuple[bytes, int]:
     """Render every sample of ``spec``; returns the tar bytes and how many samples diverged."""
-    categories = definition.categories
-    settings = definition.render
     members = []
     diverged = 0
     for category, instance in spec.pairs:
-        out = render(categories.system(category), category, instance_from_index(instance), settings)
-        diverged += out.diverged
-        key = sample_key(category, instance)
-        record = sample_record(definition, category, instance, out.diverged, out.fill)
-        members.append((f"{key}.cls", str(category).encode()))
-        members.append((f"{key}.json", json.dumps(record, sort_keys=True, separators=(",", ":")).encode()))
-        members.append((f"{key}.png", encode_png(out.image, definition.png_compress_level)))
+        sample, pixels, bad = render_sample(definition, category, instance)
+        diverged += bad
+        key = sample["__key__"]
+        members.append((f"{key}.cls", sample["cls"]))
+        members.append((f"{key}.json", sample["json"]))
+        members.append((f"{key}.png", encode_png(pixels, definition.png_compress_level)))
     return tar_bytes(members), diverged
 
 

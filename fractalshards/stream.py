@@ -36,10 +36,11 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .cache import DEFAULT_CACHE_LIMIT, ShardCache, default_cache_dir
-from .dataset import load_dataset
-from .errors import ConfigError, ShardIntegrityError, TransferError
+from .dataset import open_definition
+from .errors import ConfigError, ShardIntegrityError, TransferError, check_choice
 from .layout import EpochLayout, Level, RankLayout, deal
-from .shards import TarSample, decode_png, index_tar
+from .plan import DatasetDefinition
+from .shards import decode_png, encode_png, index_tar, render_sample
 from .storage import Store, redact
 
 __all__ = ["FractalStream", "FractalLoader", "ShardIntegrityError", "TransferError", "DECODES", "STATE_VERSION"]
@@ -51,6 +52,8 @@ DECODES = ("tensor", "float", "numpy", "raw")
 STATE_VERSION = 2
 #: Shards loaded ahead of the one being decoded, per worker.
 PREFETCH_SHARDS = 2
+#: Where samples come from: ``auto`` renders a recipe and reads a built dataset's shards.
+SOURCES = ("auto", "shards", "render")
 #: Whole-shard fetch attempts (each on top of the store client's own request retries).
 FETCH_ATTEMPTS = 3
 
@@ -104,7 +107,7 @@ class _ShardLoader:
         self.store = store.for_this_process()
         self.hashes, self.sizes, self.verify, self.cache, self.version = hashes, sizes, verify, cache, version
 
-    def load(self, shard: str) -> tuple[memoryview, list[TarSample]]:
+    def load(self, shard: str) -> "_StoredShard":
         """The shard's bytes and sample index; checked against the manifest (hash when verifying, count always)."""
         if self.cache is not None:
             data = self.cache.get(self.version, shard, self.hashes[shard], lambda: self._fetch(shard))
@@ -120,7 +123,7 @@ class _ShardLoader:
         if len(index) != self.sizes[shard]:
             raise ShardIntegrityError(f"{shard}: holds {len(index)} samples but the manifest says {self.sizes[shard]}; "
                                       "it is truncated or altered")
-        return memoryview(data), index
+        return _StoredShard(memoryview(data), index, self.store.url_of(shard))
 
     def _fetch(self, shard: str) -> bytes:
         # The store's client retries each request; this bounds what is left (a connection
@@ -137,6 +140,43 @@ class _ShardLoader:
                                         f"attempts ({message}); check the network and the endpoint") from None
                 time.sleep(0.5 * 2**attempt)
         raise AssertionError("unreachable")
+
+
+class _StoredShard:
+    """A loaded shard: its bytes and member index."""
+
+    def __init__(self, data: memoryview, index: list, url: str) -> None:
+        self.data, self.index, self.url = data, index, url
+
+    def sample(self, i: int, raw: bool) -> dict:
+        return self.index[i].read(self.data, self.url)
+
+
+class _RenderedShard:
+    """A shard of a definition, rendered sample by sample on demand (nothing is read)."""
+
+    def __init__(self, definition: DatasetDefinition, index: int, url: str) -> None:
+        self.definition, self.pairs, self.url = definition, definition.shard_spec(index).pairs, url
+
+    def sample(self, i: int, raw: bool) -> dict:
+        category, instance = self.pairs[i]
+        sample, pixels, _ = render_sample(self.definition, category, instance)
+        sample["__url__"] = self.url
+        if raw:  # exactly the shard's bytes: the encoder is deterministic
+            sample["png"] = encode_png(pixels, self.definition.png_compress_level)
+        else:
+            sample["pixels"] = pixels
+        return sample
+
+
+class _RenderLoader:
+    """The rendered source's stand-in for :class:`_ShardLoader`."""
+
+    def __init__(self, definition: DatasetDefinition, url: str) -> None:
+        self.definition, self.url = definition, url
+
+    def load(self, shard: str) -> _RenderedShard:
+        return _RenderedShard(self.definition, int(shard.split("-")[1].split(".")[0]), f"{self.url}#{shard}")
 
 
 class FractalStream(IterableDataset):
@@ -163,6 +203,10 @@ class FractalStream(IterableDataset):
             ``floor(N / world_size)``, leaving a few out.
         shards: use only these shard names (e.g. to hold one out for evaluation).
         mean, std: normalisation of ``decode="float"`` (FractalDB's 0.2 and 0.5).
+        source: ``shards`` reads a built dataset's shards; ``render`` renders every sample in the
+            DataLoader workers from the definition (a recipe's, or a dataset's manifest: no shard
+            byte is read); ``auto`` (default) renders a recipe and reads a dataset's shards. Both
+            give the same samples in the same order, pixel for pixel.
     """
 
     def __init__(
@@ -184,15 +228,30 @@ class FractalStream(IterableDataset):
         shards: Sequence[str] | None = None,
         mean: float = 0.2,
         std: float = 0.5,
+        source: str = "auto",
     ) -> None:
         super().__init__()
+        check_choice("source", source, SOURCES)
         if decode not in DECODES:
             raise ConfigError(f"decode: {decode!r} is not known; use one of {', '.join(DECODES)}")
         if not isinstance(shuffle_buffer, int) or isinstance(shuffle_buffer, bool) or shuffle_buffer < 1:
             raise ConfigError(f"shuffle_buffer: {shuffle_buffer!r} is not valid; use a positive integer")
-        self.manifest, self.store = load_dataset(url, storage_options)
+        kind, document, self.store = open_definition(url, storage_options)
+        if kind == "recipe" and source == "shards":
+            raise ConfigError(f"source: {url!r} is a recipe and has no shards; use source='render' or build it first")
         self.url = url
-        entries = self.manifest.shards
+        self.kind = kind
+        self.source = "render" if source == "render" or kind == "recipe" else "shards"
+        self.manifest = document if kind == "dataset" else None
+        self.recipe = document if kind == "recipe" else None
+        self._definition = document.definition if kind == "recipe" else (
+            document.definition() if self.source == "render" else None)
+        self.definition_id = document.version if kind == "recipe" else document.definition_id
+        self._version = document.version
+        if kind == "dataset":
+            entries = list(document.shards)
+        else:
+            entries = [_Entry(name, samples) for name, samples in document.definition.shard_sizes()]
         if shards is not None:
             known = {s.name for s in entries}
             unknown = [s for s in shards if s not in known]
@@ -222,7 +281,7 @@ class FractalStream(IterableDataset):
         if cache_dir is True:
             cache_dir = None
         self.cache = None
-        if cache_dir is not False and not self.store.is_local:
+        if cache_dir is not False and not self.store.is_local and self.source == "shards":
             self.cache = ShardCache(default_cache_dir() if cache_dir is None else cache_dir, cache_limit)
             self.cache.path(self.version, self.shard_names[0])  # validates the version and a name before any fetch
         self.mean, self.std = float(mean), float(std)
@@ -248,8 +307,8 @@ class FractalStream(IterableDataset):
 
     @property
     def version(self) -> str:
-        """The dataset version being streamed."""
-        return self.manifest.version
+        """The version being streamed (a dataset's, or a recipe's)."""
+        return self._version
 
     @property
     def shard_set(self) -> str:
@@ -291,8 +350,11 @@ class FractalStream(IterableDataset):
         start, block, b = position.start, max(1, position.block), layout.shuffle_buffer
         if start >= layout.per_rank:
             return
-        loader = _ShardLoader(self.store, self.hashes, dict(zip(self.shard_names, self.shard_samples.tolist())),
-                              self.verify, self.cache, self.version)
+        if self.source == "render":
+            loader = _RenderLoader(self._definition, self.store.url)
+        else:
+            loader = _ShardLoader(self.store, self.hashes, dict(zip(self.shard_names, self.shard_samples.tolist())),
+                                  self.verify, self.cache, self.version)
         first_window = start // b
         segments = layout.segments(first_window * b)
         names = [self.shard_names[s] for s, _, _ in segments]
@@ -301,7 +363,7 @@ class FractalStream(IterableDataset):
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fractalshards-prefetch")
         pending: deque[Future] = deque()
         next_submit = 0
-        active: dict[int, tuple[memoryview, list[TarSample]]] = {}
+        active: dict[int, _StoredShard | _RenderedShard] = {}
         next_load = 0
         try:
             for w in range(first_window, layout.windows):
@@ -322,9 +384,7 @@ class FractalStream(IterableDataset):
                 for q in (lo + perm[outputs - lo]).tolist():
                     k = bisect_right(seg_lo, q) - 1
                     shard, first, _ = segments[k]
-                    data, index = active[k]
-                    sample = index[first + q - seg_lo[k]]
-                    yield self._decode(sample.read(data, self.store.url_of(names[k])), names[k])
+                    yield self._decode(active[k].sample(first + q - seg_lo[k], self.decode == "raw"), names[k])
         finally:
             for future in pending:
                 future.cancel()
@@ -334,14 +394,14 @@ class FractalStream(IterableDataset):
         if self.decode == "raw":
             return sample
         key = sample.get("__key__")
-        if "png" not in sample or "cls" not in sample:
+        if ("png" not in sample and "pixels" not in sample) or "cls" not in sample:
             raise ShardIntegrityError(f"{shard}: sample {key!r} has no png or cls member; the shard is not a fractalshards dataset")
         try:
             label = int(sample["cls"])
         except ValueError:
             raise ShardIntegrityError(f"{shard}: sample {key!r} has a label {sample['cls'][:20]!r} that is not an integer") from None
         try:
-            pixels = decode_png(sample["png"])
+            pixels = sample["pixels"] if "pixels" in sample else decode_png(sample["png"])
         except Exception as exc:  # noqa: BLE001 - Pillow raises many types for a damaged image
             raise ShardIntegrityError(f"{shard}: sample {key!r} has an image that does not decode ({type(exc).__name__}: {exc})") from None
         # Contiguous CHW: collating stride-0 views is several times slower than copying here.
@@ -354,6 +414,15 @@ class FractalStream(IterableDataset):
         if self.transform is not None:
             image = self.transform(image)
         return image, label
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """A shard of a recipe: a name and a sample count (nothing stored)."""
+
+    name: str
+    samples: int
+    sha256: str = ""
 
 
 def _distributed() -> tuple[int, int]:
@@ -425,6 +494,7 @@ class FractalLoader(DataLoader):
         return {
             "version": STATE_VERSION,
             "dataset_version": s.version,
+            "definition": s.definition_id,  # shared by a recipe and the dataset built from it
             "shard_set": s.shard_set,
             "epoch": s.epoch,
             "samples_seen": self._seen,
@@ -448,7 +518,9 @@ class FractalLoader(DataLoader):
             raise ConfigError(f"state: version {state.get('version') if isinstance(state, dict) else None!r} is not supported; "
                               f"this fractalshards reads versions 1 and {STATE_VERSION}")
         s = self.stream
-        checks = [("dataset_version", s.version), ("seed", s.seed), ("shuffle", s.shuffle)]
+        # The definition decides the order: a state of a shard stream resumes the rendered stream and back.
+        checks = [("definition", s.definition_id) if "definition" in state else ("dataset_version", s.version),
+                  ("seed", s.seed), ("shuffle", s.shuffle)]
         if state["version"] >= 2:
             checks.append(("shard_set", s.shard_set))
         for key, mine in checks:

@@ -1,0 +1,136 @@
+"""Recipes: a dataset definition with nothing rendered.
+
+A recipe (``recipe.json``, format ``fractalshards.recipe``) is everything ``build``
+needs: the category parameters, K instances per category, the render settings, the
+seed and the shard plan. Its version is the first 16 hex digits of the hash of its
+definition, so the same definition always has the same id. A built dataset's
+``manifest.json`` serves as a recipe too (its definition is the same dictionary).
+
+Schema (``format_version`` 1)::
+
+    {
+      "format": "fractalshards.recipe", "format_version": 1,
+      "name": "fractaldb-1k", "version": "<16 hex>", "fingerprint": "sha256:<hex of the definition>",
+      "generator": {"name": "fractalshards", "version": "0.1.0"},
+      "definition": {...},                   # as in a dataset manifest
+      "categories": {...},                   # the category manifest, embedded (with its content_hash)
+      "totals": {"shards", "samples", "categories", "instances_per_category"}
+    }
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from . import __version__
+from .errors import ConfigError
+from .manifest import CategoryManifest, canonical_hash
+from .plan import DatasetDefinition
+from .render import RenderSettings
+
+__all__ = ["RECIPE_FORMAT", "RECIPE_NAME", "Recipe", "definition_from_data", "definition_id"]
+
+RECIPE_FORMAT = "fractalshards.recipe"
+RECIPE_VERSIONS = (1,)
+RECIPE_NAME = "recipe.json"
+_VERSION = re.compile(r"^[0-9a-f]{16}$")
+
+
+def definition_id(definition_data: dict) -> str:
+    """16 hex digits identifying a definition (a recipe's version; the same for the dataset built from it)."""
+    return canonical_hash(definition_data).split(":", 1)[1][:16]
+
+
+def definition_from_data(definition_data: object, categories_data: object, name: str, source: str) -> DatasetDefinition:
+    """Rebuild and validate a :class:`DatasetDefinition` from its stored form; one-line errors name the field."""
+    if not isinstance(definition_data, dict):
+        raise ConfigError(f"{source}: definition must be an object")
+    if not isinstance(categories_data, dict):
+        raise ConfigError(f"{source}: categories must be a category manifest object")
+    d = definition_data
+    try:
+        render = RenderSettings.from_dict(dict(d["render"]))
+        definition = DatasetDefinition(
+            categories=CategoryManifest.from_dict(categories_data, source=f"{source}: categories"),
+            instances=d["instances_per_category"],
+            render=render,
+            shard_size=d["shard_size"],
+            name=name,
+            png_compress_level=d["png"]["compress_level"],
+        )
+    except (KeyError, TypeError) as exc:
+        raise ConfigError(f"{source}: definition is incomplete ({type(exc).__name__}: {exc}); rebuild or re-publish it") from None
+    if definition.to_dict() != d:
+        raise ConfigError(f"{source}: definition was not written by this fractalshards (fields differ from a rebuild); "
+                          "it cannot be reproduced")
+    return definition
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A dataset definition, validated, with its version id."""
+
+    definition: DatasetDefinition
+
+    @property
+    def name(self) -> str:
+        """Dataset name."""
+        return self.definition.name
+
+    @property
+    def fingerprint(self) -> str:
+        """``sha256:<hex>`` of the definition."""
+        return canonical_hash(self.definition.to_dict())
+
+    @property
+    def version(self) -> str:
+        """16 hex digits of the fingerprint."""
+        return self.fingerprint.split(":", 1)[1][:16]
+
+    def to_dict(self) -> dict:
+        """The recipe as JSON-able data."""
+        categories = self.definition.categories.body()
+        categories["content_hash"] = self.definition.categories.content_hash
+        d = self.definition
+        return {
+            "format": RECIPE_FORMAT, "format_version": 1, "name": d.name, "version": self.version,
+            "fingerprint": self.fingerprint, "generator": {"name": "fractalshards", "version": __version__},
+            "definition": d.to_dict(), "categories": categories,
+            "totals": {"shards": d.num_shards, "samples": d.num_samples, "categories": d.num_categories,
+                       "instances_per_category": d.instances},
+        }
+
+    def to_json(self) -> str:
+        """Canonical text (sorted keys, indented)."""
+        return json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str | bytes, source: str = RECIPE_NAME) -> "Recipe":
+        """Parse and validate (a dataset manifest used as a recipe is read by :func:`fractalshards.dataset.open_definition`)."""
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{source}: not valid JSON ({exc}); write it again with 'fractalshards recipe'") from None
+        return cls.from_dict(data, source)
+
+    @classmethod
+    def from_dict(cls, data: object, source: str = RECIPE_NAME) -> "Recipe":
+        """Validate: the format, the version against the definition's hash, the definition and categories."""
+        if not isinstance(data, dict) or data.get("format") != RECIPE_FORMAT:
+            raise ConfigError(f"{source}: not a fractalshards recipe (format must be {RECIPE_FORMAT!r}) or dataset manifest")
+        if data.get("format_version") not in RECIPE_VERSIONS:
+            raise ConfigError(f"{source}: format_version {data.get('format_version')!r} is not supported; "
+                              f"this fractalshards reads {list(RECIPE_VERSIONS)}")
+        name = data.get("name")
+        if not isinstance(name, str) or not name or len(name) > 200 or any(ord(c) < 32 for c in name):
+            raise ConfigError(f"{source}: name {name!r} is not valid; a dataset name is 1-200 printable characters")
+        version = data.get("version")
+        if not isinstance(version, str) or not _VERSION.match(version):
+            raise ConfigError(f"{source}: version {version!r} is not 16 lowercase hex digits")
+        recipe = cls(definition_from_data(data.get("definition"), data.get("categories"), name, source))
+        if recipe.version != version or data.get("fingerprint") != recipe.fingerprint:
+            raise ConfigError(f"{source}: version {version} does not match its definition (hash {recipe.version}); "
+                              "the recipe was edited, write it again with 'fractalshards recipe'")
+        return recipe
