@@ -63,6 +63,7 @@ bench: install bench-install
 	$(BIN)/python benchmarks/render.py
 	$(BIN)/python benchmarks/search.py
 	$(BIN)/python benchmarks/build.py
+	$(BIN)/python benchmarks/render_stream.py
 	$(BENCH_BIN)/python benchmarks/stream.py
 
 bench-stream: bench-install

@@ -194,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("url", metavar="URL", help="dataset folder or URL (PREFIX@tag, @latest and @<version> resolve)")
     v.add_argument("--render-sample", type=_non_negative, default=0, metavar="N", help="samples to re-render (default 0)")
     v.add_argument("--seed", type=_non_negative, default=0, help="which samples are picked (default 0)")
+    v.add_argument("--recipe", metavar="URL", default=None, help="check the dataset against this recipe (file, URL or "
+                   "PREFIX@tag): same definition, samples re-rendered from the recipe")
 
     i = sub.add_parser("info", parents=[common], help="describe a built dataset",
                        description="Print a dataset's name, version, counts, sizes and settings.")
@@ -430,7 +432,7 @@ def _cmd_ls(args: argparse.Namespace, progress: bool) -> int:
 def _cmd_verify(args: argparse.Namespace, progress: bool) -> int:
     from .verify import verify
 
-    report = verify(args.url, render_sample=args.render_sample, seed=args.seed, progress=progress)
+    report = verify(args.url, render_sample=args.render_sample, seed=args.seed, progress=progress, recipe=args.recipe)
     head = (f"{args.url}: version {report.version}, {report.shards} shards, {report.samples} samples checked, "
             f"{report.rendered} re-rendered")
     if report.ok:

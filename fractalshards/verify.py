@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from .dataset import load_dataset
+from .dataset import load_dataset, open_definition
 from .instances import instance_from_index
 from .plan import sample_key
 from .errors import ShardIntegrityError
@@ -38,7 +38,7 @@ class VerifyReport:
 
 
 def verify(url: str, *, render_sample: int = 0, seed: int = 0, storage_options: dict | None = None,
-           progress: bool = False) -> VerifyReport:
+           progress: bool = False, recipe: str | None = None) -> VerifyReport:
     """Check ``url`` against its manifest.
 
     Every shard is read whole: its size and sha256 must match the manifest, it must
@@ -46,9 +46,24 @@ def verify(url: str, *, render_sample: int = 0, seed: int = 0, storage_options: 
     Then ``render_sample`` samples, picked at random with ``seed``, are rendered
     again from the parameters in the manifest and compared pixel for pixel with the
     stored images (and their ``.cls`` and ``.json`` with what they should say).
+
+    With ``recipe`` (a recipe file or URL, e.g. the published ``PREFIX@tag`` it was
+    built from), the dataset's definition must be the recipe's, and samples are
+    re-rendered from the recipe rather than from the dataset's own manifest.
     """
     manifest, store = load_dataset(url, storage_options)
     report = VerifyReport(url, manifest.version)
+    categories_source = manifest
+    if recipe is not None:
+        kind, document, _ = open_definition(recipe, storage_options)
+        expected = document.definition_id if kind == "dataset" else document.version
+        if expected != manifest.definition_id:
+            report.problems.append(f"definition {manifest.definition_id} is not the recipe's ({expected}); "
+                                   f"this dataset was not built from {recipe}")
+            return report
+        definition = document.definition() if kind == "dataset" else document.definition
+        categories_source = None
+        recipe_categories, recipe_settings = definition.categories, definition.render
     shards = manifest.shards
     total = sum(s.samples for s in shards)
     picks: dict[str, set[int]] = {}
@@ -59,8 +74,11 @@ def verify(url: str, *, render_sample: int = 0, seed: int = 0, storage_options: 
                 picks.setdefault(s.name, set()).add(position)
                 break
             position -= s.samples
-    categories = manifest.category_manifest() if picks else None
-    settings = manifest.render_settings
+    if categories_source is None:
+        categories, settings = recipe_categories, recipe_settings
+    else:
+        categories = manifest.category_manifest() if picks else None
+        settings = manifest.render_settings
     instances = manifest.definition_data["instances_per_category"]
     bar = tqdm(total=len(shards), desc="verify", unit="shard", disable=not progress)
     for s in shards:

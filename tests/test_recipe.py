@@ -128,3 +128,17 @@ def test_bad_recipes_are_one_line_errors(made, tmp_path, capsys):
     assert main(["--no-progress", "build", "--recipe", str(tmp_path / "t.json"), "--out", str(tmp_path / "y")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "does not match" in err[0]
+
+
+def test_verify_a_shard_version_against_its_recipe(made, tmp_path):
+    from fractalshards.verify import verify
+
+    recipe, ds = made
+    report = verify(str(ds), render_sample=10, recipe=str(recipe))
+    assert report.ok and report.rendered == 10
+    other = json.loads(recipe.read_text())
+    other_recipe = tmp_path / "other.json"
+    assert main(["--no-progress", "recipe", *[a if a != "2" else "3" for a in ARGS], "--out", str(other_recipe)]) == 0
+    report = verify(str(ds), recipe=str(other_recipe))
+    assert not report.ok and "not the recipe's" in report.problems[0]
+    assert other["version"] != json.loads(other_recipe.read_text())["version"]
