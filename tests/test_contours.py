@@ -1,0 +1,114 @@
+"""Contour families' kernels: pnoise1 and Pillow-line oracles, and the official test vectors."""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from fractalshards.contours import rcdb_image, visualatom_image
+from fractalshards.lines import draw_polyline
+from fractalshards.perlin import PERM, pnoise1_array
+from official_contours import digest, rcdb_category, rcdb_thread, visualatom_category, visualatom_thread
+
+SAMPLE = Path(__file__).resolve().parent / "vectors" / "official-contours-sample.txt"  # copied from shared/
+
+
+def _vectors() -> tuple[dict, dict]:
+    pixels, params = {}, {}
+    for line in SAMPLE.read_text().splitlines():
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split()
+        if parts[0] == "params":
+            fields = dict(p.split("=") for p in parts[2:])
+            params[(parts[1], int(fields.pop("thread")), int(fields.pop("category")))] = fields
+        else:
+            pixels[(parts[0], int(parts[1]), int(parts[2]), int(parts[3]))] = parts[4]
+    return pixels, params
+
+
+def test_pnoise1_equals_the_noise_package_bit_for_bit():
+    import noise  # the dev extra installs it (it builds from source)
+
+    rng = np.random.default_rng(0)
+    u = np.concatenate([rng.uniform(0, 10000, 200_000), rng.uniform(-3000, 3000, 50_000), np.arange(-300, 300, 0.125),
+                        rng.uniform(0, 1e6, 2_000), np.array([0.0, -0.0, 1.0, -1.0, 1023.999, 1024.0, 255.5, 256.0])])
+    out = np.empty_like(u)
+    pnoise1_array(u, PERM, out)
+    reference = np.array([noise.pnoise1(float(x)) for x in u])
+    assert np.array_equal(out, reference)
+
+
+def test_polylines_equal_pillow_pixel_for_pixel():
+    rng = np.random.default_rng(1)
+    for case in range(600):
+        n = int(rng.integers(2, 50))
+        lo, hi = (-60.0, 120.0) if case % 2 else (0.0, 48.0)  # odd cases leave the canvas
+        xs, ys = rng.uniform(lo, hi, n), rng.uniform(lo, hi, n)
+        if case % 5 == 0:
+            xs, ys = np.round(xs), np.round(ys)  # exact integers: horizontal, vertical, diagonal runs
+        if case % 7 == 0:
+            xs, ys = rng.uniform(-3, 3, n), rng.uniform(-3, 3, n)  # truncation toward zero near the origin
+        grey = int(rng.integers(1, 256))
+        im = Image.new("L", (48, 40))
+        ImageDraw.Draw(im).line(list(zip(xs.tolist(), ys.tolist())), fill=grey, width=1)
+        out = np.zeros((40, 48), np.uint8)
+        draw_polyline(out, xs, ys, np.uint8(grey))
+        assert np.array_equal(out, np.asarray(im)), case
+
+
+def test_the_python_replay_reproduces_the_official_vectors():
+    """The oracle itself: official parameters and pixels of each family's first category."""
+    pixels, params = _vectors()
+    for family, replay in (("visualatom", visualatom_thread), ("rcdb", rcdb_thread)):
+        (p, images), = list(replay(0, 1, 3))
+        for key, value in params[(family, 0, 0)].items():
+            assert math.isclose(float(p[key]), float(value), rel_tol=0, abs_tol=0), (family, key)
+        assert [digest(im) for im in images] == [pixels[(family, 0, 0, k)] for k in range(3)]
+
+
+def _visualatom_draws(rng: random.Random, p: dict) -> tuple:
+    V, L = p["vertices"], p["lines"]
+    greys = np.empty(L, np.int64)
+    ux, uy = np.empty((L, V)), np.empty((L, V))
+    for line in range(L):
+        greys[line] = rng.randint(0, 255)
+        ux[line] = [rng.uniform(0, 10000) for _ in range(V)]
+        uy[line] = [rng.uniform(0, 10000) for _ in range(V)]
+    return greys, ux, uy
+
+
+def test_kernels_draw_the_official_instances():
+    pixels, _ = _vectors()
+    rng = random.Random(1)
+    p = visualatom_category(rng)
+    cx, cy = p["center_x"], p["center_y"]
+    for k in range(3):
+        greys, ux, uy = _visualatom_draws(rng, p)
+        image = visualatom_image(512, p["vertices"], p["radius"], p["oval_x"], p["oval_y"], p["perlin"], p["line_width"],
+                                 p["freq1"], p["freq2"], cx, cy, greys, ux, uy, PERM)
+        assert digest(image) == pixels[("visualatom", 0, 0, k)]
+        cy = (512 + rng.randint(-512, 512)) / 2
+        cx = (512 + rng.randint(-512, 512)) / 2
+    rng = random.Random(1)
+    p = rcdb_category(rng)
+    radius, ox, oy, cx, cy = p["radius"], p["oval_x"], p["oval_y"], p["center_x"], p["center_y"]
+    for k in range(3):
+        V, L = p["vertices"], p["lines"]
+        greys = np.empty(L, np.int64)
+        ux, uy = np.empty((L, V)), np.empty((L, V))
+        for line in range(L):
+            greys[line] = rng.randint(0, 256)
+            ux[line] = [rng.uniform(0, 10000) for _ in range(V)]
+            uy[line] = [rng.uniform(0, 10000) for _ in range(V)]
+        image = rcdb_image(512, V, radius, ox, oy, p["perlin"], p["line_width"], cx, cy, greys, ux, uy, PERM)
+        assert digest(image) == pixels[("rcdb", 0, 0, k)]
+        ox, oy = rng.uniform(1, 2), rng.uniform(1, 2)
+        radius = rng.randint(0, 100)
+        cy = (512 + rng.randint(-400, 400)) / 2
+        cx = (512 + rng.randint(-400, 400)) / 2
