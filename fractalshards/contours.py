@@ -19,8 +19,13 @@ from numba import njit
 
 from .lines import draw_polyline
 from .perlin import PERM, pnoise1
+from .pyrandom import expovariate as _expovariate
+from .pyrandom import randint as _randint
+from .pyrandom import skip_randoms as _skip
+from .pyrandom import uniform as _uniform
 
-__all__ = ["visualatom_image", "rcdb_image", "PERM"]
+__all__ = ["visualatom_image", "rcdb_image", "PERM", "PARAM_FIELDS", "visualatom_official_categories",
+           "rcdb_official_categories"]
 
 
 @njit(cache=True, nogil=True)
@@ -74,3 +79,72 @@ def rcdb_image(size, vertices, radius, oval_x, oval_y, perlin, width, cx, cy, gr
         py[vertices] = ys[0] + cy
         draw_polyline(canvas, px, py, np.uint8(min(greys[line], 255)))
     return canvas
+
+
+# -- the official streams ---------------------------------------------------------------------
+#: Columns of a category parameter row (both families; RCDB leaves the frequencies at 0).
+PARAM_FIELDS = ("vertices", "lines", "perlin", "line_width", "radius", "freq1", "freq2", "oval_x", "oval_y",
+                "center_y", "center_x")
+
+
+
+
+@njit(cache=True, nogil=True)
+def visualatom_official_categories(state, count, instances, out):
+    """Replay ``count`` categories of an official VisualAtom thread from ``state`` (seeded ``thread + 1``).
+
+    Writes each category's parameters (:data:`PARAM_FIELDS`) to ``out[c]`` and consumes every
+    draw of its ``instances`` instances (grey levels by rejection sampling, noise positions
+    skipped, next centres), leaving ``state`` at the next category.
+    """
+    for c in range(count):
+        vertices = _randint(state, 200, 1000)
+        lines = _randint(state, 1, 200)
+        perlin = _uniform(state, 0.0, 4.0)
+        width = _uniform(state, 0.0, 0.1)
+        radius = _randint(state, 10, 60)
+        n1 = _randint(state, 0, 20)
+        n2 = _randint(state, 0, 20)
+        while n1 != 0 and n2 == n1:
+            n2 = _randint(state, 0, 20)
+        ox = _uniform(state, 1.0, 2.0)
+        oy = _uniform(state, 1.0, 2.0)
+        cy = (512 + _randint(state, -512, 512)) / 2
+        cx = (512 + _randint(state, -512, 512)) / 2
+        row = out[c]
+        row[0], row[1], row[2], row[3], row[4], row[5] = vertices, lines, perlin, width, radius, n1
+        row[6], row[7], row[8], row[9], row[10] = n2, ox, oy, cy, cx
+        for _k in range(instances):
+            for _line in range(lines):
+                _randint(state, 0, 255)
+                _skip(state, 2 * vertices)
+            _randint(state, -512, 512)
+            _randint(state, -512, 512)
+
+
+@njit(cache=True, nogil=True)
+def rcdb_official_categories(state, count, instances, out):
+    """The same replay for an official RCDB thread (expovariate vertices; radius, ovals and centre redrawn per instance)."""
+    for c in range(count):
+        vertices = np.int64(_expovariate(state, 1.0 / 100.0))
+        while not (2 < vertices <= 200):
+            vertices = np.int64(_expovariate(state, 1.0 / 100.0))
+        lines = _randint(state, 1, 200)
+        perlin = _uniform(state, 0.0, 4.0)
+        width = _uniform(state, 0.0, 0.1)
+        radius = _randint(state, 0, 100)
+        ox = _uniform(state, 1.0, 2.0)
+        oy = _uniform(state, 1.0, 2.0)
+        cy = (512 + _randint(state, -400, 400)) / 2
+        cx = (512 + _randint(state, -400, 400)) / 2
+        row = out[c]
+        row[0], row[1], row[2], row[3], row[4], row[5] = vertices, lines, perlin, width, radius, 0
+        row[6], row[7], row[8], row[9], row[10] = 0, ox, oy, cy, cx
+        for _k in range(instances):
+            for _line in range(lines):
+                _randint(state, 0, 256)
+                _skip(state, 2 * vertices)
+            _skip(state, 2)  # next ovals
+            _randint(state, 0, 100)
+            _randint(state, -400, 400)
+            _randint(state, -400, 400)

@@ -112,3 +112,47 @@ def test_kernels_draw_the_official_instances():
         radius = rng.randint(0, 100)
         cy = (512 + rng.randint(-400, 400)) / 2
         cx = (512 + rng.randint(-400, 400)) / 2
+
+
+def test_python_random_replayed_in_compiled_code():
+    from fractalshards import pyrandom as P
+
+    for s in (1, 2, 20, 12345, 2**31 + 5):
+        r, st = random.Random(s), P.new_state(s)
+        for i in range(4000):
+            op = i % 6
+            if op == 0:
+                a, b = r.random(), P.random(st)
+            elif op == 1:
+                a, b = r.randint(0, 256), P.randint(st, 0, 256)
+            elif op == 2:
+                a, b = r.uniform(0, 10000), P.uniform(st, 0.0, 10000.0)
+            elif op == 3:
+                a, b = r.expovariate(1 / 100), P.expovariate(st, 1 / 100)
+            elif op == 4:
+                a, b = r.randint(-512, 512), P.randint(st, -512, 512)
+            else:
+                n = 1 + (i * 7919) % 1500
+                for _ in range(n):
+                    r.random()
+                P.skip_randoms(st, n)
+                a, b = r.getrandbits(13), P.getrandbits(st, 13)
+            assert a == b, (s, i, op)
+
+
+@pytest.mark.parametrize("family", ["visualatom", "rcdb"])
+def test_official_category_replay_matches_the_scripts(family):
+    from fractalshards.contours import PARAM_FIELDS, rcdb_official_categories, visualatom_official_categories
+    from fractalshards.pyrandom import new_state
+
+    replay = {"visualatom": (visualatom_official_categories, visualatom_thread),
+              "rcdb": (rcdb_official_categories, rcdb_thread)}[family]
+    _, params = _vectors()
+    for thread in (0, 1):
+        out = np.zeros((4, len(PARAM_FIELDS)))
+        replay[0](new_state(thread + 1), 4, 2, out)  # 2 instances per category keeps the oracle quick
+        expected = [p for p, _ in replay[1](thread, 4, 2)]
+        for row, p in zip(out, expected):
+            assert {k: float(p.get(k, 0)) for k in PARAM_FIELDS} == dict(zip(PARAM_FIELDS, row.tolist()))
+        first = params[(family, thread, thread * (50 if family == "visualatom" else 100))]
+        assert all(float(v) == out[0][PARAM_FIELDS.index(k)] for k, v in first.items())
