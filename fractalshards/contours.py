@@ -17,6 +17,7 @@ import math
 import numpy as np
 from numba import njit
 
+from .kernel import _splitmix
 from .lines import draw_polyline
 from .perlin import PERM, pnoise1
 from .pyrandom import expovariate as _expovariate
@@ -25,7 +26,8 @@ from .pyrandom import skip_randoms as _skip
 from .pyrandom import uniform as _uniform
 
 __all__ = ["visualatom_image", "rcdb_image", "PERM", "PARAM_FIELDS", "visualatom_official_categories",
-           "rcdb_official_categories"]
+           "rcdb_official_categories", "visualatom_native_category", "rcdb_native_category", "native_instance_draws",
+           "native_shape"]
 
 
 @njit(cache=True, nogil=True)
@@ -148,3 +150,94 @@ def rcdb_official_categories(state, count, instances, out):
             _randint(state, 0, 100)
             _randint(state, -400, 400)
             _randint(state, -400, 400)
+
+
+# -- native streams ------------------------------------------------------------------------------
+# Every draw comes from a counter-based stream of (seed, category) or (seed, category, instance)
+# (SplitMix64, fractalshards.kernel): any instance is computed alone, on any worker, in any order.
+
+
+@njit(cache=True, nogil=True)
+def _u(key, i):
+    return np.float64(_splitmix(key, i) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@njit(cache=True, nogil=True)
+def _below(key, i, n):
+    return np.int64(_u(key, i) * n)
+
+
+@njit(cache=True, nogil=True)
+def visualatom_native_category(key, row):
+    """Category parameters (:data:`PARAM_FIELDS`) from stream ``key``, with the official distributions.
+
+    The centre columns hold instance 0's centre; :func:`native_centre` gives the others.
+    """
+    row[0] = 200 + _below(key, 0, 801)
+    row[1] = 1 + _below(key, 1, 200)
+    row[2] = 4.0 * _u(key, 2)
+    row[3] = 0.1 * _u(key, 3)
+    row[4] = 10 + _below(key, 4, 51)
+    n1 = _below(key, 5, 21)
+    i = 6
+    n2 = _below(key, i, 21)
+    while n1 != 0 and n2 == n1:  # as the official rule: the second frequency differs unless the first is 0
+        i += 1
+        n2 = _below(key, i, 21)
+    row[5], row[6] = n1, n2
+    row[7] = 1.0 + _u(key, 100)
+    row[8] = 1.0 + _u(key, 101)
+    row[9] = (512 + (_below(key, 102, 1025) - 512)) / 2
+    row[10] = (512 + (_below(key, 103, 1025) - 512)) / 2
+
+
+@njit(cache=True, nogil=True)
+def rcdb_native_category(key, row):
+    """RCDB category parameters from stream ``key`` (vertices exponential with mean 100, kept in 3..200)."""
+    i = 0
+    vertices = np.int64(-math.log(1.0 - _u(key, i)) * 100.0)
+    while not (2 < vertices <= 200):
+        i += 1
+        vertices = np.int64(-math.log(1.0 - _u(key, i)) * 100.0)
+    row[0] = vertices
+    row[1] = 1 + _below(key, 1000, 200)
+    row[2] = 4.0 * _u(key, 1001)
+    row[3] = 0.1 * _u(key, 1002)
+    row[4] = _below(key, 1003, 101)
+    row[5], row[6] = 0, 0
+    row[7] = 1.0 + _u(key, 1004)
+    row[8] = 1.0 + _u(key, 1005)
+    row[9] = (512 + (_below(key, 1006, 801) - 400)) / 2
+    row[10] = (512 + (_below(key, 1007, 801) - 400)) / 2
+
+
+@njit(cache=True, nogil=True)
+def native_instance_draws(key, grey_levels, greys, ux, uy):
+    """An instance's line draws from stream ``key``: ``greys[l]`` in ``0 .. grey_levels - 1`` and
+    noise positions ``ux[l, j]``, ``uy[l, j]`` in [0, 10000); the stream's first 8 values are
+    left for the instance's centre and shape (:func:`native_shape`)."""
+    lines, vertices = ux.shape
+    at = 8
+    for line in range(lines):
+        greys[line] = _below(key, at, grey_levels)
+        at += 1
+        for j in range(vertices):
+            ux[line, j] = 10000.0 * _u(key, at + j)
+        at += vertices
+        for j in range(vertices):
+            uy[line, j] = 10000.0 * _u(key, at + j)
+        at += vertices
+
+
+@njit(cache=True, nogil=True)
+def native_shape(key, family_rcdb, out):
+    """An instance's own centre (and, for RCDB, radius and ovals): ``out = [cx, cy, radius, oval_x, oval_y]``."""
+    if family_rcdb:
+        out[0] = (512 + (_below(key, 0, 801) - 400)) / 2
+        out[1] = (512 + (_below(key, 1, 801) - 400)) / 2
+        out[2] = _below(key, 2, 101)
+        out[3] = 1.0 + _u(key, 3)
+        out[4] = 1.0 + _u(key, 4)
+    else:
+        out[0] = (512 + (_below(key, 0, 1025) - 512)) / 2
+        out[1] = (512 + (_below(key, 1, 1025) - 512)) / 2

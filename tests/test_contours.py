@@ -156,3 +156,39 @@ def test_official_category_replay_matches_the_scripts(family):
             assert {k: float(p.get(k, 0)) for k in PARAM_FIELDS} == dict(zip(PARAM_FIELDS, row.tolist()))
         first = params[(family, thread, thread * (50 if family == "visualatom" else 100))]
         assert all(float(v) == out[0][PARAM_FIELDS.index(k)] for k, v in first.items())
+
+
+def test_native_streams_are_deterministic_in_range_and_render():
+    from fractalshards.contours import (PARAM_FIELDS, native_instance_draws, native_shape, rcdb_native_category,
+                                        visualatom_native_category)
+    from fractalshards.render import stream_key
+
+    rows = np.zeros((200, len(PARAM_FIELDS)))
+    for c in range(200):
+        visualatom_native_category(stream_key("visualatom-category", 0, c), rows[c])
+    again = np.zeros(len(PARAM_FIELDS))
+    visualatom_native_category(stream_key("visualatom-category", 0, 17), again)
+    assert np.array_equal(again, rows[17])
+    v = dict(zip(PARAM_FIELDS, rows.T))
+    assert v["vertices"].min() >= 200 and v["vertices"].max() <= 1000 and v["lines"].min() >= 1 and v["lines"].max() <= 200
+    assert ((v["freq1"] == 0) | (v["freq1"] != v["freq2"])).all() and len(np.unique(v["vertices"])) > 150
+    assert (v["center_x"] >= 0).all() and (v["center_x"] <= 512).all()
+    rcdb = np.zeros((200, len(PARAM_FIELDS)))
+    for c in range(200):
+        rcdb_native_category(stream_key("rcdb-category", 0, c), rcdb[c])
+    assert rcdb[:, 0].min() >= 3 and rcdb[:, 0].max() <= 200 and 60 < rcdb[:, 0].mean() < 110
+
+    p = dict(zip(PARAM_FIELDS, rows[3]))
+    V, L = int(p["vertices"]), int(p["lines"])
+    images = []
+    for k in (0, 1, 0):
+        key = stream_key("visualatom-instance", 0, 3, k)
+        greys, ux, uy = np.empty(L, np.int64), np.empty((L, V)), np.empty((L, V))
+        native_instance_draws(key, 256, greys, ux, uy)
+        shape = np.zeros(5)
+        native_shape(key, False, shape)
+        images.append(visualatom_image(512, V, p["radius"], p["oval_x"], p["oval_y"], p["perlin"], p["line_width"],
+                                       p["freq1"], p["freq2"], shape[0], shape[1], greys, ux, uy, PERM))
+        assert greys.min() >= 0 and greys.max() <= 255 and ux.min() >= 0 and ux.max() < 10000
+    assert np.array_equal(images[0], images[2]) and not np.array_equal(images[0], images[1])
+    assert np.count_nonzero(images[0]) > 500
