@@ -11,7 +11,6 @@ including segments that leave the canvas). Plain arrays in and out.
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit
 
 __all__ = ["draw_polyline"]

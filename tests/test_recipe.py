@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from fractalshards.build import build
 from fractalshards.cli import main
 from fractalshards.errors import ConfigError
 from fractalshards.index import read_index
