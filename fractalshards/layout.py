@@ -268,14 +268,24 @@ class RankLayout:
         parts = list(self.output_inputs(start))
         return self.inputs_to_global(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
 
+    def split_at(self, seen: int) -> tuple[int, np.ndarray, np.ndarray, int]:
+        """Where the first ``seen`` outputs leave this rank: ``(lo, taken, left, hi)``.
+
+        The consumed inputs are ``0 .. lo - 1`` and ``taken`` (part of the window at ``lo``);
+        the unconsumed ones are ``left`` (the rest of that window, sorted) and ``hi .. per_rank - 1``.
+        """
+        b = self.shuffle_buffer
+        w, o = divmod(min(seen, self.per_rank), b)
+        lo = w * b
+        if lo >= self.per_rank:
+            return self.per_rank, np.zeros(0, np.int64), np.zeros(0, np.int64), self.per_rank
+        perm = self.window_perm(w)
+        return lo, lo + perm[:o], np.sort(lo + perm[o:]), min(lo + b, self.per_rank)
+
     def consumed_inputs(self, seen: int) -> tuple[Runs, np.ndarray]:
         """Input positions of the first ``seen`` outputs: full windows as runs, plus the partial window's."""
-        b = self.shuffle_buffer
-        seen = min(seen, self.per_rank)
-        w, o = divmod(seen, b)
-        done = Runs.whole(w * b)
-        partial = w * b + self.window_perm(w)[:o] if o else np.zeros(0, np.int64)
-        return done, partial
+        lo, taken, _, _ = self.split_at(seen)
+        return Runs.whole(lo), taken
 
 
 def _remaining(epoch: EpochLayout, sequence: Runs, number: int, level: Level) -> Runs:
@@ -286,39 +296,25 @@ def _remaining(epoch: EpochLayout, sequence: Runs, number: int, level: Level) ->
         raise ConfigError(f"state: samples_seen {level.samples_seen} is more than the {per_rank} samples per rank of "
                           f"level {number}; the state belongs to another dataset or shard selection")
     served = min(n, per_rank * level.world_size)  # indices ever served at this level (pad=False leaves a tail)
-    b = level.shuffle_buffer
-    w, o = divmod(level.samples_seen, b)
     keep_starts: list[np.ndarray] = []
     keep_lengths: list[np.ndarray] = []
     wrapped_consumed: list[np.ndarray] = []
     for r in range(level.world_size):
-        rank = RankLayout(epoch, sequence, number, r, level.world_size, b, per_rank)
+        rank = RankLayout(epoch, sequence, number, r, level.world_size, level.shuffle_buffer, per_rank)
         base = r * per_rank
-        lo = w * b
-        hi = min(lo + b, per_rank)
-        if level.samples_seen >= per_rank:
-            rest = np.zeros(0, np.int64)
-            tail_from = per_rank
-            consumed_partial = np.zeros(0, np.int64)
-        else:
-            perm = rank.window_perm(w)
-            rest = np.sort(lo + perm[o:])
-            consumed_partial = lo + perm[:o]
-            tail_from = hi
+        lo, taken, left, hi = rank.split_at(level.samples_seen)
         # Unconsumed inputs: the rest of the current window, then every later window.
-        idx_rest = base + rest
-        runs_rest = Runs.from_sorted(idx_rest[idx_rest < served])
-        keep_starts.append(runs_rest.starts)
-        keep_lengths.append(runs_rest.lengths)
-        tail_lo, tail_hi = base + tail_from, min(base + per_rank, served)
+        idx_left = base + left
+        runs_left = Runs.from_sorted(idx_left[idx_left < served])
+        keep_starts.append(runs_left.starts)
+        keep_lengths.append(runs_left.lengths)
+        tail_lo, tail_hi = base + hi, min(base + per_rank, served)
         if tail_hi > tail_lo:
             keep_starts.append(np.array([tail_lo], np.int64))
             keep_lengths.append(np.array([tail_hi - tail_lo], np.int64))
         # Consumed padding repeats (indices past the sequence end): their originals count as consumed.
         if base + per_rank > n:
-            consumed = np.concatenate([np.arange(min(lo, per_rank), dtype=np.int64), consumed_partial]) if level.samples_seen < per_rank \
-                else np.arange(per_rank, dtype=np.int64)
-            idx = base + consumed
+            idx = base + np.concatenate([np.arange(lo, dtype=np.int64), taken])
             wrapped_consumed.append(idx[idx >= n] % n)
     starts = np.concatenate(keep_starts) if keep_starts else np.zeros(0, np.int64)
     lengths = np.concatenate(keep_lengths) if keep_lengths else np.zeros(0, np.int64)

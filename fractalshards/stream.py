@@ -174,9 +174,10 @@ class _RenderLoader:
 
     def __init__(self, definition: DatasetDefinition, url: str) -> None:
         self.definition, self.url = definition, url
+        self.index = {name: i for i, (name, _) in enumerate(definition.shard_sizes())}
 
     def load(self, shard: str) -> _RenderedShard:
-        return _RenderedShard(self.definition, int(shard.split("-")[1].split(".")[0]), f"{self.url}#{shard}")
+        return _RenderedShard(self.definition, self.index[shard], f"{self.url}#{shard}")
 
 
 class FractalStream(IterableDataset):
@@ -248,10 +249,14 @@ class FractalStream(IterableDataset):
             document.definition() if self.source == "render" else None)
         self.definition_id = document.version if kind == "recipe" else document.definition_id
         self._version = document.version
+        plan = self._definition.shard_sizes() if self._definition is not None else None
         if kind == "dataset":
             entries = list(document.shards)
+            if plan is not None and [(s.name, s.samples) for s in entries] != plan:
+                raise ConfigError(f"source: the shards listed in {url!r} are not its definition's plan; "
+                                  "it cannot be rendered, use source='shards'")
         else:
-            entries = [_Entry(name, samples) for name, samples in document.definition.shard_sizes()]
+            entries = [_Entry(name, samples) for name, samples in plan]
         if shards is not None:
             known = {s.name for s in entries}
             unknown = [s for s in shards if s not in known]
@@ -274,7 +279,6 @@ class FractalStream(IterableDataset):
         total = int(self.shard_samples.sum())
         if total < world_size:
             raise ConfigError(f"world_size: {world_size} ranks for {total} samples leaves a rank empty; use fewer ranks")
-        self.num_samples_total = total
         self.pad = bool(pad)
         self.shuffle, self.seed, self.shuffle_buffer = bool(shuffle), int(seed), shuffle_buffer
         self.decode, self.transform, self.verify = decode, transform, bool(verify)
@@ -404,13 +408,14 @@ class FractalStream(IterableDataset):
             pixels = sample["pixels"] if "pixels" in sample else decode_png(sample["png"])
         except Exception as exc:  # noqa: BLE001 - Pillow raises many types for a damaged image
             raise ShardIntegrityError(f"{shard}: sample {key!r} has an image that does not decode ({type(exc).__name__}: {exc})") from None
-        # Contiguous CHW: collating stride-0 views is several times slower than copying here.
-        chw = np.broadcast_to(pixels, (3, *pixels.shape)) if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
-        image = torch.from_numpy(np.ascontiguousarray(chw))
-        if self.decode == "float":
-            image = (image.float() / 255.0 - self.mean) / self.std
-        elif self.decode == "numpy":
-            image = np.ascontiguousarray(image.permute(1, 2, 0).numpy())
+        if self.decode == "numpy":  # HWC, 3 channels, straight from the pixels
+            image = np.ascontiguousarray(np.broadcast_to(pixels[..., None], (*pixels.shape, 3)) if pixels.ndim == 2 else pixels)
+        else:
+            # Contiguous CHW: collating stride-0 views is several times slower than copying here.
+            chw = np.broadcast_to(pixels, (3, *pixels.shape)) if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+            image = torch.from_numpy(np.ascontiguousarray(chw))
+            if self.decode == "float":
+                image = (image.float() / 255.0 - self.mean) / self.std
         if self.transform is not None:
             image = self.transform(image)
         return image, label

@@ -141,3 +141,17 @@ def test_verify_a_shard_version_against_its_recipe(made, tmp_path):
     report = verify(str(ds), recipe=str(other_recipe))
     assert not report.ok and "not the recipe's" in report.problems[0]
     assert other["version"] != json.loads(other_recipe.read_text())["version"]
+
+
+def test_rendering_a_dataset_whose_shard_list_is_not_its_plan_is_refused(made, tmp_path):
+    import shutil
+
+    _, ds = made
+    copy = tmp_path / "ds"
+    shutil.copytree(ds, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["shards"][0]["name"] = "x.tar"  # names are not part of the fingerprint: the manifest still validates
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    FractalStream(str(copy), source="shards", shards=["shard-000001.tar"])
+    with pytest.raises(ConfigError, match="not its definition's plan"):
+        FractalStream(str(copy), source="render")
