@@ -26,20 +26,17 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import re
 import uuid
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .errors import ConfigError, ShardIntegrityError
+from .errors import ConfigError, ShardIntegrityError, check_file_name, check_version
 
 __all__ = ["ShardCache", "default_cache_dir", "DEFAULT_CACHE_LIMIT"]
 
 #: Default bound of a cache folder: 20 GiB.
 DEFAULT_CACHE_LIMIT = 20 * 2**30
 _CHUNK = 4 << 20
-_VERSION = re.compile(r"^[0-9a-f]{16}$")
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,254}$")
 
 
 def default_cache_dir() -> Path:
@@ -69,10 +66,8 @@ class ShardCache:
 
     def path(self, version: str, shard: str) -> Path:
         """Where ``shard`` of dataset ``version`` is cached; both names are checked (they come from storage)."""
-        if not isinstance(version, str) or not _VERSION.match(version):
-            raise ConfigError(f"version: {version!r} is not 16 lowercase hex digits; the manifest is not trustworthy")
-        if not isinstance(shard, str) or not _NAME.match(shard) or ".." in shard:
-            raise ConfigError(f"shards: name {shard!r} is not a plain file name; the manifest is not trustworthy")
+        check_version(version, "version", "cache")
+        check_file_name(shard, "shard name", "cache")
         path = self.root / version / shard
         if path.parent.parent != self.root:  # belt and braces: never outside the root
             raise ConfigError(f"shards: {shard!r} would be cached outside {self.root}; refusing")

@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 
 from . import __version__
-from .errors import ConfigError
+from .errors import ConfigError, check_dataset_name, check_file_name, check_version
 from .manifest import CategoryManifest, canonical_hash
 from .plan import DatasetDefinition
 from .render import RenderSettings
@@ -42,19 +42,8 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST_NAME", "ManifestShard", "Datase
 FORMAT = "fractalshards.dataset"
 FORMAT_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
-MANIFEST_NAME = "manifest.json"
-_FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,254}$")
-_VERSION = re.compile(r"^[0-9a-f]{16}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-
-def check_file_name(value: object, field: str, source: str) -> str:
-    """``value`` if it is a plain file name (no ``/``, ``\\``, ``..``, leading dot or control
-    character); else a one-line :class:`ConfigError` naming ``field``."""
-    if not isinstance(value, str) or not _FILE_NAME.match(value) or ".." in value:
-        raise ConfigError(f"{source}: {field} {value!r} is not a plain file name (letters, digits, '.', '_', '-'; "
-                          "no path, '..' or leading dot); the manifest is damaged or crafted, do not use it")
-    return value
+MANIFEST_NAME = "manifest.json"
 
 
 def _int(data: dict, key: str, field: str, source: str, minimum: int = 0) -> int:
@@ -160,12 +149,8 @@ class DatasetManifest:
         for key in ("name", "version", "fingerprint", "definition", "categories", "shards", "totals"):
             if key not in data:
                 raise ConfigError(f"{source}: field {key!r} is missing; the manifest is damaged, rebuild or re-publish it")
-        name = data["name"]
-        if not isinstance(name, str) or not name or len(name) > 200 or any(ord(c) < 32 for c in name):
-            raise ConfigError(f"{source}: name {name!r} is not valid; a dataset name is 1-200 printable characters")
-        version = data["version"]
-        if not isinstance(version, str) or not _VERSION.match(version):
-            raise ConfigError(f"{source}: version {version!r} is not 16 lowercase hex digits")
+        name = check_dataset_name(data["name"], "name", source)
+        version = check_version(data["version"], "version", source)
         fingerprint = data["fingerprint"]
         if not isinstance(fingerprint, str) or not fingerprint.startswith("sha256:") or not _SHA256.match(fingerprint[7:]):
             raise ConfigError(f"{source}: fingerprint {fingerprint!r} is not 'sha256:' and 64 hex digits")

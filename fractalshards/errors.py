@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "ShardIntegrityError", "TransferError", "check_choice", "check_int"]
+import re
+
+__all__ = ["ConfigError", "ShardIntegrityError", "TransferError", "check_choice", "check_int", "is_version_id",
+           "check_version", "check_file_name", "check_dataset_name"]
 
 
 class ConfigError(ValueError):
@@ -27,3 +30,36 @@ class ShardIntegrityError(IOError):
 
 class TransferError(IOError):
     """A shard could not be read from (or written to) a store after bounded retries; the message names it."""
+
+
+# -- names read from storage (untrusted) ---------------------------------------------------------
+_VERSION_ID = re.compile(r"^[0-9a-f]{16}$")
+_FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,254}$")
+
+
+def is_version_id(value: object) -> bool:
+    """Whether ``value`` is a version id: 16 lowercase hex digits."""
+    return isinstance(value, str) and _VERSION_ID.match(value) is not None
+
+
+def check_version(value: object, field: str = "version", source: str = "index.json") -> str:
+    """``value`` if it is a version id, else a one-line :class:`ConfigError` naming ``source`` and ``field``."""
+    if not is_version_id(value):
+        raise ConfigError(f"{source}: {field} {value!r} is not a version id (16 lowercase hex digits)")
+    return value  # type: ignore[return-value]
+
+
+def check_file_name(value: object, field: str, source: str) -> str:
+    """``value`` if it is a plain file name (letters, digits, ``.``, ``_``, ``-``; no path, ``..``,
+    leading dot or control character), else a one-line :class:`ConfigError`."""
+    if not isinstance(value, str) or not _FILE_NAME.match(value) or ".." in value:
+        raise ConfigError(f"{source}: {field} {value!r} is not a plain file name (letters, digits, '.', '_', '-'; "
+                          "no path, '..' or leading dot); the data is damaged or crafted, do not use it")
+    return value
+
+
+def check_dataset_name(value: object, field: str, source: str, allow_empty: bool = False) -> str:
+    """``value`` if it is a dataset name: at most 200 printable characters (and not empty unless allowed)."""
+    if not isinstance(value, str) or (not value and not allow_empty) or len(value) > 200 or any(ord(c) < 32 for c in value):
+        raise ConfigError(f"{source}: {field} {value!r} is not valid; a dataset name is 1-200 printable characters")
+    return value

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 
-from .errors import ConfigError
+from .errors import ConfigError, check_dataset_name, check_version, is_version_id
 from .storage import Store, open_store
 
 __all__ = ["INDEX_NAME", "INDEX_DIR", "INDEX_FORMAT", "TAG_PATTERN", "check_version", "check_tag", "entry_from_dict",
@@ -30,19 +30,9 @@ INDEX_DIR = "index.d"
 INDEX_FORMAT = "fractalshards.index"
 #: Tags: a letter or digit, then up to 63 letters, digits, '.', '_' or '-'.
 TAG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_VERSION = re.compile(r"^[0-9a-f]{16}$")
-
-
-def check_version(value: object, field: str = "version", source: str = INDEX_NAME) -> str:
-    """``value`` if it is a version id (16 lowercase hex digits), else a one-line :class:`ConfigError`."""
-    if not isinstance(value, str) or not _VERSION.match(value):
-        raise ConfigError(f"{source}: {field} {value!r} is not a version id (16 lowercase hex digits)")
-    return value
-
-
 def check_tag(value: object, field: str = "tag", source: str = "tag") -> str:
     """``value`` if it is a valid tag name (not ``latest``, not a version id)."""
-    if not isinstance(value, str) or not TAG_PATTERN.match(value) or value == "latest" or _VERSION.match(value):
+    if not isinstance(value, str) or not TAG_PATTERN.match(value) or value == "latest" or is_version_id(value):
         raise ConfigError(f"{source}: {field} {value!r} is not valid; use letters, digits, '.', '_' or '-' "
                           "(not 'latest' or a version id)")
     return value
@@ -67,9 +57,7 @@ def entry_from_dict(data: object, source: str) -> dict:
     created = data.get("created")
     if not isinstance(created, str) or len(created) > 40:
         raise ConfigError(f"{source}: created {created!r} is not a timestamp")
-    name = data.get("name", "")
-    if not isinstance(name, str) or len(name) > 200 or any(ord(c) < 32 for c in name):
-        raise ConfigError(f"{source}: name {name!r} is not valid")
+    check_dataset_name(data.get("name", ""), "name", source, allow_empty=True)
     kind = data.get("kind", "dataset")
     if kind not in ("dataset", "recipe"):
         raise ConfigError(f"{source}: kind {kind!r} is not 'dataset' or 'recipe'")

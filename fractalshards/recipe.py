@@ -21,11 +21,10 @@ Schema (``format_version`` 1)::
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 
 from . import __version__
-from .errors import ConfigError
+from .errors import ConfigError, check_dataset_name, check_version
 from .manifest import CategoryManifest, canonical_hash
 from .plan import DatasetDefinition
 from .render import RenderSettings
@@ -35,7 +34,6 @@ __all__ = ["RECIPE_FORMAT", "RECIPE_NAME", "Recipe", "definition_from_data", "de
 RECIPE_FORMAT = "fractalshards.recipe"
 RECIPE_VERSIONS = (1,)
 RECIPE_NAME = "recipe.json"
-_VERSION = re.compile(r"^[0-9a-f]{16}$")
 
 
 def definition_id(definition_data: dict) -> str:
@@ -123,12 +121,8 @@ class Recipe:
         if data.get("format_version") not in RECIPE_VERSIONS:
             raise ConfigError(f"{source}: format_version {data.get('format_version')!r} is not supported; "
                               f"this fractalshards reads {list(RECIPE_VERSIONS)}")
-        name = data.get("name")
-        if not isinstance(name, str) or not name or len(name) > 200 or any(ord(c) < 32 for c in name):
-            raise ConfigError(f"{source}: name {name!r} is not valid; a dataset name is 1-200 printable characters")
-        version = data.get("version")
-        if not isinstance(version, str) or not _VERSION.match(version):
-            raise ConfigError(f"{source}: version {version!r} is not 16 lowercase hex digits")
+        name = check_dataset_name(data.get("name"), "name", source)
+        version = check_version(data.get("version"), "version", source)
         recipe = cls(definition_from_data(data.get("definition"), data.get("categories"), name, source))
         if recipe.version != version or data.get("fingerprint") != recipe.fingerprint:
             raise ConfigError(f"{source}: version {version} does not match its definition (hash {recipe.version}); "
