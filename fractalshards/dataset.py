@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import posixpath
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import __version__
 from .errors import ConfigError, check_dataset_name, check_file_name, check_version
@@ -95,6 +95,8 @@ class DatasetManifest:
     categories_data: dict
     shards: tuple[ManifestShard, ...]
     totals: dict
+    #: The definition object, built once (validating it parses every category).
+    _definition: DatasetDefinition | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def create(cls, definition: DatasetDefinition, shards: list[dict]) -> "DatasetManifest":
@@ -120,6 +122,7 @@ class DatasetManifest:
                 "instances_per_category": definition.instances,
                 "diverged": sum(s.diverged for s in entries),
             },
+            _definition=definition,
         )
 
     # -- reading -------------------------------------------------------------------------
@@ -210,15 +213,19 @@ class DatasetManifest:
     @property
     def render_settings(self) -> RenderSettings:
         """The render settings of every sample."""
-        return RenderSettings.from_dict(self.definition_data["render"])
+        return self.definition().render
 
-    def category_manifest(self, source: str | None = None) -> CategoryManifest:
+    def category_manifest(self) -> CategoryManifest:
         """The embedded category parameters."""
-        return CategoryManifest.from_dict(self.categories_data, source=source or f"dataset {self.name!r} categories")
+        return self.definition().categories
 
     def definition(self, source: str | None = None) -> DatasetDefinition:
-        """Rebuild the definition (for verify, rebuilds and ``build --like``)."""
-        return definition_from_data(self.definition_data, self.categories_data, self.name, source or MANIFEST_NAME)
+        """The definition (for verify, rebuilds and ``build --like``), rebuilt and validated once;
+        ``source`` names the file in errors."""
+        if self._definition is None:
+            built = definition_from_data(self.definition_data, self.categories_data, self.name, source or MANIFEST_NAME)
+            object.__setattr__(self, "_definition", built)  # frozen: a cache, not state
+        return self._definition
 
     @property
     def definition_id(self) -> str:

@@ -53,7 +53,7 @@ def verify(url: str, *, render_sample: int = 0, seed: int = 0, storage_options: 
     """
     manifest, store = load_dataset(url, storage_options)
     report = VerifyReport(url, manifest.version)
-    categories_source = manifest
+    definition = manifest.definition()
     if recipe is not None:
         kind, document, _ = open_definition(recipe, storage_options)
         expected = document.definition_id if kind == "dataset" else document.version
@@ -62,8 +62,6 @@ def verify(url: str, *, render_sample: int = 0, seed: int = 0, storage_options: 
                                    f"this dataset was not built from {recipe}")
             return report
         definition = document.definition() if kind == "dataset" else document.definition
-        categories_source = None
-        recipe_categories, recipe_settings = definition.categories, definition.render
     shards = manifest.shards
     total = sum(s.samples for s in shards)
     picks: dict[str, set[int]] = {}
@@ -74,12 +72,7 @@ def verify(url: str, *, render_sample: int = 0, seed: int = 0, storage_options: 
                 picks.setdefault(s.name, set()).add(position)
                 break
             position -= s.samples
-    if categories_source is None:
-        categories, settings = recipe_categories, recipe_settings
-    else:
-        categories = manifest.category_manifest() if picks else None
-        settings = manifest.render_settings
-    instances = manifest.definition_data["instances_per_category"]
+    categories, settings, instances = definition.categories, definition.render, definition.instances
     bar = tqdm(total=len(shards), desc="verify", unit="shard", disable=not progress)
     for s in shards:
         name = s.name
