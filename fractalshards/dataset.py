@@ -234,20 +234,13 @@ class DatasetManifest:
 
 
 def load_dataset(url: str, storage_options: dict | None = None) -> tuple[DatasetManifest, Store]:
-    """Open a dataset folder or URL and read (and validate) its manifest.
-
-    ``PREFIX@tag``, ``PREFIX@latest`` and ``PREFIX@<version>`` resolve through the
-    publication index at ``PREFIX`` (see :mod:`fractalshards.index`).
-    """
-    url = resolve(url, storage_options)
-    store = open_store(url, storage_options)
-    try:
-        text = store.read_bytes(MANIFEST_NAME)
-    except FileNotFoundError:
-        raise ConfigError(f"url: {url!r} has no {MANIFEST_NAME}; it is not a (finished) fractalshards dataset") from None
-    except Exception as exc:
-        raise ConfigError(f"url: cannot read {url!r} ({redact(str(exc), store.storage_options).splitlines()[0]}); check the URL and credentials") from None
-    return DatasetManifest.from_json(text, source=f"{url}/{MANIFEST_NAME}"), store
+    """Open a built dataset (folder, URL, published ``PREFIX@ref`` or its ``manifest.json``) and
+    read (and validate) its manifest; a recipe is refused with a one-line error."""
+    kind, document, store = open_definition(url, storage_options)
+    if kind != "dataset":
+        raise ConfigError(f"url: {url!r} is a recipe, not a built dataset; build it with "
+                          f"'fractalshards build --like {url} --out ...' or stream it with FractalStream")
+    return document, store
 
 
 def _read_optional(store: Store, name: str, url: str) -> bytes | None:

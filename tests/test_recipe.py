@@ -127,6 +127,8 @@ def test_bad_recipes_are_one_line_errors(made, tmp_path, capsys):
     assert main(["--no-progress", "build", "--recipe", str(tmp_path / "t.json"), "--out", str(tmp_path / "y")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "does not match" in err[0]
+    assert main(["--no-progress", "info", str(recipe)]) == 2  # a recipe is not a built dataset
+    assert "is a recipe, not a built dataset" in capsys.readouterr().err
 
 
 def test_verify_a_shard_version_against_its_recipe(made, tmp_path):
