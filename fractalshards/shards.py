@@ -104,16 +104,19 @@ def tar_bytes(members: Iterable[tuple[str, bytes]]) -> bytes:
     return buf.getvalue()
 
 
-def render_sample(definition: DatasetDefinition, category: int, instance: int) -> tuple[dict, "np.ndarray", bool]:
+def render_sample(definition: DatasetDefinition, category: int, instance: int,
+                  record: bool = True) -> tuple[dict, "np.ndarray", bool]:
     """One sample as a shard stores it, less the PNG: ``({"__key__", "cls", "json"}, pixels, diverged)``.
 
     Shards (:func:`render_shard`) and the rendered stream share it, so both give the same
-    labels and records; the PNG of ``pixels`` is ``encode_png(pixels, level)``.
+    labels and records; the PNG of ``pixels`` is ``encode_png(pixels, level)``. With
+    ``record=False`` the ``.json`` member is left out (a decoding loader has no use for it).
     """
     out = render(definition.categories.system(category), category, instance_from_index(instance), definition.render)
-    record = sample_record(definition, category, instance, out.diverged, out.fill)
-    sample = {"__key__": sample_key(category, instance), "cls": str(category).encode(),
-              "json": json.dumps(record, sort_keys=True, separators=(",", ":")).encode()}
+    sample = {"__key__": sample_key(category, instance), "cls": str(category).encode()}
+    if record:
+        fields = sample_record(definition, category, instance, out.diverged, out.fill)
+        sample["json"] = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
     return sample, out.image, out.diverged
 
 

@@ -160,7 +160,7 @@ class _RenderedShard:
 
     def sample(self, i: int, raw: bool) -> dict:
         category, instance = self.pairs[i]
-        sample, pixels, _ = render_sample(self.definition, category, instance)
+        sample, pixels, _ = render_sample(self.definition, category, instance, record=raw)
         sample["__url__"] = self.url
         if raw:  # exactly the shard's bytes: the encoder is deterministic
             sample["png"] = encode_png(pixels, self.definition.png_compress_level)
