@@ -1,12 +1,17 @@
 """Render throughput on one core, against the official approach, in the same run.
 
-    .venv/bin/python benchmarks/render.py [--images 400] [--baseline-images 2]
+    .venv/bin/python benchmarks/render.py [--only fractaldb|contours|all] [--images 400] [--baseline-images 2]
 
-Reference settings: 362 px, 200,000 points, 3x3 grey patches, PNG encoded.
+FractalDB, reference settings: 362 px, 200,000 points, 3x3 grey patches, PNG encoded.
 Ours: numba kernel + 1-bit palette PNG (``fractalshards.render``). Baseline: the
 official approach, a Python chaos-game loop and a per-point PIL patch paste, then
-an RGB PNG (run on a few images only: it takes seconds each). The process is
-pinned to one CPU so that both numbers are per core.
+an RGB PNG (run on a few images only: it takes seconds each).
+
+VisualAtom and RCDB, official settings (512 px, the released distributions): ours in
+native and official mode (``fractalshards.families``) against the official generators'
+algorithm in plain Python with ``noise.pnoise1`` and Pillow (``tests/official_contours.py``,
+the test oracle, which reproduces the official test vectors), on the same categories.
+The process is pinned to one CPU so that every number is per core.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import os
 import platform
 import random
 import time
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -59,13 +65,84 @@ def official_style_render(coef: np.ndarray, prob: np.ndarray, size: int = 362, p
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=("fractaldb", "contours", "all"), default="all")
     parser.add_argument("--images", type=int, default=400)
     parser.add_argument("--baseline-images", type=int, default=2)
     parser.add_argument("--preset", default="fractaldb-1k")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    print(f"machine: {_cpu_model()}, {os.cpu_count()} cores, pinned to 1; numpy {np.__version__}")
+    if args.only in ("fractaldb", "all"):
+        fractaldb(args)
+    if args.only in ("contours", "all"):
+        contours(args)
 
+
+def contours(args: argparse.Namespace) -> None:
+    """VisualAtom and RCDB: ours (native, official) vs the official algorithm in Python, same categories."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the plain-Python oracle
+    import official_contours as oc
+
+    from fractalshards.contours import PARAM_FIELDS
+
+    for family in ("visualatom", "rcdb"):
+        manifest = load_preset(f"{family}-1k")
+        fam = manifest.family
+        sizes = np.array([c.value("vertices") * c.value("lines") for c in manifest.categories])
+        cats = [c for c in range(len(manifest)) if abs(sizes[c] - np.median(sizes)) < 0.15 * np.median(sizes)][:args.baseline_images]
+        # The official algorithm: one instance of each category (its draws from a fresh stream: the cost is the same).
+        t_py = t_py_png = 0.0
+        for c in cats:
+            p = {k: (int(v) if k in ("vertices", "lines", "radius", "freq1", "freq2") else v)
+                 for k, v in zip(PARAM_FIELDS, manifest.category(c).params)}
+            rng = random.Random(c)
+            t0 = time.perf_counter()
+            if family == "visualatom":
+                grey = oc.visualatom_instance(rng, p, p["center_x"], p["center_y"])
+            else:
+                grey = oc.rcdb_instance(rng, p, p["radius"], p["oval_x"], p["oval_y"], p["center_x"], p["center_y"])
+            t1 = time.perf_counter()
+            _pil_png(Image.fromarray(np.repeat(grey[:, :, None], 3, axis=2), "RGB"), 6)  # the scripts save RGB PNGs
+            t_py += t1 - t0
+            t_py_png += time.perf_counter() - t0
+        py_rate, py_png_rate = len(cats) / t_py, len(cats) / t_py_png
+        print(f"{family}: official algorithm in Python + Pillow, {len(cats)} images of median-size categories "
+              f"(vertices x lines ~{np.median(sizes):.0f}): {py_rate:.2f} images/s render, {py_png_rate:.2f} with PNG")
+        for mode in ("native", "official"):
+            settings = fam.render_settings(manifest, {"mode": mode})
+            t0 = time.perf_counter()
+            for c in cats:
+                fam.render(manifest, c, 999, settings)  # compile; official: replay (and save) the threads' states
+            warm = time.perf_counter() - t0
+            same = _rate(fam, manifest, settings, [(c, k) for c in cats for k in range(0, 1000, 50)])
+            wide = _rate(fam, manifest, settings, [(i % 200, (i * 37) % 1000) for i in range(args.images // 2)])
+            print(f"  fractalshards {mode:8s}: same categories {same[0]:7.1f} images/s render, {same[1]:6.1f} with PNG "
+                  f"({same[1] / py_png_rate:.0f}x, render alone {same[0] / py_rate:.0f}x); 200 categories "
+                  f"{wide[0]:6.1f} / {wide[1]:6.1f} images/s; first renders {warm:.1f} s")
+        t0 = time.perf_counter()
+        fam._threads.clear()
+        fam._extend(manifest.seed, fam.search_settings(manifest.search), 5, None, fam.search_settings(manifest.search).categories_per_thread - 1)
+        print(f"  official states of one thread ({fam.search_settings(manifest.search).categories_per_thread} categories x "
+              f"1000 instances, replayed once per machine): {time.perf_counter() - t0:.1f} s")
+
+
+def _rate(fam, manifest, settings, jobs) -> tuple[float, float]:
+    t_render = t_png = 0.0
+    for c, k in jobs:
+        t0 = time.perf_counter()
+        image = fam.render(manifest, c, k, settings).image
+        t1 = time.perf_counter()
+        encode_png(image)
+        t_render += t1 - t0
+        t_png += time.perf_counter() - t1
+    return len(jobs) / t_render, len(jobs) / (t_render + t_png)
+
+
+def fractaldb(args: argparse.Namespace) -> None:
+    """FractalDB at the reference settings: ours vs the official approach."""
     manifest = load_preset(args.preset)
     settings = RenderSettings(mode="official")
     # Distinct (category, instance) pairs: no point cloud is reused between images.
@@ -105,7 +182,6 @@ def main() -> None:
         official_style_render(manifest.system(cat).coefficients, manifest.system(cat).probabilities)
     baseline = args.baseline_images / (time.perf_counter() - t0)
 
-    print(f"machine: {_cpu_model()}, {os.cpu_count()} cores, pinned to 1; numpy {np.__version__}")
     print(f"settings: {settings.size} px, {settings.points} points, 3x3 grey patch, mode {settings.mode}")
     print(f"fractalshards: {args.images} images in {t_render + t_png:.2f} s = {ours:.1f} images/s per core "
           f"(render {t_render / args.images * 1e3:.2f} ms + PNG {t_png / args.images * 1e3:.2f} ms per image, "

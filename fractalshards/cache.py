@@ -32,21 +32,27 @@ from typing import Callable, Iterator
 
 from .errors import ConfigError, ShardIntegrityError, check_file_name, check_version
 
-__all__ = ["ShardCache", "default_cache_dir", "DEFAULT_CACHE_LIMIT"]
+__all__ = ["ShardCache", "cache_root", "default_cache_dir", "locked", "DEFAULT_CACHE_LIMIT"]
 
 #: Default bound of a cache folder: 20 GiB.
 DEFAULT_CACHE_LIMIT = 20 * 2**30
 _CHUNK = 4 << 20
 
 
-def default_cache_dir() -> Path:
-    """``$FRACTALSHARDS_CACHE/shards``, else ``~/.cache/fractalshards/shards``."""
+def cache_root() -> Path:
+    """Where fractalshards keeps derived data: ``$FRACTALSHARDS_CACHE``, else ``~/.cache/fractalshards``."""
     base = os.environ.get("FRACTALSHARDS_CACHE")
-    return (Path(base) if base else Path.home() / ".cache" / "fractalshards") / "shards"
+    return Path(base) if base else Path.home() / ".cache" / "fractalshards"
+
+
+def default_cache_dir() -> Path:
+    """``<cache_root>/shards``: the node cache of remote shards."""
+    return cache_root() / "shards"
 
 
 @contextlib.contextmanager
-def _locked(path: Path, mode: int) -> Iterator[int]:
+def locked(path: Path, mode: int = fcntl.LOCK_EX) -> Iterator[int]:
+    """Hold an ``flock`` on ``path`` (created if missing) for the ``with`` block; a dead holder's lock is released."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, mode)
@@ -83,11 +89,11 @@ class ShardCache:
         path = self.path(version, shard)
         path.parent.mkdir(parents=True, exist_ok=True)
         lock = path.parent / f".{shard}.lock"
-        with _locked(lock, fcntl.LOCK_SH):
+        with locked(lock, fcntl.LOCK_SH):
             data = self._read(path, sha256)
         if data is not None:
             return data
-        with _locked(lock, fcntl.LOCK_EX):
+        with locked(lock, fcntl.LOCK_EX):
             data = self._read(path, sha256)  # someone else may have fetched it while we waited
             if data is not None:
                 return data
@@ -149,7 +155,7 @@ class ShardCache:
         if total <= self.limit:
             return 0
         removed = 0
-        with _locked(self.root / ".evict.lock", fcntl.LOCK_EX):  # one evictor at a time
+        with locked(self.root / ".evict.lock", fcntl.LOCK_EX):  # one evictor at a time
             for _, size, p in sorted(entries, key=lambda e: e[0]):
                 if total <= self.limit:
                     break

@@ -1,4 +1,4 @@
-"""The ``fractalshards`` command line: search, render, preview, build, info, publish, ls, verify."""
+"""The ``fractalshards`` command line: presets, search, render, preview, build, recipe, info, publish, ls, verify."""
 
 from __future__ import annotations
 
@@ -14,13 +14,12 @@ from typing import Sequence
 
 from . import __version__
 from .errors import ConfigError
+from .families import DEFAULT_FAMILY, family_names, get_family
 from .ifs import SAMPLERS
-from .instances import Instance, instance_from_index
 from .manifest import CategoryManifest, atomic_write_bytes, write_official_csv
-from .presets import PRESETS, load_preset
-from .render import COLORS, DRAWS, MODES, RenderSettings, render
+from .presets import PRESETS, get_preset, load_preset
+from .render import COLORS, DRAWS
 from .shards import encode_png
-from .search import SEARCH_MODES, SearchSettings, search
 from .storage import redact
 
 __all__ = ["main", "build_parser"]
@@ -55,7 +54,8 @@ def _positive(text: str) -> int:
 def _add_source(p: argparse.ArgumentParser, dataset: bool = False, like: bool = False, recipe: bool = False) -> None:
     # preview may take a positional URL instead, so its group is checked by hand.
     src = p.add_mutually_exclusive_group(required=not dataset)
-    src.add_argument("--preset", choices=None, metavar="NAME", help=f"a named category set: {', '.join(PRESETS)}")
+    src.add_argument("--preset", choices=None, metavar="NAME", help=f"a named category set ('fractalshards presets' "
+                     f"lists them): {', '.join(PRESETS)}")
     src.add_argument("--manifest", metavar="FILE", help="a category manifest JSON written by 'fractalshards search' "
                      "(or a dataset's manifest.json: its embedded categories)")
     if dataset:
@@ -66,29 +66,43 @@ def _add_source(p: argparse.ArgumentParser, dataset: bool = False, like: bool = 
     if like:
         src.add_argument("--like", metavar="URL", help="rebuild exactly the definition of an existing dataset (a folder, "
                          "URL or published PREFIX@tag) from its manifest; no other definition flag may be given")
+    if not dataset:  # preview's --categories is its number of rows, and slices the preset the same way
+        p.add_argument("--categories", type=_positive, default=None, metavar="N",
+                       help="only the first N categories of the preset (a generated preset searches only those)")
+    g = p.add_argument_group("generated presets (1p-frac)")
+    g.add_argument("--sigma", type=float, default=None, metavar="S", help="1p-frac: the base system's sigma-factor "
+                   "(default 3.5)")
+    g.add_argument("--delta", type=float, default=None, metavar="D", help="1p-frac: the perturbation range, each "
+                   "coefficient times uniform(1 - D, 1 + D) (default 0.1)")
 
 
-#: Defaults of the definition flags of `build` (None there, so that --like can tell what was given).
-_BUILD_DEFAULTS = {"instances": 1000, "shard_size": 1000, "png_compress_level": 1, "draw": "patch", "color": "gray",
-                   "size": 362, "points": 200_000, "seed": 0}
+#: Defaults of the definition flags of `build` (None there, so that --like can tell what was given);
+#: instances and the render flags default to the preset's and the family's.
+_BUILD_DEFAULTS = {"shard_size": 1000, "png_compress_level": 1}
+_RENDER_FLAGS = ("mode", "draw", "color", "size", "points", "seed")
+_DEFINITION_FLAGS = ("instances", "categories", *_BUILD_DEFAULTS, *_RENDER_FLAGS, "name", "sigma", "delta")
 
 
 def _add_definition_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--instances", type=_positive, default=1000, metavar="K", help="instances per category, 1..1000 (default 1000)")
+    p.add_argument("--instances", type=_positive, default=None, metavar="K", help="instances per category (default: "
+                   "the preset's, else 1000 or the family's whole instance space if smaller)")
     p.add_argument("--shard-size", type=_positive, default=1000, metavar="N", help="samples per shard (default 1000)")
     p.add_argument("--name", default=None, help="dataset name (default: the category set's)")
     p.add_argument("--png-compress-level", type=int, default=1, choices=range(10), metavar="L", help="PNG zlib level 0..9 (default 1)")
 
 
 def _add_render_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("render settings")
-    g.add_argument("--mode", choices=MODES, help="official: the official point stream (pixel-identical point renders); "
-                   "native: every stream from (seed, category, instance). Default: the preset's")
-    g.add_argument("--draw", choices=DRAWS, default="patch", help="3x3 patches (default) or 1x1 points")
-    g.add_argument("--color", choices=COLORS, default="gray", help="grey (default) or colour")
-    g.add_argument("--size", type=_positive, default=362, metavar="S", help="image size in pixels (default 362)")
-    g.add_argument("--points", type=_positive, default=200_000, metavar="N", help="chaos-game points (default 200000)")
-    g.add_argument("--seed", type=_non_negative, default=0, help="dataset seed of the patch masks and native streams (default 0)")
+    g = p.add_argument_group("render settings (a flag that the family has not is an error)")
+    g.add_argument("--mode", choices=("official", "native"), help="official: the released generator's random streams "
+                   "(pixel-identical renders); native: every stream from (seed, category, instance). Default: the preset's")
+    g.add_argument("--draw", choices=DRAWS, default=None, help="IFS families: 3x3 patches (default) or 1x1 points")
+    g.add_argument("--color", choices=COLORS, default=None, help="IFS families: grey (default) or colour")
+    g.add_argument("--size", type=_positive, default=None, metavar="S", help="IFS families: image size in pixels "
+                   "(default 362; 1p-frac 512; VisualAtom and RCDB are 512)")
+    g.add_argument("--points", type=_positive, default=None, metavar="N", help="IFS families: chaos-game points "
+                   "(default 200000; 1p-frac 100000)")
+    g.add_argument("--seed", type=_non_negative, default=None, help="dataset seed of the sample order and native "
+                   "streams (default 0)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,33 +119,51 @@ def build_parser() -> argparse.ArgumentParser:
     # SUPPRESS: given after the command it counts, absent it leaves the top-level value.
     common.add_argument("--no-progress", action="store_true", default=argparse.SUPPRESS, help="hide progress bars")
 
-    s = sub.add_parser("search", parents=[common], help="search IFS categories into a manifest or official CSV files",
-                       description="Search categories. Official mode reproduces FractalDB-1k's draws exactly "
-                                   "(seed 1); native mode gives each category its own (seed, index) stream.")
-    s.add_argument("--mode", choices=SEARCH_MODES, default="native", help="native (default) or official")
+    s = sub.add_parser("search", parents=[common], help="search the categories of a family into a manifest",
+                       description="Search categories of a family (--family). Official mode reproduces a released "
+                                   "set's draws exactly (seed 1: FractalDB-1k, VisualAtom-1k, RCDB-1k); native mode "
+                                   "gives each category its own (seed, index) stream. Family-specific flags given to "
+                                   "another family are an error.")
+    s.add_argument("--family", default=DEFAULT_FAMILY, metavar="NAME",
+                   help=f"the formula family: {', '.join(family_names())} (default {DEFAULT_FAMILY})")
+    s.add_argument("--mode", choices=("official", "native"), default="native", help="native (default) or official")
     s.add_argument("--categories", type=_positive, default=1000, metavar="N", help="number of categories (default 1000)")
     s.add_argument("--seed", type=_non_negative, default=None, help="seed (default: 1 official, 0 native)")
-    s.add_argument("--sampler", choices=SAMPLERS, default="fractaldb", help="fractaldb (default) or sigma (native mode only)")
-    s.add_argument("--fill-threshold", type=float, default=0.2, metavar="F", help="minimum fill rate to accept (default 0.2)")
-    s.add_argument("--points", type=_positive, default=100_000, metavar="N", help="points of the quality check (default 100000)")
-    s.add_argument("--canvas", type=_positive, default=512, metavar="S", help="canvas of the quality check (default 512)")
-    s.add_argument("--min-maps", type=_positive, default=2, metavar="N", help="fewest maps per system (default 2)")
-    s.add_argument("--max-maps", type=_positive, default=7, metavar="N", help="most maps per system (default 7)")
+    f = s.add_argument_group("fractaldb")
+    f.add_argument("--sampler", choices=SAMPLERS, default=None, help="fractaldb (default) or sigma (native mode only)")
+    f.add_argument("--fill-threshold", type=float, default=None, metavar="F", help="minimum fill rate to accept "
+                   "(default 0.2; 1p-frac: more than 0.05)")
+    f.add_argument("--points", type=_positive, default=None, metavar="N", help="points of the quality check (default 100000)")
+    f.add_argument("--canvas", type=_positive, default=None, metavar="S", help="canvas of the quality check (default 512)")
+    f.add_argument("--min-maps", type=_positive, default=None, metavar="N", help="fewest maps per system (default 2)")
+    f.add_argument("--max-maps", type=_positive, default=None, metavar="N", help="most maps per system (default 7)")
+    c = s.add_argument_group("visualatom and rcdb")
+    c.add_argument("--min-vertices", type=_positive, default=None, metavar="N", help="fewest vertices (VisualAtom 200, RCDB 3)")
+    c.add_argument("--max-vertices", type=_positive, default=None, metavar="N", help="most vertices (VisualAtom 1000, RCDB 200)")
+    c.add_argument("--min-lines", type=_positive, default=None, metavar="N", help="fewest lines (default 1)")
+    c.add_argument("--max-lines", type=_positive, default=None, metavar="N", help="most lines (default 200)")
+    o = s.add_argument_group("1p-frac")
+    o.add_argument("--sigma", type=float, default=None, metavar="S", help="the base system's sigma-factor (default 3.5)")
+    o.add_argument("--delta", type=float, default=None, metavar="D", help="perturbation range (default 0.1)")
     s.add_argument("--format", choices=("manifest", "official-csv"), default="manifest",
-                   help="manifest: one JSON file (default); official-csv: OUT/00000.csv ... as the official release")
+                   help="manifest: one JSON file (default); official-csv: OUT/00000.csv ... as FractalDB's release (IFS families)")
     s.add_argument("--name", default=None, help="dataset name stored in the manifest (default: derived)")
     s.add_argument("--workers", type=_positive, default=None, metavar="N", help="threads for the fill checks (default: all cores)")
     s.add_argument("--out", required=True, help="manifest file (manifest format) or folder (official-csv)")
 
+    pr = sub.add_parser("presets", parents=[common], help="list the named category sets of every family",
+                        description="List the presets: family, categories, instances per category, image size and paper.")
+    pr.add_argument("--json", action="store_true", help="print them as JSON")
+
     r = sub.add_parser("render", parents=[common], help="render one instance of a category to a PNG",
-                       description="Render one image. Name the instance by index (0..999) or by its weight row, "
+                       description="Render one image. Name the instance by index, or (FractalDB) by its weight row, "
                                    "flip and patch variant as in the official file names.")
     _add_source(r)
     r.add_argument("--category", type=_non_negative, required=True, metavar="C", help="category index")
-    r.add_argument("--instance", type=_non_negative, metavar="I", help="instance index 0..999 (weight fastest)")
-    r.add_argument("--weight", type=_non_negative, metavar="W", help="weight row 0..24 (official 'ww')")
-    r.add_argument("--flip", type=_non_negative, metavar="F", help="flip 0..3")
-    r.add_argument("--patch", type=_non_negative, metavar="P", help="patch variant 0..9 (official 'count')")
+    r.add_argument("--instance", type=_non_negative, metavar="I", help="instance index (FractalDB: 0..999, weight fastest)")
+    r.add_argument("--weight", type=_non_negative, metavar="W", help="FractalDB: weight row 0..24 (official 'ww')")
+    r.add_argument("--flip", type=_non_negative, metavar="F", help="FractalDB: flip 0..3")
+    r.add_argument("--patch", type=_non_negative, metavar="P", help="FractalDB: patch variant 0..9 (official 'count')")
     _add_render_options(r)
     r.add_argument("--out", required=True, metavar="FILE.png", help="output PNG")
 
@@ -142,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("url", nargs="?", metavar="URL", help="a built dataset (same as --dataset URL)")
     _add_source(p, dataset=True)
     p.add_argument("--categories", type=_positive, default=8, metavar="K", help="number of categories, from 0 (default 8)")
-    p.add_argument("--instances", type=_positive, default=8, metavar="M", help="instances per category (default 8)")
+    p.add_argument("--instances", type=_positive, default=None, metavar="M", help="instances per category (default 8, "
+                   "or all of them when a category has fewer)")
     p.add_argument("--tile", type=_positive, default=128, metavar="PX", help="tile size in pixels (default 128)")
     _add_render_options(p)
     p.add_argument("--out", required=True, metavar="grid.png", help="output PNG")
@@ -239,28 +272,59 @@ def _check_output_dir(path: str) -> Path:
 
 
 def _load_source(args: argparse.Namespace, progress: bool) -> CategoryManifest:
+    search = {"sigma": getattr(args, "sigma", None), "delta": getattr(args, "delta", None)}
     if args.preset is not None:
-        return load_preset(args.preset, progress=progress)
-    return CategoryManifest.load(args.manifest)
+        return load_preset(args.preset, progress=progress, search=search, categories=getattr(args, "categories", None))
+    given = [k for k, v in search.items() if v is not None]
+    if given:
+        raise ConfigError(f"{given[0]}: applies to a generated --preset (1p-frac); a --manifest keeps its categories")
+    manifest = CategoryManifest.load(args.manifest)
+    count = getattr(args, "categories", None)
+    return manifest.subset(count) if count is not None and count < len(manifest) else manifest
 
 
-def _render_settings(args: argparse.Namespace, manifest: CategoryManifest) -> RenderSettings:
-    mode = args.mode or (manifest.render_mode if manifest.render_mode in MODES else "native")
-    return RenderSettings(mode=mode, draw=args.draw, color=args.color, size=args.size, points=args.points, seed=args.seed)
+def _render_settings(args: argparse.Namespace, manifest: CategoryManifest):
+    """The family's render settings from the render flags (a flag the family has not is an error)."""
+    return manifest.family.render_settings(manifest, {k: getattr(args, k) for k in _RENDER_FLAGS})
+
+
+_SEARCH_FLAGS = ("sampler", "fill_threshold", "points", "canvas", "min_maps", "max_maps", "min_vertices",
+                 "max_vertices", "min_lines", "max_lines", "sigma", "delta")
+
+
+def _cmd_presets(args: argparse.Namespace, progress: bool) -> int:
+    rows = []
+    for p in PRESETS.values():
+        size = get_family(p.family).image_size
+        rows.append({"name": p.name, "family": p.family, "categories": p.categories, "instances": p.instances,
+                     "images": p.categories * p.instances, "size": size, "render_mode": p.render_mode,
+                     "paper": p.paper, "description": p.description,
+                     "source": "committed" if p.file or p.base else "generated on first use, cached"})
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    print(f"{'preset':15s} {'family':11s} {'categories':>10s} {'instances':>9s} {'images':>10s} {'size':>5s}  paper")
+    for r in rows:
+        print(f"{r['name']:15s} {r['family']:11s} {r['categories']:10,d} {r['instances']:9,d} {r['images']:10,d} "
+              f"{r['size']:5d}  {r['paper']}")
+    return 0
 
 
 def _cmd_search(args: argparse.Namespace, progress: bool) -> int:
-    settings = SearchSettings(
-        sampler=args.sampler, min_maps=args.min_maps, max_maps=args.max_maps, canvas=args.canvas,
-        points=args.points, fill_threshold=args.fill_threshold,
-    )
-    if args.mode == "official" and args.sampler != "fractaldb":
+    family = get_family(args.family)
+    if args.mode not in family.search_modes:
+        raise ConfigError(f"mode: the {family.name} family searches in {', '.join(family.search_modes)} mode; "
+                          f"use --mode {family.search_modes[0]}")
+    settings = family.search_settings({k: getattr(args, k) for k in _SEARCH_FLAGS})
+    if args.mode == "official" and getattr(settings, "sampler", "fractaldb") != "fractaldb":
         raise ConfigError("sampler: official mode draws with the 'fractaldb' sampler; use --mode native for 'sigma'")
     out = _check_output_dir(args.out) if args.format == "official-csv" else _check_output_file(args.out)
-    result = search(args.categories, mode=args.mode, seed=args.seed, settings=settings, workers=args.workers, progress=progress)
-    seed = args.seed if args.seed is not None else (1 if args.mode == "official" else 0)
-    name = args.name or f"{args.mode}-{args.sampler}-seed{seed}-{args.categories}"
-    manifest = CategoryManifest.from_search(name, args.mode, seed, settings, result)
+    seed = args.seed if args.seed is not None else family.default_seed(args.mode)
+    result = family.search(args.categories, mode=args.mode, seed=seed, settings=settings, workers=args.workers,
+                           progress=progress)
+    flavour = getattr(settings, "sampler", family.name)
+    name = args.name or f"{args.mode}-{flavour}-seed{seed}-{args.categories}"
+    manifest = CategoryManifest.from_search(name, args.mode, seed, settings, result, family=family.name)
     if args.format == "official-csv":
         files = write_official_csv(manifest, out)
         log.info("wrote %d category files to %s (%d trials)", len(files), out, result.trials)
@@ -272,22 +336,27 @@ def _cmd_search(args: argparse.Namespace, progress: bool) -> int:
 
 def _cmd_render(args: argparse.Namespace, progress: bool) -> int:
     out = _check_output_file(args.out)
-    parts = (args.weight, args.flip, args.patch)
-    if args.instance is not None:
-        if any(v is not None for v in parts):
-            raise ConfigError("instance: give either --instance or --weight/--flip/--patch, not both")
-        instance = instance_from_index(args.instance)
-    elif all(v is not None for v in parts):
-        instance = Instance(weight=args.weight, flip=args.flip, patch=args.patch)
-    else:
-        raise ConfigError("instance: give --instance I, or all three of --weight W --flip F --patch P")
+    parts = {k: getattr(args, k) for k in ("weight", "flip", "patch") if getattr(args, k) is not None}
+    if args.instance is not None and parts:
+        raise ConfigError("instance: give either --instance or --weight/--flip/--patch, not both")
     manifest = _load_source(args, progress)
-    system = manifest.system(args.category)
+    family = manifest.family
+    if args.instance is not None:
+        instance = family.check_instance(args.instance)
+    elif parts:
+        instance = family.instance_index(**parts)
+    elif family.instances_per_category == 1:
+        instance = 0
+    else:
+        raise ConfigError("instance: give --instance I" + (", or all three of --weight W --flip F --patch P"
+                                                          if family.name == DEFAULT_FAMILY else ""))
+    manifest.category(args.category)
     settings = _render_settings(args, manifest)
-    result = render(system, args.category, instance, settings)
+    result = family.render(manifest, args.category, instance, settings)
     atomic_write_bytes(out, encode_png(result.image))
-    log.info("wrote %s: category %d instance %d (w%02d f%d p%d) fill %.4f%s", out, args.category, instance.index,
-             instance.weight, instance.flip, instance.patch, result.fill, " diverged" if result.diverged else "")
+    label = family.instance_label(instance)
+    log.info("wrote %s: %s category %d instance %s fill %.4f%s", out, family.name, args.category, label, result.fill,
+             " diverged" if result.diverged else "")
     return 0
 
 
@@ -299,7 +368,7 @@ def _cmd_preview(args: argparse.Namespace, progress: bool) -> int:
     if args.url and (args.preset or args.manifest or args.dataset):
         raise ConfigError("url: give a dataset URL or one of --preset/--manifest/--dataset, not both")
     if dataset_url:
-        grid = preview_from_dataset(dataset_url, args.categories, args.instances, tile=args.tile, progress=progress)
+        grid = preview_from_dataset(dataset_url, args.categories, args.instances or 8, tile=args.tile, progress=progress)
         buf = io.BytesIO()
         grid.save(buf, format="PNG")
         atomic_write_bytes(out, buf.getvalue())
@@ -311,7 +380,10 @@ def _cmd_preview(args: argparse.Namespace, progress: bool) -> int:
     if args.categories > len(manifest):
         raise ConfigError(f"categories: {args.categories} is more than the {len(manifest)} of {manifest.name!r}; use 1..{len(manifest)}")
     settings = _render_settings(args, manifest)
-    grid = preview_grid(manifest, range(args.categories), preview_instances(args.instances), settings, tile=args.tile, progress=progress)
+    available = get_preset(args.preset).instances if args.preset else manifest.family.instances_per_category
+    count = args.instances or min(8, available)
+    grid = preview_grid(manifest, range(args.categories), preview_instances(count, manifest.family, available),
+                        settings, tile=args.tile, progress=progress)
     buf = io.BytesIO()
     grid.save(buf, format="PNG")
     atomic_write_bytes(out, buf.getvalue())
@@ -324,11 +396,10 @@ def _definition_from_args(args: argparse.Namespace, progress: bool):
     from .dataset import open_definition
     from .plan import DatasetDefinition
 
-    definition_flags = (*_BUILD_DEFAULTS, "mode", "name")
     like = args.like or getattr(args, "recipe", None)
     if like:
         flag = "--like" if args.like else "--recipe"
-        given = [f for f in definition_flags if getattr(args, f) is not None]
+        given = [f for f in _DEFINITION_FLAGS if getattr(args, f) is not None]
         if given:
             raise ConfigError(f"{flag}: takes the definition exactly as it is; drop --{given[0].replace('_', '-')}")
         kind, document, _ = open_definition(like)
@@ -339,6 +410,12 @@ def _definition_from_args(args: argparse.Namespace, progress: bool):
                 setattr(args, key, value)
         manifest = _load_source(args, progress)
         settings = _render_settings(args, manifest)
+        top = get_preset(args.preset).instances if args.preset else min(1000, manifest.family.instances_per_category)
+        if args.instances is None:
+            args.instances = top
+        elif args.preset and args.instances > top:
+            raise ConfigError(f"instances: {args.preset} has {top} image(s) per category; use --instances 1..{top} "
+                              "(or build its categories with --manifest for more)")
         definition = DatasetDefinition(categories=manifest, instances=args.instances, render=settings,
                                        shard_size=args.shard_size, name=args.name or "", png_compress_level=args.png_compress_level)
     return definition
@@ -380,7 +457,7 @@ def describe_dataset(manifest, url: str) -> str:
     """Human-readable summary of a dataset manifest (``fractalshards info``)."""
     t = manifest.totals
     d = manifest.definition_data
-    r = d["render"]
+    definition = manifest.definition()
     sizes = [s.bytes for s in manifest.shards]
     lines = [
         f"dataset   {manifest.name}",
@@ -391,8 +468,8 @@ def describe_dataset(manifest, url: str) -> str:
         f"({t['diverged']} diverged)",
         f"shards    {t['shards']} of {d['shard_size']} samples, {min(sizes) / 1e6:.2f}-{max(sizes) / 1e6:.2f} MB each",
         f"size      {t['bytes'] / 1e6:.1f} MB ({t['bytes'] / max(1, t['samples']) / 1024:.2f} KiB per sample)",
-        f"render    mode={r['mode']} draw={r['draw']} color={r['color']} size={r['size']} points={r['points']} "
-        f"pad={r['pad']} weight_delta={r['weight_delta']} seed={r['seed']}",
+        f"family    {definition.family.name}",
+        f"render    {definition.family.describe_settings(definition.render)}",
         f"categories {d['categories']['name']} ({d['categories']['content_hash']})",
         f"order     {d['order']}, keys {d['key_format']}",
     ]
@@ -445,6 +522,7 @@ def _cmd_verify(args: argparse.Namespace, progress: bool) -> int:
 
 
 _COMMANDS = {
+    "presets": _cmd_presets,
     "publish": _cmd_publish,
     "ls": _cmd_ls,
     "verify": _cmd_verify,

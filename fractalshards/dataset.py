@@ -31,7 +31,6 @@ from . import __version__
 from .errors import ConfigError, check_dataset_name, check_file_name, check_version
 from .manifest import CategoryManifest, canonical_hash
 from .plan import DatasetDefinition
-from .render import RenderSettings
 from .index import resolve
 from .recipe import RECIPE_NAME, Recipe, definition_from_data, definition_id
 from .storage import Store, open_store, redact
@@ -211,8 +210,8 @@ class DatasetManifest:
         return json.dumps(self.data, indent=1, sort_keys=True) + "\n"
 
     @property
-    def render_settings(self) -> RenderSettings:
-        """The render settings of every sample."""
+    def render_settings(self):
+        """The render settings of every sample (the family's settings dataclass)."""
         return self.definition().render
 
     def category_manifest(self) -> CategoryManifest:

@@ -185,16 +185,18 @@ def _singular_value_budgets(n: int, alpha: float, rng: np.random.Generator) -> l
     return budgets
 
 
-def sample_sigma(rng: np.random.Generator, min_maps: int = 2, max_maps: int = 7) -> IFS:
+def sample_sigma(rng: np.random.Generator, min_maps: int = 2, max_maps: int = 7,
+                 alpha_range: tuple[float, float] | None = None) -> IFS:
     """Anderson & Farrell's sigma-factor sampler: contractive by construction.
 
     Each map's linear part is ``R(t1) S1 diag(s1, s2) R(t2) S2`` with rotations ``R``,
     random reflections ``S``, ``0 <= s2 <= s1 <= 1`` and ``sum(s1 + 2 s2) = alpha``,
-    ``alpha`` uniform in ``((5 + n) / 2, (6 + n) / 2)``. Translations are uniform in
-    (-1, 1); probabilities follow ``|det|``.
+    ``alpha`` uniform in ``((5 + n) / 2, (6 + n) / 2)`` (or in ``alpha_range``, as 1p-frac's
+    ``[sigma - 0.1, sigma + 0.1]``). Translations are uniform in (-1, 1); probabilities follow ``|det|``.
     """
     n = int(rng.integers(min_maps, max_maps + 1))
-    alpha = float(rng.uniform((5 + n) / 2.0, (6 + n) / 2.0))
+    lo, hi = alpha_range if alpha_range is not None else ((5 + n) / 2.0, (6 + n) / 2.0)
+    alpha = float(rng.uniform(lo, hi))
     rows = []
     for budget in _singular_value_budgets(n, alpha, rng):
         # s1 in [b/3, min(1, b)] keeps s2 = (b - s1) / 2 in [0, s1].

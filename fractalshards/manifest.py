@@ -6,6 +6,7 @@ Schema (``format_version`` 1, documented in the README)::
       "format": "fractalshards.categories",
       "format_version": 1,
       "name": "fractaldb-1k",
+      "family": "visualatom",                  # absent: "fractaldb" (manifests before families)
       "generator": {"name": "fractalshards", "version": "0.1.0"},
       "mode": "official" | "native",
       "seed": 1,
@@ -13,7 +14,8 @@ Schema (``format_version`` 1, documented in the README)::
       "render_mode": "official" | "native",     # default render mode of this set
       "num_categories": 1000,
       "trials": 42655,
-      "categories": [{"index": 0, "trial": 23, "fill": 0.2..., "maps": [[a, b, c, d, e, f, p], ...]}, ...],
+      "categories": [{"index": 0, ...}, ...],   # as the family writes them; fractaldb:
+                                                # {"index", "trial", "fill", "maps": [[a, b, c, d, e, f, p], ...]}
       "content_hash": "sha256:<hex>"
     }
 
@@ -33,8 +35,9 @@ from pathlib import Path
 
 from . import __version__
 from .errors import ConfigError
+from .families import DEFAULT_FAMILY, Family, get_family
 from .ifs import IFS
-from .search import Category, SearchResult, SearchSettings
+from .search import SearchResult
 
 __all__ = [
     "FORMAT",
@@ -76,36 +79,56 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 @dataclass
 class CategoryManifest:
-    """A set of categories with the settings and seed that produced them."""
+    """A set of categories of one family with the settings and seed that produced them.
+
+    ``categories`` holds the family's category objects (for ``fractaldb``,
+    :class:`~fractalshards.search.Category`); the family reads and writes them.
+    """
 
     name: str
     mode: str
     seed: int
     search: dict
-    categories: list[Category]
+    categories: list
     trials: int
     render_mode: str = "native"
     generator: dict = field(default_factory=lambda: {"name": "fractalshards", "version": __version__})
+    family_name: str = DEFAULT_FAMILY
 
     @classmethod
-    def from_search(cls, name: str, mode: str, seed: int, settings: SearchSettings, result: SearchResult, render_mode: str | None = None) -> "CategoryManifest":
-        """Wrap a :class:`~fractalshards.search.SearchResult`."""
-        return cls(name, mode, seed, settings.to_dict(), list(result.categories), result.trials, render_mode or mode)
+    def from_search(cls, name: str, mode: str, seed: int, settings: object, result: SearchResult,
+                    render_mode: str | None = None, family: str = DEFAULT_FAMILY) -> "CategoryManifest":
+        """Wrap the result of a family's search (``settings`` is its search-settings dataclass)."""
+        return cls(name, mode, seed, settings.to_dict(), list(result.categories), result.trials, render_mode or mode,
+                   family_name=family)
+
+    @property
+    def family(self) -> Family:
+        """The family of these categories."""
+        return get_family(self.family_name)
 
     def __len__(self) -> int:
         return len(self.categories)
 
-    def system(self, category: int) -> IFS:
-        """The IFS of category ``category``; a clear error when out of range."""
-        if not isinstance(category, int) or not 0 <= category < len(self.categories):
+    def category(self, category: int):
+        """Category ``category``; a clear error when out of range."""
+        if not isinstance(category, int) or isinstance(category, bool) or not 0 <= category < len(self.categories):
             raise ConfigError(
                 f"category: {category!r} is out of range for {self.name!r}; use an integer in 0..{len(self.categories) - 1}"
             )
-        return self.categories[category].system
+        return self.categories[category]
+
+    def system(self, category: int) -> IFS:
+        """The IFS of category ``category`` (IFS families only)."""
+        system = getattr(self.category(category), "system", None)
+        if system is None:
+            raise ConfigError(f"category: the {self.family_name} family has no IFS; {self.name!r} has no system to give")
+        return system
 
     def body(self) -> dict:
         """The manifest as a JSON-able dict, without ``content_hash``."""
-        return {
+        family = self.family
+        body = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "name": self.name,
@@ -116,11 +139,11 @@ class CategoryManifest:
             "render_mode": self.render_mode,
             "num_categories": len(self.categories),
             "trials": self.trials,
-            "categories": [
-                {"index": c.index, "trial": c.trial, "fill": c.fill, "maps": c.system.to_rows()}
-                for c in self.categories
-            ],
+            "categories": [family.category_to_dict(c) for c in self.categories],
         }
+        if self.family_name != DEFAULT_FAMILY:  # fractaldb manifests keep their bytes and hashes
+            body["family"] = self.family_name
+        return body
 
     @property
     def content_hash(self) -> str:
@@ -146,8 +169,9 @@ class CategoryManifest:
         if not isinstance(count, int) or not 1 <= count <= len(self.categories):
             raise ConfigError(f"categories: {count!r} is out of range; use an integer in 1..{len(self.categories)}")
         cats = self.categories[:count]
-        trials = cats[-1].trial + 1 if self.mode == "official" else sum(c.trial + 1 for c in cats)
-        return CategoryManifest(name or f"{self.name}[:{count}]", self.mode, self.seed, dict(self.search), cats, trials, self.render_mode, dict(self.generator))
+        trials = self.family.subset_trials(self, cats)
+        return CategoryManifest(name or f"{self.name}[:{count}]", self.mode, self.seed, dict(self.search), cats, trials,
+                                self.render_mode, dict(self.generator), self.family_name)
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "manifest") -> "CategoryManifest":
@@ -165,11 +189,9 @@ class CategoryManifest:
             raise ConfigError(
                 f"{source}: format_version {version!r} is not supported; this fractalshards reads {list(SUPPORTED_VERSIONS)}"
             )
+        family = get_family(data.get("family", DEFAULT_FAMILY))
         try:
-            cats = [
-                Category(int(c["index"]), IFS.from_rows(c["maps"]), int(c["trial"]), float(c["fill"]))
-                for c in data["categories"]
-            ]
+            cats = [family.category_from_dict(c) for c in data["categories"]]
             manifest = cls(
                 name=str(data["name"]),
                 mode=str(data["mode"]),
@@ -179,14 +201,16 @@ class CategoryManifest:
                 trials=int(data["trials"]),
                 render_mode=str(data.get("render_mode", data["mode"])),
                 generator=dict(data.get("generator", {})),
+                family_name=family.name,
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(f"{source}: malformed category manifest ({exc}); regenerate it with 'fractalshards search'") from exc
         if [c.index for c in cats] != list(range(len(cats))):
             raise ConfigError(f"{source}: category indices must be 0..n-1 in order")
         stated = data.get("content_hash")
         if stated is not None and stated != manifest.content_hash:
             raise ConfigError(f"{source}: content_hash does not match the content (edited or corrupt); regenerate it")
+        family.check_manifest(manifest, source)
         return manifest
 
     @classmethod
@@ -214,13 +238,14 @@ def write_official_csv(manifest: CategoryManifest, out_dir: str | os.PathLike) -
     The files are written into a temporary folder beside ``out_dir`` and moved in
     at the end, so an interrupted run leaves nothing half-written.
     """
+    systems = [manifest.system(c.index) for c in manifest.categories]  # IFS families only: errors before any write
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     written = []
     try:
-        for cat in manifest.categories:
-            (tmp / f"{cat.index:05d}.csv").write_text(official_csv(cat.system))
+        for cat, system in zip(manifest.categories, systems):
+            (tmp / f"{cat.index:05d}.csv").write_text(official_csv(system))
         for cat in manifest.categories:
             name = f"{cat.index:05d}.csv"
             os.replace(tmp / name, out / name)

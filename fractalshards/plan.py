@@ -15,14 +15,15 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from . import kernel
 from .errors import ConfigError
-from .instances import INSTANCES_PER_CATEGORY
+from .families import DEFAULT_FAMILY, Family
 from .manifest import CategoryManifest, canonical_hash
-from .render import RenderSettings, stream_key
+from .render import stream_key
 
 __all__ = ["ORDER", "KEY_FORMAT", "SHARD_FORMAT", "DatasetDefinition", "ShardSpec", "sample_key", "seeded_permutation"]
 
@@ -32,9 +33,6 @@ ORDER = "splitmix64-fisher-yates-v1"
 KEY_FORMAT = "{category:06d}-{instance:04d}"
 #: Shard file names.
 SHARD_FORMAT = "shard-{index:06d}.tar"
-#: Bytes per sample at 362 px (1-bit PNG ~7.8 KiB + JSON ~1 KiB + tar headers and padding ~1.9 KiB),
-#: measured on FractalDB-1k; used for the size estimate printed before a build.
-BYTES_PER_SAMPLE_362 = 10_900
 
 
 def sample_key(category: int, instance: int) -> str:
@@ -58,24 +56,34 @@ class ShardSpec:
 
 @dataclass(frozen=True)
 class DatasetDefinition:
-    """Everything that decides a dataset's bytes."""
+    """Everything that decides a dataset's bytes: the categories (and so the family), K instances
+    per category, the family's render settings, the shard size and the PNG level."""
 
     categories: CategoryManifest = field(repr=False)
     instances: int
-    render: RenderSettings
+    render: Any
     shard_size: int = 1000
     name: str = ""
     png_compress_level: int = 1
 
     def __post_init__(self) -> None:
-        if not isinstance(self.instances, int) or not 1 <= self.instances <= INSTANCES_PER_CATEGORY:
-            raise ConfigError(f"instances: {self.instances!r} is out of range; use an integer in 1..{INSTANCES_PER_CATEGORY}")
+        top = self.family.instances_per_category
+        if not isinstance(self.instances, int) or not 1 <= self.instances <= top:
+            raise ConfigError(f"instances: {self.instances!r} is out of range for the {self.family.name} family; "
+                              f"use an integer in 1..{top}")
+        if not isinstance(self.render, self.family.Settings):
+            raise ConfigError(f"render: {type(self.render).__name__} are not render settings of the {self.family.name} family")
         if not isinstance(self.shard_size, int) or self.shard_size < 1:
             raise ConfigError(f"shard_size: {self.shard_size!r} is not valid; use a positive integer (default 1000)")
         if not 0 <= self.png_compress_level <= 9:
             raise ConfigError(f"png_compress_level: {self.png_compress_level!r} is out of range; use 0..9")
         if not self.name:
             object.__setattr__(self, "name", self.categories.name)
+
+    @property
+    def family(self) -> Family:
+        """The family of the categories."""
+        return self.categories.family
 
     @property
     def seed(self) -> int:
@@ -99,14 +107,11 @@ class DatasetDefinition:
 
     def estimated_bytes(self) -> int:
         """Rough size of all shards (scales with image area)."""
-        per_sample = BYTES_PER_SAMPLE_362 * (self.render.size / 362.0) ** 2 if self.render.draw == "patch" else 4000
-        if self.render.color == "color":
-            per_sample *= 3
-        return int(per_sample * self.num_samples)
+        return int(self.family.bytes_per_sample(self.render) * self.num_samples)
 
     def to_dict(self) -> dict:
         """The definition as JSON-able data (the categories by content hash)."""
-        return {
+        data = {
             "name": self.name,
             "categories": {"name": self.categories.name, "content_hash": self.categories.content_hash, "count": self.num_categories},
             "instances_per_category": self.instances,
@@ -119,6 +124,9 @@ class DatasetDefinition:
             "shard_format": SHARD_FORMAT,
             "sample": {"png": "image", "cls": "category index as decimal text", "json": "sample parameters"},
         }
+        if self.family.name != DEFAULT_FAMILY:  # fractaldb definitions keep their fingerprints
+            data["family"] = self.family.name
+        return data
 
     @property
     def fingerprint(self) -> str:

@@ -11,9 +11,8 @@ from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
 from .errors import ConfigError
-from .instances import INSTANCES_PER_CATEGORY, Instance, instance_from_index
+from .families import DEFAULT_FAMILY, Family, get_family
 from .manifest import CategoryManifest
-from .render import RenderSettings, render
 
 __all__ = ["Tile", "preview_instances", "grid_image", "preview_grid", "preview_from_dataset"]
 
@@ -31,23 +30,14 @@ class Tile:
     instance: int = 0
 
 
-#: Stride through the instance indices; coprime with 1000 and not a multiple of
-#: 25, 4 or 10, so consecutive picks change the weight row, flip and patch.
-_STRIDE = 389
-
-
-def preview_instances(count: int, available: int = INSTANCES_PER_CATEGORY) -> list[int]:
-    """``count`` distinct instance indices that show varied weight rows, flips and patches.
-
-    The first is instance 2 (the identity weight row, flip 0, patch 0), then
-    ``2 + k * 389`` modulo ``available``; with ``available < 1000`` the first
-    ``count`` indices.
-    """
+def preview_instances(count: int, family: Family | str = DEFAULT_FAMILY, available: int | None = None) -> list[int]:
+    """``count`` distinct instance indices that show the family's variety (for FractalDB: weight
+    rows, flips and patches), among the first ``available`` (default: the family's whole space)."""
+    family = get_family(family) if isinstance(family, str) else family
+    available = family.instances_per_category if available is None else available
     if not isinstance(count, int) or not 1 <= count <= available:
-        raise ConfigError(f"instances: {count!r} is out of range; use an integer in 1..{available}")
-    if available < INSTANCES_PER_CATEGORY:
-        return list(range(count))
-    return [(2 + k * _STRIDE) % available for k in range(count)]
+        raise ConfigError(f"instances: {count!r} is out of range for the {family.name} family; use an integer in 1..{available}")
+    return family.preview_instances(count, available)
 
 
 def _font(size: int) -> ImageFont.ImageFont:
@@ -57,13 +47,14 @@ def _font(size: int) -> ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
-def grid_image(rows: list[list[Tile]], tile: int = 128, title: str = "") -> Image.Image:
-    """Lay out rows of tiles with a label under each tile and a title on top."""
+def grid_image(rows: list[list[Tile]], tile: int = 128, title: str = "", row_labels: bool = True) -> Image.Image:
+    """Lay out rows of tiles with a label under each tile, the category left of each row
+    (unless ``row_labels`` is false) and a title on top."""
     if not rows or not rows[0]:
         raise ConfigError("preview: nothing to show; ask for at least one category and one instance")
     cols = max(len(r) for r in rows)
     label_h = max(12, tile // 8)
-    left = 64
+    left = 64 if row_labels else 6
     top = 28 if title else 6
     cell_w, cell_h = tile + 6, tile + label_h + 6
     canvas = Image.new("RGB", (left + cols * cell_w, top + len(rows) * cell_h), _BACKGROUND)
@@ -73,7 +64,8 @@ def grid_image(rows: list[list[Tile]], tile: int = 128, title: str = "") -> Imag
         draw.text((6, 6), title, fill=_TEXT, font=_font(16))
     for r, row in enumerate(rows):
         y = top + r * cell_h
-        draw.text((6, y + tile // 2 - 6), f"cat {row[0].category}", fill=_TEXT, font=font)
+        if row_labels:
+            draw.text((6, y + tile // 2 - 6), f"cat {row[0].category}", fill=_TEXT, font=font)
         for c, t in enumerate(row):
             x = left + c * cell_w
             img = Image.fromarray(t.image).convert("RGB")
@@ -88,26 +80,30 @@ def preview_grid(
     manifest: CategoryManifest,
     categories: Iterable[int],
     instances: Iterable[int],
-    settings: RenderSettings,
+    settings: object,
     *,
     tile: int = 128,
     progress: bool = False,
 ) -> Image.Image:
-    """Render ``instances`` of each of ``categories`` into a labelled grid image."""
+    """Render ``instances`` of each of ``categories`` into a labelled grid image (any family)."""
+    family = manifest.family
     cats = list(categories)
-    insts = [instance_from_index(i) for i in instances]
+    insts = [family.check_instance(i) for i in instances]
     rows: list[list[Tile]] = []
     bar = tqdm(total=len(cats) * len(insts), desc="preview", unit="img", disable=not progress)
     for cat in cats:
-        system = manifest.system(cat)
+        manifest.category(cat)
         row = []
         for inst in insts:
-            out = render(system, cat, inst, settings)
-            row.append(Tile(out.image, cat, _label(inst), inst.index))
+            out = family.render(manifest, cat, inst, settings)
+            row.append(Tile(out.image, cat, family.instance_label(inst), inst))
             bar.update(1)
         rows.append(row)
     bar.close()
-    title = f"{manifest.name}  mode={settings.mode} draw={settings.draw} color={settings.color} {settings.size}px"
+    title = f"{manifest.name} ({family.name})  {family.describe_settings(settings)}"
+    if len(insts) == 1:  # one image per category (OFDB, 1p-frac): categories fill the grid, 8 to a row
+        tiles = [Tile(t.image, t.category, f"cat {t.category}", t.instance) for row in rows for t in row]
+        return grid_image([tiles[i : i + 8] for i in range(0, len(tiles), 8)], tile=tile, title=title, row_labels=False)
     return grid_image(rows, tile=tile, title=title)
 
 
@@ -121,6 +117,7 @@ def preview_from_dataset(url: str, categories: int, instances: int, *, tile: int
     if categories < 1 or instances < 1:
         raise ConfigError("categories/instances: use positive integers")
     manifest, store = load_dataset(url, storage_options)
+    family = manifest.definition().family
     rows: dict[int, list[Tile]] = {}
     bar = tqdm(total=categories * instances, desc="preview", unit="img", disable=not progress)
     for sample in (sample for s in manifest.shards for sample in read_samples(store.read_bytes(s.name), s.name)):
@@ -130,8 +127,8 @@ def preview_from_dataset(url: str, categories: int, instances: int, *, tile: int
             continue
         row = rows.setdefault(cat, [])
         if len(row) < instances:
-            inst = Instance(meta["weight"], meta["flip"], meta["patch"])
-            row.append(Tile(decode_png(sample["png"]), cat, _label(inst), inst.index))
+            inst = family.check_instance(int(meta["instance"]))
+            row.append(Tile(decode_png(sample["png"]), cat, family.instance_label(inst), inst))
             bar.update(1)
         if len(rows) >= categories and all(len(r) >= instances for r in rows.values()):
             break
@@ -141,6 +138,3 @@ def preview_from_dataset(url: str, categories: int, instances: int, *, tile: int
     title = f"{manifest.name} {manifest.version}  {t['samples']} samples, {t['shards']} shards  (from the shards)"
     return grid_image(ordered, tile=tile, title=title)
 
-
-def _label(inst: Instance) -> str:
-    return f"#{inst.index} w{inst.weight:02d} f{inst.flip} p{inst.patch}"

@@ -27,7 +27,6 @@ from . import __version__
 from .errors import ConfigError, check_dataset_name, check_version
 from .manifest import CategoryManifest, canonical_hash
 from .plan import DatasetDefinition
-from .render import RenderSettings
 
 __all__ = ["RECIPE_FORMAT", "RECIPE_NAME", "Recipe", "definition_from_data", "definition_id"]
 
@@ -48,10 +47,14 @@ def definition_from_data(definition_data: object, categories_data: object, name:
     if not isinstance(categories_data, dict):
         raise ConfigError(f"{source}: categories must be a category manifest object")
     d = definition_data
+    categories = CategoryManifest.from_dict(categories_data, source=f"{source}: categories")
+    if d.get("family", categories.family_name) != categories.family_name:
+        raise ConfigError(f"{source}: definition names family {d.get('family')!r} but its categories are "
+                          f"{categories.family_name!r}; rebuild or re-publish it")
     try:
-        render = RenderSettings.from_dict(dict(d["render"]))
+        render = categories.family.Settings.from_dict(dict(d["render"]))
         definition = DatasetDefinition(
-            categories=CategoryManifest.from_dict(categories_data, source=f"{source}: categories"),
+            categories=categories,
             instances=d["instances_per_category"],
             render=render,
             shard_size=d["shard_size"],

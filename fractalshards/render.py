@@ -19,7 +19,7 @@ import colorsys
 import functools
 import hashlib
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -107,7 +107,7 @@ def stream_key(*parts: object) -> np.uint64:
 
 
 @functools.lru_cache(maxsize=4)
-def _official_uniforms(points: int) -> np.ndarray:
+def official_uniforms(points: int) -> np.ndarray:
     # The official renderer reseeds numpy's legacy generator with 100 for every image.
     u = np.random.RandomState(OFFICIAL_POINT_SEED).random(points)
     u.setflags(write=False)
@@ -173,6 +173,8 @@ class Rendered:
 
     image: np.ndarray
     diverged: bool
+    #: What a family computed on the way that its sample record reports (e.g. an instance's shape).
+    info: dict = field(default_factory=dict)
 
     @property
     def fill(self) -> float:
@@ -192,7 +194,7 @@ def point_cloud(system: IFS, category: int, weight: int, settings: RenderSetting
     coef = np.ascontiguousarray(system.coefficients * rows[weight])
     cum = cumulative(system.probabilities)
     if settings.mode == "official":
-        uniforms = _official_uniforms(n)
+        uniforms = official_uniforms(n)
     else:
         uniforms = ws.uniforms[:n]
         kernel.hash_uniforms(stream_key("points", settings.seed, category, weight), uniforms)

@@ -30,9 +30,8 @@ import numpy as np
 from PIL import Image
 
 from .errors import ShardIntegrityError
-from .instances import instance_from_index
+from .families import Rendered
 from .plan import DatasetDefinition, ShardSpec, sample_key
-from .render import render, weight_rows
 from .storage import Store, sha256_bytes
 
 __all__ = [
@@ -68,24 +67,12 @@ class ShardEntry:
         return asdict(self)
 
 
-def sample_record(definition: DatasetDefinition, category: int, instance: int, diverged: bool, fill: float) -> dict:
-    """The ``.json`` member of a sample: everything needed to re-render it."""
-    inst = instance_from_index(instance)
-    system = definition.categories.system(category)
-    row = weight_rows(definition.render.weight_delta)[inst.weight]
-    return {
-        "key": sample_key(category, instance),
-        "category": category,
-        "instance": instance,
-        "weight": inst.weight,
-        "flip": inst.flip,
-        "patch": inst.patch,
-        "maps": (system.coefficients * row).tolist(),
-        "probabilities": system.probabilities.tolist(),
-        "render": definition.render.to_dict(),
-        "diverged": bool(diverged),
-        "fill": fill,
-    }
+def sample_record(definition: DatasetDefinition, category: int, instance: int, rendered: Rendered) -> dict:
+    """The ``.json`` member of a sample: its key, category, instance, the family's parameters
+    (everything needed to re-render it), whether it diverged and its fill rate."""
+    fields = definition.family.record(definition.categories, category, instance, definition.render, rendered)
+    return {**fields, "key": sample_key(category, instance), "category": category, "instance": instance,
+            "diverged": bool(rendered.diverged), "fill": rendered.fill}
 
 
 def tar_bytes(members: Iterable[tuple[str, bytes]]) -> bytes:
@@ -112,10 +99,10 @@ def render_sample(definition: DatasetDefinition, category: int, instance: int,
     labels and records; the PNG of ``pixels`` is ``encode_png(pixels, level)``. With
     ``record=False`` the ``.json`` member is left out (a decoding loader has no use for it).
     """
-    out = render(definition.categories.system(category), category, instance_from_index(instance), definition.render)
+    out = definition.family.render(definition.categories, category, instance, definition.render)
     sample = {"__key__": sample_key(category, instance), "cls": str(category).encode()}
     if record:
-        fields = sample_record(definition, category, instance, out.diverged, out.fill)
+        fields = sample_record(definition, category, instance, out)
         sample["json"] = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
     return sample, out.image, out.diverged
 

@@ -11,10 +11,8 @@ import numpy as np
 from tqdm import tqdm
 
 from .dataset import load_dataset, open_definition
-from .instances import instance_from_index
-from .plan import sample_key
 from .errors import ShardIntegrityError
-from .render import render
+from .plan import sample_key
 from .shards import decode_png, read_samples
 
 __all__ = ["VerifyReport", "verify"]
@@ -119,7 +117,7 @@ def _check_sample(shard: str, sample: dict, categories, settings, instances: int
         return problems + [f"{where}: category {category} / instance {instance} is outside the dataset"]
     if sample.get("cls", b"").decode(errors="replace").strip() != str(category):
         problems.append(f"{where}: .cls is {sample.get('cls')!r}, expected {category}")
-    expected = render(categories.system(category), category, instance_from_index(instance), settings)
+    expected = categories.family.render(categories, category, instance, settings)
     try:
         stored = decode_png(sample["png"])
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a finding, not a crash

@@ -143,14 +143,18 @@ def test_python_random_replayed_in_compiled_code():
 @pytest.mark.parametrize("family", ["visualatom", "rcdb"])
 def test_official_category_replay_matches_the_scripts(family):
     from fractalshards.contours import PARAM_FIELDS, rcdb_official_categories, visualatom_official_categories
+    from fractalshards.families import get_family
     from fractalshards.pyrandom import new_state
 
     replay = {"visualatom": (visualatom_official_categories, visualatom_thread),
               "rcdb": (rcdb_official_categories, rcdb_thread)}[family]
+    fam = get_family(family)
+    spec = fam.spec(fam.search_settings({}))
     _, params = _vectors()
+    none = np.zeros((0, 0, 0), np.uint32)
     for thread in (0, 1):
         out = np.zeros((4, len(PARAM_FIELDS)))
-        replay[0](new_state(thread + 1), 4, 2, out)  # 2 instances per category keeps the oracle quick
+        replay[0](new_state(thread + 1), 4, 2, spec, out, 0, none, none.astype(float))  # 2 instances keep the oracle quick
         expected = [p for p, _ in replay[1](thread, 4, 2)]
         for row, p in zip(out, expected):
             assert {k: float(p.get(k, 0)) for k in PARAM_FIELDS} == dict(zip(PARAM_FIELDS, row.tolist()))
@@ -161,13 +165,16 @@ def test_official_category_replay_matches_the_scripts(family):
 def test_native_streams_are_deterministic_in_range_and_render():
     from fractalshards.contours import (PARAM_FIELDS, native_instance_draws, native_shape, rcdb_native_category,
                                         visualatom_native_category)
+    from fractalshards.families import get_family
     from fractalshards.render import stream_key
 
+    va, rc = get_family("visualatom"), get_family("rcdb")
+    va_spec, rc_spec = va.spec(va.search_settings({})), rc.spec(rc.search_settings({}))
     rows = np.zeros((200, len(PARAM_FIELDS)))
     for c in range(200):
-        visualatom_native_category(stream_key("visualatom-category", 0, c), rows[c])
+        visualatom_native_category(stream_key("visualatom-category", 0, c), va_spec, rows[c])
     again = np.zeros(len(PARAM_FIELDS))
-    visualatom_native_category(stream_key("visualatom-category", 0, 17), again)
+    visualatom_native_category(stream_key("visualatom-category", 0, 17), va_spec, again)
     assert np.array_equal(again, rows[17])
     v = dict(zip(PARAM_FIELDS, rows.T))
     assert v["vertices"].min() >= 200 and v["vertices"].max() <= 1000 and v["lines"].min() >= 1 and v["lines"].max() <= 200
@@ -175,7 +182,7 @@ def test_native_streams_are_deterministic_in_range_and_render():
     assert (v["center_x"] >= 0).all() and (v["center_x"] <= 512).all()
     rcdb = np.zeros((200, len(PARAM_FIELDS)))
     for c in range(200):
-        rcdb_native_category(stream_key("rcdb-category", 0, c), rcdb[c])
+        rcdb_native_category(stream_key("rcdb-category", 0, c), rc_spec, rcdb[c])
     assert rcdb[:, 0].min() >= 3 and rcdb[:, 0].max() <= 200 and 60 < rcdb[:, 0].mean() < 110
 
     p = dict(zip(PARAM_FIELDS, rows[3]))
@@ -186,7 +193,7 @@ def test_native_streams_are_deterministic_in_range_and_render():
         greys, ux, uy = np.empty(L, np.int64), np.empty((L, V)), np.empty((L, V))
         native_instance_draws(key, 256, greys, ux, uy)
         shape = np.zeros(5)
-        native_shape(key, False, shape)
+        native_shape(key, False, va_spec, shape)
         images.append(visualatom_image(512, V, p["radius"], p["oval_x"], p["oval_y"], p["perlin"], p["line_width"],
                                        p["freq1"], p["freq2"], shape[0], shape[1], greys, ux, uy, PERM))
         assert greys.min() >= 0 and greys.max() <= 255 and ux.min() >= 0 and ux.max() < 10000

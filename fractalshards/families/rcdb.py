@@ -1,0 +1,80 @@
+"""The ``rcdb`` family: RCDB, the Radial Contour DataBase (Kataoka et al., CVPR 2022).
+
+A category is a radial contour: ``V`` vertices (exponential, mean 100), ``L`` lines, a
+Perlin coefficient and a line-width term; an instance redraws every line's grey level and
+noise positions, and the radius, ovals and centre. 512 x 512 grey lines on white.
+Official search: 10 threads of 100 categories (``rcdb-1k``); kernels in
+:mod:`fractalshards.contours`; the shared machinery in :mod:`.radial`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ..contours import PERM, RCDB_SPEC, rcdb_image, rcdb_native_category, rcdb_official_categories
+from ..errors import ConfigError, check_int
+from .radial import IMAGE_SIZE, MAX_LINES, MAX_VERTICES, RadialFamily, check_range
+
+__all__ = ["RCDBSearch", "RCDB", "FAMILY"]
+
+
+@dataclass(frozen=True)
+class RCDBSearch:
+    """Distributions of a category (the official ``RCDB_render.sh`` values) and the official thread layout."""
+
+    vertex_mean: float = 100.0
+    min_vertices: int = 3
+    max_vertices: int = 200
+    min_lines: int = 1
+    max_lines: int = 200
+    max_perlin: float = 4.0
+    max_line_width: float = 0.1
+    min_radius: int = 0
+    max_radius: int = 100
+    categories_per_thread: int = 100
+    instances_per_category: int = 1000
+
+    def __post_init__(self) -> None:
+        check_range("min_vertices", self.min_vertices, "max_vertices", self.max_vertices, 3)
+        if self.max_vertices > MAX_VERTICES:
+            raise ConfigError(f"max_vertices: {self.max_vertices} is too large; use at most {MAX_VERTICES}")
+        check_range("min_lines", self.min_lines, "max_lines", self.max_lines, 1)
+        if self.max_lines > MAX_LINES:
+            raise ConfigError(f"max_lines: {self.max_lines} is too large; use at most {MAX_LINES}")
+        check_range("min_radius", self.min_radius, "max_radius", self.max_radius, 0)
+        for name in ("vertex_mean", "max_perlin", "max_line_width"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1e6:
+                raise ConfigError(f"{name}: {value!r} is out of range; use a number >= 0")
+        if self.vertex_mean <= 0:
+            raise ConfigError(f"vertex_mean: {self.vertex_mean!r} must be positive")
+        check_int("categories_per_thread", self.categories_per_thread, 1)
+        check_int("instances_per_category", self.instances_per_category, 1)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able form."""
+        return asdict(self)
+
+
+class RCDB(RadialFamily):
+    """RCDB categories and instances."""
+
+    name = "rcdb"
+    paper = "RCDB: Kataoka et al., Replacing Labeled Real-image Datasets with Auto-generated Contours, CVPR 2022"
+    SearchSettings = RCDBSearch
+    spec_fields = RCDB_SPEC
+    grey_levels = 257  # randint(0, 256): 256 draws as 255 (Pillow clips the fill)
+    rcdb = True
+
+    def _replay(self, state, count, instances, spec, out, stride, states, shapes) -> None:
+        rcdb_official_categories(state, count, instances, spec, out, stride, states, shapes)
+
+    def _native_category(self, key, spec, row) -> None:
+        rcdb_native_category(key, spec, row)
+
+    def _image(self, p, shape, greys, ux, uy):
+        return rcdb_image(IMAGE_SIZE, int(p["vertices"]), shape[2], shape[3], shape[4], p["perlin"], p["line_width"],
+                          shape[0], shape[1], greys, ux, uy, PERM)
+
+
+FAMILY = RCDB()

@@ -1,0 +1,79 @@
+"""The ``visualatom`` family: VisualAtom (Takashima et al., CVPR 2023), circular harmonics with Perlin-noise orbits.
+
+A category is a contour: ``V`` vertices on an oval of radius ``r0``, ``L`` orbits, a Perlin
+coefficient, a line-width term and two sinusoid frequencies; an instance redraws every
+orbit's grey level and noise positions and the centre. 512 x 512 grey lines on black.
+Official search: 20 threads of 50 categories (``visualatom-1k``); kernels in
+:mod:`fractalshards.contours`; the shared machinery in :mod:`.radial`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ..contours import PERM, VISUALATOM_SPEC, visualatom_image, visualatom_native_category, visualatom_official_categories
+from ..errors import ConfigError, check_int
+from .radial import IMAGE_SIZE, MAX_LINES, MAX_VERTICES, RadialFamily, check_range
+
+__all__ = ["VisualAtomSearch", "VisualAtom", "FAMILY"]
+
+
+@dataclass(frozen=True)
+class VisualAtomSearch:
+    """Distributions of a category (the official ``make_VisualAtom.sh`` values) and the official thread layout."""
+
+    min_vertices: int = 200
+    max_vertices: int = 1000
+    min_lines: int = 1
+    max_lines: int = 200
+    max_perlin: float = 4.0
+    max_line_width: float = 0.1
+    min_radius: int = 10
+    max_radius: int = 60
+    max_freq: int = 20
+    categories_per_thread: int = 50
+    instances_per_category: int = 1000
+
+    def __post_init__(self) -> None:
+        check_range("min_vertices", self.min_vertices, "max_vertices", self.max_vertices, 3)
+        if self.max_vertices > MAX_VERTICES:
+            raise ConfigError(f"max_vertices: {self.max_vertices} is too large; use at most {MAX_VERTICES}")
+        check_range("min_lines", self.min_lines, "max_lines", self.max_lines, 1)
+        if self.max_lines > MAX_LINES:
+            raise ConfigError(f"max_lines: {self.max_lines} is too large; use at most {MAX_LINES}")
+        check_range("min_radius", self.min_radius, "max_radius", self.max_radius, 0)
+        for name in ("max_perlin", "max_line_width"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1e6:
+                raise ConfigError(f"{name}: {value!r} is out of range; use a number >= 0")
+        check_int("max_freq", self.max_freq, 1)
+        check_int("categories_per_thread", self.categories_per_thread, 1)
+        check_int("instances_per_category", self.instances_per_category, 1)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able form."""
+        return asdict(self)
+
+
+class VisualAtom(RadialFamily):
+    """VisualAtom categories and instances."""
+
+    name = "visualatom"
+    paper = "VisualAtom: Takashima et al., Visual Atoms: Pre-training Vision Transformers with Sinusoidal Waves, CVPR 2023"
+    SearchSettings = VisualAtomSearch
+    spec_fields = VISUALATOM_SPEC
+    grey_levels = 256  # randint(0, 255)
+    rcdb = False
+
+    def _replay(self, state, count, instances, spec, out, stride, states, shapes) -> None:
+        visualatom_official_categories(state, count, instances, spec, out, stride, states, shapes)
+
+    def _native_category(self, key, spec, row) -> None:
+        visualatom_native_category(key, spec, row)
+
+    def _image(self, p, shape, greys, ux, uy):
+        return visualatom_image(IMAGE_SIZE, int(p["vertices"]), p["radius"], p["oval_x"], p["oval_y"], p["perlin"],
+                                p["line_width"], p["freq1"], p["freq2"], shape[0], shape[1], greys, ux, uy, PERM)
+
+
+FAMILY = VisualAtom()
