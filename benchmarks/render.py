@@ -113,15 +113,16 @@ def contours(args: argparse.Namespace) -> None:
               f"(vertices x lines ~{np.median(sizes):.0f}): {py_rate:.2f} images/s render, {py_png_rate:.2f} with PNG")
         for mode in ("native", "official"):
             settings = fam.render_settings(manifest, {"mode": mode})
+            wide_jobs = [(i % 200, (i * 37) % 1000) for i in range(args.images // 2)]
             t0 = time.perf_counter()
-            for c in cats:
+            for c in sorted({c for c, _ in wide_jobs} | set(cats)):
                 fam.render(manifest, c, 999, settings)  # compile; official: replay (and save) the threads' states
             warm = time.perf_counter() - t0
             same = _rate(fam, manifest, settings, [(c, k) for c in cats for k in range(0, 1000, 50)])
-            wide = _rate(fam, manifest, settings, [(i % 200, (i * 37) % 1000) for i in range(args.images // 2)])
+            wide = _rate(fam, manifest, settings, wide_jobs)
             print(f"  fractalshards {mode:8s}: same categories {same[0]:7.1f} images/s render, {same[1]:6.1f} with PNG "
                   f"({same[1] / py_png_rate:.0f}x, render alone {same[0] / py_rate:.0f}x); 200 categories "
-                  f"{wide[0]:6.1f} / {wide[1]:6.1f} images/s; first renders {warm:.1f} s")
+                  f"{wide[0]:6.1f} / {wide[1]:6.1f} images/s; their first renders {warm:.1f} s")
         t0 = time.perf_counter()
         fam._threads.clear()
         fam._extend(manifest.seed, fam.search_settings(manifest.search), 5, None, fam.search_settings(manifest.search).categories_per_thread - 1)

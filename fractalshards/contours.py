@@ -19,13 +19,13 @@ from numba import njit
 
 from .kernel import _splitmix
 from .lines import draw_polyline
-from .perlin import PERM, pnoise1
+from .perlin import GRAD, PERM, pnoise1
 from .pyrandom import expovariate as _expovariate
 from .pyrandom import randint as _randint
 from .pyrandom import skip_randoms as _skip
 from .pyrandom import uniform as _uniform
 
-__all__ = ["visualatom_image", "rcdb_image", "PERM", "PARAM_FIELDS", "SHAPE_FIELDS", "VISUALATOM_SPEC", "RCDB_SPEC",
+__all__ = ["visualatom_image", "rcdb_image", "PERM", "GRAD", "PARAM_FIELDS", "SHAPE_FIELDS", "VISUALATOM_SPEC", "RCDB_SPEC",
            "visualatom_official_categories", "rcdb_official_categories", "official_instance_draws",
            "visualatom_native_category", "rcdb_native_category", "native_instance_draws", "native_shape"]
 
@@ -44,10 +44,11 @@ def _angles(vertices):
 
 
 @njit(cache=True, nogil=True)
-def visualatom_image(size, vertices, radius, oval_x, oval_y, perlin, width, freq1, freq2, cx, cy, greys, ux, uy, perm):
+def visualatom_image(size, vertices, radius, oval_x, oval_y, perlin, width, freq1, freq2, cx, cy, greys, ux, uy, grad):
     """A VisualAtom instance on a black ``size`` x ``size`` canvas.
 
-    ``greys[l]`` is line ``l``'s grey level, ``ux[l, j]`` / ``uy[l, j]`` its noise positions.
+    ``greys[l]`` is line ``l``'s grey level, ``ux[l, j]`` / ``uy[l, j]`` its noise positions;
+    ``grad`` is :data:`fractalshards.perlin.GRAD`.
     Each line displaces the previous one (the vertices accumulate) and is drawn closed.
     """
     canvas = np.zeros((size, size), np.uint8)
@@ -63,8 +64,8 @@ def visualatom_image(size, vertices, radius, oval_x, oval_y, perlin, width, freq
         waves2[j] = 0.5 * math.sin(theta * j * freq2)
     for line in range(greys.shape[0]):
         for j in range(vertices):
-            nx = pnoise1(ux[line, j], perm) * perlin - perlin - waves[j] - waves2[j]
-            ny = pnoise1(uy[line, j], perm) * perlin - perlin - waves[j] - waves2[j]
+            nx = pnoise1(ux[line, j], grad) * perlin - perlin - waves[j] - waves2[j]
+            ny = pnoise1(uy[line, j], grad) * perlin - perlin - waves[j] - waves2[j]
             xs[j] -= cos_t[j] * (nx - width)
             ys[j] -= sin_t[j] * (ny - width)
         xs[vertices] = xs[0]
@@ -74,7 +75,7 @@ def visualatom_image(size, vertices, radius, oval_x, oval_y, perlin, width, freq
 
 
 @njit(cache=True, nogil=True)
-def rcdb_image(size, vertices, radius, oval_x, oval_y, perlin, width, cx, cy, greys, ux, uy, perm):
+def rcdb_image(size, vertices, radius, oval_x, oval_y, perlin, width, cx, cy, greys, ux, uy, grad):
     """An RCDB instance on a white ``size`` x ``size`` canvas (grey levels of 256 draw as 255, as Pillow clips)."""
     canvas = np.full((size, size), 255, np.uint8)
     _theta, cos_t, sin_t = _angles(vertices)
@@ -87,8 +88,8 @@ def rcdb_image(size, vertices, radius, oval_x, oval_y, perlin, width, cx, cy, gr
         ys[j] = sin_t[j] * radius * oval_y
     for line in range(greys.shape[0]):
         for j in range(vertices):
-            xs[j] -= cos_t[j] * (pnoise1(ux[line, j], perm) * 2 * perlin - perlin - width)
-            ys[j] -= sin_t[j] * (pnoise1(uy[line, j], perm) * 2 * perlin - perlin - width)
+            xs[j] -= cos_t[j] * (pnoise1(ux[line, j], grad) * 2 * perlin - perlin - width)
+            ys[j] -= sin_t[j] * (pnoise1(uy[line, j], grad) * 2 * perlin - perlin - width)
         for j in range(vertices):
             px[j] = xs[j] + cx
             py[j] = ys[j] + cy

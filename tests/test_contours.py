@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 
 from fractalshards.contours import rcdb_image, visualatom_image
 from fractalshards.lines import draw_polyline
-from fractalshards.perlin import PERM, pnoise1_array
+from fractalshards.perlin import GRAD, pnoise1_array
 from official_contours import digest, rcdb_category, rcdb_thread, visualatom_category, visualatom_thread
 
 SAMPLE = Path(__file__).resolve().parent / "vectors" / "official-contours-sample.txt"  # copied from shared/
@@ -39,7 +39,7 @@ def test_pnoise1_equals_the_noise_package_bit_for_bit():
     u = np.concatenate([rng.uniform(0, 10000, 200_000), rng.uniform(-3000, 3000, 50_000), np.arange(-300, 300, 0.125),
                         rng.uniform(0, 1e6, 2_000), np.array([0.0, -0.0, 1.0, -1.0, 1023.999, 1024.0, 255.5, 256.0])])
     out = np.empty_like(u)
-    pnoise1_array(u, PERM, out)
+    pnoise1_array(u, GRAD, out)
     reference = np.array([noise.pnoise1(float(x)) for x in u])
     assert np.array_equal(out, reference)
 
@@ -91,7 +91,7 @@ def test_kernels_draw_the_official_instances():
     for k in range(3):
         greys, ux, uy = _visualatom_draws(rng, p)
         image = visualatom_image(512, p["vertices"], p["radius"], p["oval_x"], p["oval_y"], p["perlin"], p["line_width"],
-                                 p["freq1"], p["freq2"], cx, cy, greys, ux, uy, PERM)
+                                 p["freq1"], p["freq2"], cx, cy, greys, ux, uy, GRAD)
         assert digest(image) == pixels[("visualatom", 0, 0, k)]
         cy = (512 + rng.randint(-512, 512)) / 2
         cx = (512 + rng.randint(-512, 512)) / 2
@@ -106,7 +106,7 @@ def test_kernels_draw_the_official_instances():
             greys[line] = rng.randint(0, 256)
             ux[line] = [rng.uniform(0, 10000) for _ in range(V)]
             uy[line] = [rng.uniform(0, 10000) for _ in range(V)]
-        image = rcdb_image(512, V, radius, ox, oy, p["perlin"], p["line_width"], cx, cy, greys, ux, uy, PERM)
+        image = rcdb_image(512, V, radius, ox, oy, p["perlin"], p["line_width"], cx, cy, greys, ux, uy, GRAD)
         assert digest(image) == pixels[("rcdb", 0, 0, k)]
         ox, oy = rng.uniform(1, 2), rng.uniform(1, 2)
         radius = rng.randint(0, 100)
@@ -195,7 +195,7 @@ def test_native_streams_are_deterministic_in_range_and_render():
         shape = np.zeros(5)
         native_shape(key, False, va_spec, shape)
         images.append(visualatom_image(512, V, p["radius"], p["oval_x"], p["oval_y"], p["perlin"], p["line_width"],
-                                       p["freq1"], p["freq2"], shape[0], shape[1], greys, ux, uy, PERM))
+                                       p["freq1"], p["freq2"], shape[0], shape[1], greys, ux, uy, GRAD))
         assert greys.min() >= 0 and greys.max() <= 255 and ux.min() >= 0 and ux.max() < 10000
     assert np.array_equal(images[0], images[2]) and not np.array_equal(images[0], images[1])
     assert np.count_nonzero(images[0]) > 500

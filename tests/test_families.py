@@ -173,6 +173,8 @@ def test_a_slice_of_every_preset_builds_verifies_and_streams(preset, tmp_path):
     family = PRESETS[preset].family
     assert manifest["definition"].get("family", "fractaldb") == family
     assert main(["--no-progress", "verify", str(out), "--render-sample", "2"]) == 0
+    assert main(["--no-progress", "publish", str(out), str(tmp_path / "pub"), "--tag", "v1"]) == 0
+    assert main(["--no-progress", "verify", f"{tmp_path / 'pub'}@v1", "--render-sample", "1"]) == 0
     stream = FractalStream(str(out), decode="numpy", shuffle_buffer=1, source="shards")
     rendered = FractalStream(str(out), decode="numpy", shuffle_buffer=1, source="render")
     got = [(_sha(x.numpy()), int(y)) for bx, by in FractalLoader(stream, batch_size=2) for x, y in zip(bx, by)]

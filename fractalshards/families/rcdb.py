@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..contours import PERM, RCDB_SPEC, rcdb_image, rcdb_native_category, rcdb_official_categories
+from ..contours import GRAD, RCDB_SPEC, rcdb_image, rcdb_native_category, rcdb_official_categories
 from ..errors import ConfigError, check_int
 from .radial import IMAGE_SIZE, MAX_LINES, MAX_VERTICES, RadialFamily, check_range
 
@@ -65,6 +65,7 @@ class RCDB(RadialFamily):
     spec_fields = RCDB_SPEC
     grey_levels = 257  # randint(0, 256): 256 draws as 255 (Pillow clips the fill)
     rcdb = True
+    typical_bytes = 35_000
 
     def _replay(self, state, count, instances, spec, out, stride, states, shapes) -> None:
         rcdb_official_categories(state, count, instances, spec, out, stride, states, shapes)
@@ -74,7 +75,7 @@ class RCDB(RadialFamily):
 
     def _image(self, p, shape, greys, ux, uy):
         return rcdb_image(IMAGE_SIZE, int(p["vertices"]), shape[2], shape[3], shape[4], p["perlin"], p["line_width"],
-                          shape[0], shape[1], greys, ux, uy, PERM)
+                          shape[0], shape[1], greys, ux, uy, GRAD)
 
 
 FAMILY = RCDB()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..contours import PERM, VISUALATOM_SPEC, visualatom_image, visualatom_native_category, visualatom_official_categories
+from ..contours import GRAD, VISUALATOM_SPEC, visualatom_image, visualatom_native_category, visualatom_official_categories
 from ..errors import ConfigError, check_int
 from .radial import IMAGE_SIZE, MAX_LINES, MAX_VERTICES, RadialFamily, check_range
 
@@ -73,7 +73,7 @@ class VisualAtom(RadialFamily):
 
     def _image(self, p, shape, greys, ux, uy):
         return visualatom_image(IMAGE_SIZE, int(p["vertices"]), p["radius"], p["oval_x"], p["oval_y"], p["perlin"],
-                                p["line_width"], p["freq1"], p["freq2"], shape[0], shape[1], greys, ux, uy, PERM)
+                                p["line_width"], p["freq1"], p["freq2"], shape[0], shape[1], greys, ux, uy, GRAD)
 
 
 FAMILY = VisualAtom()
