@@ -24,7 +24,7 @@ from typing import Callable
 from tqdm import tqdm
 
 from .dataset import MANIFEST_NAME, DatasetManifest, ManifestShard
-from .errors import ConfigError
+from .errors import DEFAULT_LICENSE, ConfigError, check_license
 from .plan import DatasetDefinition
 from .shards import ShardEntry, build_shard, journal_dir
 from .storage import Store, open_store
@@ -147,6 +147,7 @@ def build(
     max_retries: int = 3,
     progress: bool = False,
     log_fn: Callable[[str], None] | None = None,
+    license: str = DEFAULT_LICENSE,
 ) -> BuildResult:
     """Build ``definition`` into ``out`` (a folder or URL) and write its manifest last.
 
@@ -162,8 +163,10 @@ def build(
         max_retries: retries of a task whose worker dies or that raises.
         progress: show a tqdm bar of shards and images/s.
         log_fn: where to send the plan and summary lines (default: logging).
+        license: SPDX id recorded in the manifest (default ``CC-BY-4.0``, FractalDB's release).
     """
     say = log_fn or log.info
+    check_license(license)
     if workers is not None and (not isinstance(workers, int) or workers < 0):
         raise ConfigError(f"workers: {workers!r} is not valid; use 0 (inline) or a positive integer")
     if workers == 0 and address:
@@ -199,7 +202,7 @@ def build(
         bar.close()
     seconds = time.perf_counter() - start
     ordered = [entries[s.name] for s in specs]
-    manifest = DatasetManifest.create(definition, [e.manifest_entry() for e in ordered])
+    manifest = DatasetManifest.create(definition, [e.manifest_entry() for e in ordered], license=license)
     store.write_bytes(MANIFEST_NAME, manifest.to_json().encode())
     _remove_journal(store, definition)
     result = BuildResult(manifest, out, built=sum(not e.skipped for e in ordered), skipped=sum(e.skipped for e in ordered),

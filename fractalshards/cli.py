@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import __version__
-from .errors import ConfigError
+from .errors import DEFAULT_LICENSE, ConfigError
 from .families import DEFAULT_FAMILY, family_names, get_family
 from .ifs import SAMPLERS
 from .manifest import CategoryManifest, atomic_write_bytes, write_official_csv
@@ -32,6 +32,19 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+class _CurrentStderr(logging.StreamHandler):
+    """A handler that writes to whatever ``sys.stderr`` is when it emits (it may be replaced after
+    the first ``main()``: by a caller redirecting output, or a test capturing it)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
 
 
 def _non_negative(text: str) -> int:
@@ -193,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="embedded local Ray with N CPUs (default: all cores); 0 builds inline without Ray")
     where.add_argument("--address", metavar="ADDR", help="join a Ray cluster (auto, host:6379, ray://host:10001)")
     b.add_argument("--max-retries", type=_non_negative, default=3, metavar="N", help="retries of a failed shard task (default 3)")
+    b.add_argument("--license", default=DEFAULT_LICENSE, metavar="SPDX", help=f"license recorded in the manifest and "
+                   f"its cards (default {DEFAULT_LICENSE}, the FractalDB release's)")
     b.add_argument("--max-in-flight", type=_positive, default=None, metavar="N", help="most shard tasks pending (default: 2 x CPUs)")
     _add_render_options(b)
     b.set_defaults(**{key: None for key in _BUILD_DEFAULTS})
@@ -215,6 +230,18 @@ def build_parser() -> argparse.ArgumentParser:
     pub.add_argument("dest", metavar="DEST", help="publication prefix, e.g. s3://bucket/datasets/fractaldb-1k")
     pub.add_argument("--tag", action="append", default=[], metavar="TAG", help="a human tag such as v1 (repeatable)")
     pub.add_argument("--force", action="store_true", help="publish again / move tags that name another version")
+    pub.add_argument("--license", default=None, metavar="SPDX", help="license of the published copy (default: the "
+                     "dataset manifest's)")
+    pub.add_argument("--no-card", action="store_true", help="do not write README.md, preview.png and croissant.json")
+
+    cd = sub.add_parser("card", parents=[common], help="write a dataset card (README.md, preview.png, croissant.json)",
+                        description="Write the Hugging Face dataset card (README.md with YAML metadata), a preview grid "
+                                    "read from the shards and Croissant 1.1 metadata (croissant.json) of a built or "
+                                    "published dataset; 'publish' writes them into every version.")
+    cd.add_argument("url", metavar="URL", help="dataset folder or URL (PREFIX@tag resolves)")
+    cd.add_argument("--out", default=None, metavar="DIR", help="where to write them (default: beside the shards)")
+    cd.add_argument("--license", default=None, metavar="SPDX", help="license for the card (default: the manifest's)")
+    cd.add_argument("--no-preview", action="store_true", help="skip preview.png (reads a few shards)")
 
     ls = sub.add_parser("ls", parents=[common], help="list the versions and tags published under a prefix",
                         description="List the versions and tags in DEST/index.json.")
@@ -426,7 +453,7 @@ def _cmd_build(args: argparse.Namespace, progress: bool) -> int:
 
     definition = _definition_from_args(args, progress)
     build(definition, args.out, workers=args.workers, address=args.address, max_in_flight=args.max_in_flight,
-          max_retries=args.max_retries, progress=progress)
+          max_retries=args.max_retries, progress=progress, license=args.license)
     return 0
 
 
@@ -479,7 +506,28 @@ def describe_dataset(manifest, url: str) -> str:
 def _cmd_publish(args: argparse.Namespace, progress: bool) -> int:
     from .publish import publish
 
-    publish(args.src, args.dest, tags=args.tag, force=args.force, progress=progress, say=log.info)
+    publish(args.src, args.dest, tags=args.tag, force=args.force, progress=progress, say=log.info, license=args.license,
+            card=not args.no_card)
+    return 0
+
+
+def _cmd_card(args: argparse.Namespace, progress: bool) -> int:
+    import dataclasses
+
+    from .card import write_card
+    from .dataset import load_dataset
+    from .errors import check_license
+    from .storage import open_store
+
+    manifest, store = load_dataset(args.url)
+    if args.license is not None:
+        manifest = dataclasses.replace(manifest, license=check_license(args.license))
+    out = store
+    if args.out is not None:
+        out = open_store(args.out)
+        out.check_reachable(create=True)
+    names = write_card(manifest, store, out, url=args.url if "://" in args.url else "", preview=not args.no_preview)
+    log.info("wrote %s to %s", ", ".join(names), out.url)
     return 0
 
 
@@ -523,6 +571,7 @@ def _cmd_verify(args: argparse.Namespace, progress: bool) -> int:
 
 _COMMANDS = {
     "presets": _cmd_presets,
+    "card": _cmd_card,
     "publish": _cmd_publish,
     "ls": _cmd_ls,
     "verify": _cmd_verify,
@@ -539,7 +588,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 bad input)."""
     # Our own messages at INFO; libraries (botocore, s3fs, ray) stay at WARNING.
     if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _CurrentStderr()
         handler.setFormatter(logging.Formatter("%(message)s"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)

@@ -9,6 +9,7 @@ Schema (``format_version`` 1; see the README)::
       "version": "<16 hex>",                 # id: hash of the definition and the shard hashes
       "fingerprint": "sha256:<hex>",         # the full hash behind "version"
       "generator": {"name": "fractalshards", "version": "0.1.0"},
+      "license": "CC-BY-4.0",                # SPDX id; metadata, not part of the fingerprint
       "definition": {...},                   # plan.DatasetDefinition.to_dict(): render settings, K, seed, ...
       "categories": {...},                   # the category manifest, embedded (with its content_hash)
       "shards": [{"name", "samples", "bytes", "sha256", "diverged"}, ...],
@@ -28,7 +29,7 @@ import re
 from dataclasses import dataclass, field
 
 from . import __version__
-from .errors import ConfigError, check_dataset_name, check_file_name, check_version
+from .errors import DEFAULT_LICENSE, ConfigError, check_dataset_name, check_file_name, check_license, check_version
 from .manifest import CategoryManifest, canonical_hash
 from .plan import DatasetDefinition
 from .index import resolve
@@ -94,11 +95,13 @@ class DatasetManifest:
     categories_data: dict
     shards: tuple[ManifestShard, ...]
     totals: dict
+    #: SPDX id of the dataset's license (metadata: not part of the fingerprint).
+    license: str = DEFAULT_LICENSE
     #: The definition object, built once (validating it parses every category).
     _definition: DatasetDefinition | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def create(cls, definition: DatasetDefinition, shards: list[dict]) -> "DatasetManifest":
+    def create(cls, definition: DatasetDefinition, shards: list[dict], license: str = DEFAULT_LICENSE) -> "DatasetManifest":
         """Assemble the manifest of a finished build (deterministic: no clock, no host)."""
         defn = definition.to_dict()
         fingerprint = canonical_hash({"definition": defn, "shards": [s["sha256"] for s in shards]})
@@ -121,6 +124,7 @@ class DatasetManifest:
                 "instances_per_category": definition.instances,
                 "diverged": sum(s.diverged for s in entries),
             },
+            license=check_license(license),
             _definition=definition,
         )
 
@@ -173,8 +177,9 @@ class DatasetManifest:
         if not isinstance(data["categories"], dict):
             raise ConfigError(f"{source}: categories must be a category manifest object")
         generator = data.get("generator", {})
+        license = check_license(data.get("license", DEFAULT_LICENSE), "license", source)
         manifest = cls(name, version, fingerprint, generator if isinstance(generator, dict) else {}, definition,
-                       data["categories"], shards, data["totals"] if isinstance(data["totals"], dict) else {})
+                       data["categories"], shards, data["totals"] if isinstance(data["totals"], dict) else {}, license)
         defn = manifest.definition(source)  # validates the render settings, counts and the categories
         if definition.get("categories", {}).get("content_hash") != defn.categories.content_hash:
             raise ConfigError(f"{source}: definition.categories.content_hash does not match the embedded categories")
@@ -199,6 +204,7 @@ class DatasetManifest:
             "version": self.version,
             "fingerprint": self.fingerprint,
             "generator": self.generator,
+            "license": self.license,
             "definition": self.definition_data,
             "categories": self.categories_data,
             "shards": [s.to_dict() for s in self.shards],

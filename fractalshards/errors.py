@@ -63,3 +63,16 @@ def check_dataset_name(value: object, field: str, source: str, allow_empty: bool
     if not isinstance(value, str) or (not value and not allow_empty) or len(value) > 200 or any(ord(c) < 32 for c in value):
         raise ConfigError(f"{source}: {field} {value!r} is not valid; a dataset name is 1-200 printable characters")
     return value
+
+
+#: The license a dataset carries unless told otherwise: FractalDB's release (see the README).
+DEFAULT_LICENSE = "CC-BY-4.0"
+_SPDX = re.compile(r"^(LicenseRef-[A-Za-z0-9.-]{1,64}|[A-Za-z0-9][A-Za-z0-9.+-]{0,63})$")
+
+
+def check_license(value: object, field: str = "license", source: str = "license") -> str:
+    """``value`` if it looks like an SPDX license id (``CC-BY-4.0``, ``MIT``, ``LicenseRef-...``)."""
+    if not isinstance(value, str) or not _SPDX.match(value):
+        raise ConfigError(f"{source}: {field} {value!r} is not an SPDX license id; use one such as CC-BY-4.0, MIT "
+                          "or LicenseRef-<name> (https://spdx.org/licenses/)")
+    return value

@@ -14,7 +14,7 @@ from .errors import ConfigError
 from .families import DEFAULT_FAMILY, Family, get_family
 from .manifest import CategoryManifest
 
-__all__ = ["Tile", "preview_instances", "grid_image", "preview_grid", "preview_from_dataset"]
+__all__ = ["Tile", "preview_instances", "grid_image", "preview_grid", "preview_from_dataset", "grid_from_shards"]
 
 _BACKGROUND = (24, 24, 24)
 _TEXT = (230, 230, 230)
@@ -112,11 +112,18 @@ def preview_from_dataset(url: str, categories: int, instances: int, *, tile: int
     """A grid of the stored images of a built dataset: the first ``categories`` categories
     met in shard order, ``instances`` samples each (reading only as many shards as needed)."""
     from .dataset import load_dataset
+
+    manifest, store = load_dataset(url, storage_options)
+    return grid_from_shards(manifest, store, categories, instances, tile=tile, progress=progress)
+
+
+def grid_from_shards(manifest, store, categories: int, instances: int, *, tile: int = 128,
+                     progress: bool = False) -> Image.Image:
+    """:func:`preview_from_dataset` for a loaded (validated) manifest and the store of its shards."""
     from .shards import decode_png, read_samples
 
     if categories < 1 or instances < 1:
         raise ConfigError("categories/instances: use positive integers")
-    manifest, store = load_dataset(url, storage_options)
     family = manifest.definition().family
     rows: dict[int, list[Tile]] = {}
     bar = tqdm(total=categories * instances, desc="preview", unit="img", disable=not progress)
@@ -136,5 +143,7 @@ def preview_from_dataset(url: str, categories: int, instances: int, *, tile: int
     ordered = [sorted(rows[c], key=lambda t: t.instance) for c in sorted(rows)]
     t = manifest.totals
     title = f"{manifest.name} {manifest.version}  {t['samples']} samples, {t['shards']} shards  (from the shards)"
+    if instances == 1:  # one image per category: categories fill the grid, 8 to a row
+        tiles = [Tile(r[0].image, r[0].category, f"cat {r[0].category}", r[0].instance) for r in ordered]
+        return grid_image([tiles[i : i + 8] for i in range(0, len(tiles), 8)], tile=tile, title=title, row_labels=False)
     return grid_image(ordered, tile=tile, title=title)
-

@@ -19,6 +19,7 @@ for the same new tag exactly one wins and the other gets a one-line error.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import logging
@@ -27,9 +28,10 @@ from typing import Callable
 
 from tqdm import tqdm
 
+from .card import write_card
 from .dataset import MANIFEST_NAME, DatasetManifest, open_definition
 from .recipe import RECIPE_NAME, Recipe
-from .errors import ConfigError
+from .errors import ConfigError, check_license
 from .index import INDEX_DIR, check_tag, check_version, entry_from_dict, read_index, rebuild_index
 from .storage import Store, open_store
 
@@ -89,12 +91,16 @@ def publish(
     dest_options: dict | None = None,
     progress: bool = False,
     say: Callable[[str], None] | None = None,
+    license: str | None = None,
+    card: bool = True,
 ) -> PublishResult:
     """Publish the dataset at ``src`` under ``dest/<version>/`` and record it in ``dest/index.json``.
 
     Shards are copied server-side when both sides are the same store, and every copy
-    is read back and checked against its sha256. The manifest is written after the
-    shards, the index entry after the manifest. A version or tag that is already
+    is read back and checked against its sha256. Then the dataset card (``README.md``,
+    ``preview.png``, ``croissant.json``; :mod:`fractalshards.card`) is written unless
+    ``card`` is false, then the manifest, then the index entry. ``license`` (an SPDX id)
+    replaces the manifest's license in the published copy (it is not part of the version). A version or tag that is already
     published is refused unless ``force``; an interrupted publication is completed by
     running it again (intact shards are kept).
     """
@@ -104,6 +110,10 @@ def publish(
         check_tag(tag)
     kind, manifest, source = open_definition(src, src_options)
     version = check_version(manifest.version)
+    if license is not None:
+        if kind == "recipe":
+            raise ConfigError("license: a recipe has no images to license; give --license when you build or publish the dataset")
+        manifest = dataclasses.replace(manifest, license=check_license(license))
     target = dest if isinstance(dest, Store) else open_store(dest, dest_options)
     dest = target.url
     target.check_reachable(create=True)
@@ -140,6 +150,8 @@ def publish(
                 copied += 1
             bar.update(1)
         bar.close()
+        if card:
+            write_card(manifest, vdir, vdir, url=f"{dest.rstrip('/')}/{version}")
         vdir.write_bytes(MANIFEST_NAME, manifest.to_json().encode())
     else:
         stored = DatasetManifest.from_json(vdir.read_bytes(MANIFEST_NAME), source=f"{dest}/{version}/{MANIFEST_NAME}")
