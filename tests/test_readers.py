@@ -1,0 +1,103 @@
+"""Other tools read our datasets: Hugging Face datasets, Ray Data (and fractalshards.raydata), webdataset, tar."""
+
+from __future__ import annotations
+
+import subprocess
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fractalshards.cli import main
+from fractalshards.dataset import load_dataset
+from fractalshards.shards import decode_png, read_samples
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("readers") / "ds"
+    assert main(["--no-progress", "build", "--preset", "fractaldb-100", "--categories", "4", "--instances", "3",
+                 "--size", "40", "--points", "3000", "--shard-size", "5", "--workers", "0", "--out", str(out)]) == 0
+    return out
+
+
+def _truth(url: str) -> dict:
+    """key -> (grey pixels, label) from our own reader."""
+    manifest, store = load_dataset(url)
+    return {s["__key__"]: (decode_png(s["png"]), int(s["cls"]))
+            for shard in manifest.shards for s in read_samples(store.read_bytes(shard.name), shard.name)}
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+
+    from fractalshards.build import ray_init_local
+
+    ray_init_local(2)
+    yield
+    ray.shutdown()
+
+
+def test_hugging_face_datasets_reads_images_and_labels(built, tmp_path):
+    import datasets
+
+    truth = _truth(str(built))
+    files = sorted(str(p) for p in built.glob("shard-*.tar"))
+    ds = datasets.load_dataset("webdataset", data_files={"train": files}, split="train", cache_dir=str(tmp_path / "hf"))
+    assert len(ds) == len(truth) == 12
+    for row in ds:
+        pixels, label = truth[row["__key__"]]
+        assert row["cls"] == label and row["json"]["category"] == label
+        assert np.array_equal(np.asarray(row["png"].convert("L")), pixels)  # the 1-bit PNG's palette applied
+
+
+def test_ray_data_read_webdataset_and_read_dataset(built, local_ray):
+    import ray.data
+
+    from fractalshards.raydata import read_dataset
+
+    truth = _truth(str(built))
+    rows = ray.data.read_webdataset(sorted(str(p) for p in built.glob("shard-*.tar"))).take_all()
+    assert {r["__key__"]: r["cls"] for r in rows} == {k: v[1] for k, v in truth.items()}
+    # Its default decoder gives the palette indices of our 1-bit PNGs, not grey levels (0/1, not 0/127).
+    assert {int(v) for r in rows for v in np.unique(r["png"])} <= {0, 1}
+    ours = read_dataset(str(built)).take_all()
+    assert len(ours) == 12 and {r["key"] for r in ours} == set(truth)
+    for r in ours:
+        pixels, label = truth[r["key"]]
+        assert r["label"] == label and np.array_equal(r["image"], pixels) and r["image"].dtype == np.uint8
+    part = read_dataset(str(built), shards=["shard-000001.tar"], decode=False).take_all()
+    assert len(part) == 5 and all(isinstance(r["png"], bytes) for r in part)
+
+
+def test_read_dataset_refuses_a_replaced_shard(built, tmp_path, local_ray):
+    import shutil
+
+    from fractalshards.errors import ConfigError
+    from fractalshards.raydata import read_dataset
+
+    copy = tmp_path / "copy"
+    shutil.copytree(built, copy)
+    (copy / "shard-000000.tar").write_bytes((copy / "shard-000001.tar").read_bytes())
+    with pytest.raises(Exception, match="sha256 does not match"):
+        read_dataset(str(copy)).take_all()
+    with pytest.raises(ConfigError, match="is not a shard"):
+        read_dataset(str(copy), shards=["../secret.tar"])
+
+
+def test_plain_webdataset_and_tar(built):
+    import webdataset as wds
+
+    truth = _truth(str(built))
+    urls = sorted(str(p) for p in built.glob("shard-*.tar"))
+    got = {s["__key__"]: (np.asarray(s["png"].convert("L")), s["cls"])
+           for s in wds.WebDataset(urls, shardshuffle=False).decode("pil")}
+    assert set(got) == set(truth)
+    for key, (pixels, label) in got.items():
+        assert label == truth[key][1] and np.array_equal(pixels, truth[key][0])
+    listing = subprocess.run(["tar", "tf", urls[0]], capture_output=True, text=True, check=True).stdout.split()
+    with tarfile.open(urls[0]) as tar:
+        assert listing == tar.getnames() and listing[:3] == [f"{listing[0][:-4]}.cls", f"{listing[0][:-4]}.json",
+                                                             f"{listing[0][:-4]}.png"]
