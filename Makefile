@@ -18,7 +18,15 @@ BENCH_TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 BENCH_BIN := $(BENCH_VENV)/bin
 BENCH_STAMP := $(BENCH_VENV)/.installed
 
-.PHONY: install test demo bench bench-install bench-stream manifests clean
+# Training runs in its own venv: timm needs a torchvision that imports, and PyPI's does not beside
+# the CPU torch 2.13.0; these machines hold torch 2.14.1 + torchvision 0.29.1 on local disk
+# (a CUDA build, which runs on the CPU too). make demo and make test set it up.
+TRAIN_VENV ?= .venv-train
+TRAIN_TORCH_SPEC ?= $(BENCH_TORCH_SPEC)
+TRAIN_BIN := $(TRAIN_VENV)/bin
+TRAIN_STAMP := $(TRAIN_VENV)/.installed
+
+.PHONY: install train-install test demo bench bench-install bench-stream manifests clean
 
 install: $(STAMP)
 
@@ -31,19 +39,30 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install $(PIP_FLAGS) "$(TORCH_SPEC)" -e ".[dev]"
 	touch $(STAMP)
 
-test: install
-	$(BIN)/python -m pytest -q
+train-install: $(TRAIN_STAMP)
+
+$(TRAIN_STAMP): pyproject.toml Makefile
+	test -x $(TRAIN_BIN)/python || $(PYTHON) -m venv $(TRAIN_VENV)
+	$(TRAIN_BIN)/python -m pip install $(PIP_FLAGS) --upgrade pip
+	$(TRAIN_BIN)/python -m pip install $(PIP_FLAGS) $(TRAIN_TORCH_SPEC)
+	$(TRAIN_BIN)/python -m pip install $(PIP_FLAGS) $(TRAIN_TORCH_SPEC) -e ".[train]" pytest psutil
+	touch $(TRAIN_STAMP)
+
+# Everything but training in .venv (CPU torch); the training tests (tests/train) in .venv-train.
+test: install train-install
+	$(BIN)/python -m pytest -q --ignore=tests/train
+	$(TRAIN_BIN)/python -m pytest -q tests/train
 
 # The main job end to end on the embedded local Ray: FractalDB-100, 10 instances per
 # category, 362 px, into ./data; then inspect it and preview it from its shards.
-demo: install
+demo: install train-install
 	mkdir -p $(DEMO_OUT)
 	$(BIN)/fractalshards build --preset fractaldb-100 --instances 10 --shard-size 250 --out $(DEMO_DATA)
 	$(BIN)/fractalshards info $(DEMO_DATA)
 	$(BIN)/fractalshards preview $(DEMO_DATA) --categories 8 --instances 8 --out $(DEMO_OUT)/preview-shards.png
 	$(BIN)/fractalshards search --mode native --categories 16 --out $(DEMO_OUT)/native-16.json
 	$(BIN)/fractalshards preview --manifest $(DEMO_OUT)/native-16.json --categories 8 --instances 8 --color color --out $(DEMO_OUT)/preview-native.png
-	$(BIN)/python jobs/pretrain.py --data $(DEMO_DATA) --arch resnet18 --batch-size 32 --resize 64 --crop 56 \
+	$(TRAIN_BIN)/python jobs/pretrain.py --data $(DEMO_DATA) --arch resnet18 --batch-size 32 --resize 64 --crop 56 \
 		--epochs 4 --lr 0.05 --lr-steps 3 --workers 2 --log-every 10 --no-resume --checkpoint-dir $(DEMO_OUT)/pretrain
 	@echo "demo: dataset in $(DEMO_DATA); pictures in $(DEMO_OUT)/preview-shards.png and preview-native.png;"
 	@echo "      pre-trained checkpoint in $(DEMO_OUT)/pretrain/last.pt (the loss lines above fall)"
@@ -77,4 +96,4 @@ manifests: install
 	$(BIN)/fractalshards search --family rcdb --mode official --categories 1000 --name rcdb-1k --out manifests/rcdb-1k.json
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) out data .pytest_cache
+	rm -rf $(VENV) $(BENCH_VENV) $(TRAIN_VENV) out data .pytest_cache

@@ -25,32 +25,38 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ConfigError
-from .models import build_model
-from .train import load_checkpoint, normalize
+from ..errors import ConfigError
+from .models import build_model, load_backbone
+from .pretrain import load_checkpoint, normalize
 
 __all__ = ["FinetuneConfig", "load_digits_images", "load_folder_images", "run_finetune", "format_table"]
 
 
+def _f(default, help: str, **extra):
+    if isinstance(default, dict):
+        return field(default_factory=dict, metadata={"help": help, **extra})
+    return field(default=default, metadata={"help": help, **extra})
+
+
 @dataclass
 class FinetuneConfig:
-    """Settings of :func:`run_finetune` (``jobs/finetune.py`` exposes each as a flag)."""
+    """Settings of :func:`run_finetune`; ``jobs/finetune.py`` generates one flag per field."""
 
-    checkpoint: str
-    data: str = "digits"  # "digits" or a folder of <class>/<image> files
-    labels_per_class: tuple[int, ...] = (10, 50)
-    seeds: tuple[int, ...] = (0, 1, 2)
-    image_size: int = 32
-    epochs: int = 30
-    batch_size: int = 32
-    lr: float = 0.01
-    weight_decay: float = 1e-4
-    test_fraction: float = 0.3
-    mean: float = 0.2
-    std: float = 0.5
-    regimes: tuple[str, ...] = ("finetune", "probe")
-    threads: int | None = None
-    results: dict = field(default_factory=dict)
+    checkpoint: str = _f("", "last.pt written by jobs/pretrain.py")
+    data: str = _f("digits", "'digits' (scikit-learn's, no download) or a folder of <class>/<image> files")
+    labels_per_class: tuple[int, ...] = _f((10, 50), "labelled training images per class (each a separate run)")
+    seeds: tuple[int, ...] = _f((0, 1, 2), "seeds of the label draws and the training")
+    image_size: int = _f(32, "image size the networks see")
+    epochs: int = _f(30, "epochs of full fine-tuning")
+    batch_size: int = _f(32, "batch size")
+    lr: float = _f(0.01, "learning rate of full fine-tuning (SGD, cosine)")
+    weight_decay: float = _f(1e-4, "weight decay")
+    test_fraction: float = _f(0.3, "fraction held out as the fixed test set")
+    mean: float = _f(0.2, "normalisation mean")
+    std: float = _f(0.5, "normalisation std")
+    regimes: tuple[str, ...] = _f(("finetune", "probe"), "finetune (every weight) and/or probe (frozen backbone)")
+    threads: int | None = _f(None, "torch CPU threads")
+    results: dict = _f({}, "filled by run_finetune", flag=False)
 
 
 def load_digits_images() -> tuple[np.ndarray, np.ndarray]:
@@ -99,18 +105,16 @@ def _split(labels: np.ndarray, per_class: int, seed: int, test_idx: np.ndarray) 
     return np.concatenate(chosen)
 
 
-def _backbone(checkpoint: dict | None, arch: str, seed: int) -> nn.Module:
+def _backbone(checkpoint: dict | None, arch: str, seed: int, image_size: int, trained_size: int | None) -> nn.Module:
+    """The network without its classifier (``reset_classifier(0)``: pooled features out)."""
     torch.manual_seed(seed)
-    model = build_model(arch, 10)
     if checkpoint is not None:
-        weights = {k: v for k, v in checkpoint["model"].items() if not k.startswith("fc.")}
-        try:
-            missing, unexpected = model.load_state_dict(weights, strict=False)
-        except RuntimeError:  # shape mismatches
-            missing, unexpected = [], ["?"]
-        if unexpected or any(not k.startswith("fc.") for k in missing):
-            raise ConfigError(f"checkpoint: its weights do not fit {arch}; give a checkpoint written by jobs/pretrain.py")
-    model.fc = nn.Identity()
+        # Built at the size it was trained at (a ViT's position embeddings), then resampled.
+        model = build_model(arch, 10, img_size=trained_size or image_size)
+        load_backbone(model, checkpoint["model"], img_size=image_size if trained_size not in (None, image_size) else None)
+    else:
+        model = build_model(arch, 10, img_size=image_size)
+    model.reset_classifier(0)
     return model
 
 
@@ -132,10 +136,9 @@ def _probe(model: nn.Module, x_train, y_train, x_test, y_test) -> float:
 
 def _finetune(model: nn.Module, x_train, y_train, x_test, y_test, config: FinetuneConfig, seed: int) -> float:
     model = copy.deepcopy(model)
-    features = _features(model, x_train[:2]).shape[1]
-    model.fc = nn.Linear(features, 10)
     generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
+    torch.manual_seed(seed)  # the new classifier's initial weights too
+    model.reset_classifier(10)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
     total = config.epochs * steps_per_epoch
@@ -170,7 +173,8 @@ def run_finetune(config: FinetuneConfig, progress=print) -> dict:
     if config.threads:
         torch.set_num_threads(config.threads)
     state = load_checkpoint(config.checkpoint)
-    arch = state.get("arch", "resnet18")
+    arch = state.get("model_name", state.get("arch", "resnet18"))
+    trained_size = (state.get("config") or {}).get("crop")
     images, labels = load_digits_images() if config.data == "digits" else load_folder_images(config.data, config.image_size)
     x_all = _to_tensor(images, config.image_size, config.mean, config.std)
     test_idx = np.random.default_rng(12345).permutation(len(labels))[: int(len(labels) * config.test_fraction)]
@@ -184,7 +188,7 @@ def run_finetune(config: FinetuneConfig, progress=print) -> dict:
             floor = LogisticRegression(max_iter=5000).fit(pixels[train_idx], y_train).score(pixels[test_idx], y_test)
             results.setdefault((per_class, "pixels", "logreg"), []).append(float(floor))
             for init in ("pretrained", "scratch"):
-                model = _backbone(state if init == "pretrained" else None, arch, seed)
+                model = _backbone(state if init == "pretrained" else None, arch, seed, config.image_size, trained_size)
                 for regime in config.regimes:
                     if regime == "probe":
                         acc = _probe(model, x_train, y_train, x_test, y_test)

@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from fractalshards.finetune import FinetuneConfig, format_table, load_digits_images, run_finetune
-from fractalshards.models import build_model
+from fractalshards.train import FinetuneConfig, build_model, format_table, load_digits_images, run_finetune
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +20,7 @@ def checkpoint(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ft") / "last.pt"
     torch.manual_seed(0)
     model = build_model("resnet18", 7)
-    torch.save({"model": model.state_dict(), "arch": "resnet18", "num_classes": 7, "step": 1}, path)
+    torch.save({"model": model.state_dict(), "arch": "resnet18", "model_name": "resnet18", "num_classes": 7, "step": 1}, path)
     return path
 
 
@@ -52,3 +51,17 @@ def test_job_rejects_a_mismatched_checkpoint(tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / "jobs" / "finetune.py"), "--checkpoint", str(bad), "--seeds", "0",
                           "--labels-per-class", "2", "--epochs", "1"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 2 and "checkpoint" in out.stderr
+
+
+def test_a_vit_checkpoint_fine_tunes_at_another_size(tmp_path):
+    """The ViT path: weights trained at a 32 px crop load into a 16 px network (position embeddings resampled)."""
+    path = tmp_path / "vit.pt"
+    torch.manual_seed(0)
+    model = build_model("vit_tiny_patch16_224", 5, img_size=32)
+    torch.save({"model": model.state_dict(), "model_name": "vit_tiny_patch16_224", "num_classes": 5, "step": 1,
+                "config": {"crop": 32}}, path)
+    config = FinetuneConfig(checkpoint=str(path), labels_per_class=(3,), seeds=(0,), epochs=1, image_size=16)
+    results = run_finetune(config, progress=lambda line: None)
+    for regime in ("finetune", "probe"):
+        assert 0.0 <= results[(3, regime, "pretrained")][0] <= 1.0
+    assert results[(3, "probe", "pretrained")] != results[(3, "probe", "scratch")]

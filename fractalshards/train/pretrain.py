@@ -1,0 +1,402 @@
+"""Pre-training on a fractalshards stream with any timm network: two recipes, DDP, AMP, checkpoints.
+
+Recipes (``RECIPES``, ``jobs/pretrain.py --recipe``):
+
+- ``fractaldb-resnet`` (the defaults, Kataoka et al.): ResNet-50, SGD momentum 0.9, weight
+  decay 1e-4, batch 256, 90 epochs, lr 0.01 divided by 10 at epochs 30 and 60, random 224 crop
+  of the 362 px images, normalisation mean 0.2 / std 0.5.
+- ``fdsl-vit`` (the ViT papers: Nakashima et al. AAAI 2022, Kataoka et al. CVPR 2022, Takashima
+  et al. CVPR 2023): DeiT-Tiny, AdamW lr 1e-3, weight decay 0.05, cosine schedule with 5 warm-up
+  epochs, 224 px, label smoothing 0.1, and the augmentations of those papers that timm provides on
+  batches: Mixup 0.8, CutMix 1.0, random erasing 0.25, plus horizontal flips.
+
+Every random choice of step ``s`` (crop offsets, flips, Mixup/CutMix, erasing) comes from
+generators seeded with ``(seed, s)``, and the loader's position is in every checkpoint, so a
+resumed run continues exactly where the checkpoint left it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import ConfigError, check_choice
+from ..stream import FractalLoader, FractalStream
+from .models import build_model, timm_version
+
+__all__ = ["PretrainConfig", "RECIPES", "recipe_config", "pretrain", "prepare", "random_crop", "center_crop",
+           "load_checkpoint", "normalize", "evaluate"]
+
+log = logging.getLogger(__name__)
+
+
+def _f(default: Any, help: str, **extra: Any) -> Any:
+    # A field with its flag's help text (fractalshards.train.flags reads the metadata).
+    if isinstance(default, dict):
+        return field(default_factory=dict, metadata={"help": help, **extra})
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass
+class PretrainConfig:
+    """Settings of :func:`pretrain`; ``jobs/pretrain.py`` generates one flag per field."""
+
+    data: str = _f("", "dataset folder or URL (manifest.json inside; PREFIX@tag resolves)")
+    recipe: str = _f("fractaldb-resnet", "the recipe these settings start from", choices=("fractaldb-resnet", "fdsl-vit"))
+    arch: str = _f("resnet50", "any timm model name (resnet50, resnet18, vit_tiny_patch16_224, deit_tiny_patch16_224, ...)")
+    epochs: int = _f(90, "epochs")
+    batch_size: int = _f(256, "batch size per process")
+    optimizer: str = _f("sgd", "sgd (momentum) or adamw (timm's, no decay on norms and biases)", choices=("sgd", "adamw"))
+    lr: float = _f(0.01, "learning rate (at the end of warm-up)")
+    momentum: float = _f(0.9, "SGD momentum")
+    weight_decay: float = _f(1e-4, "weight decay")
+    schedule: str = _f("step", "step: lr x lr_gamma at each of lr_steps; cosine: warm-up then cosine to min_lr",
+                       choices=("step", "cosine"))
+    lr_steps: tuple[int, ...] = _f((30, 60), "epochs at which a step schedule multiplies lr by lr_gamma")
+    lr_gamma: float = _f(0.1, "factor of a step schedule")
+    warmup_epochs: float = _f(0.0, "linear warm-up epochs of a cosine schedule")
+    min_lr: float = _f(1e-6, "floor of a cosine schedule (and where warm-up starts)")
+    label_smoothing: float = _f(0.0, "label smoothing")
+    mixup: float = _f(0.0, "Mixup alpha (0: off)")
+    cutmix: float = _f(0.0, "CutMix alpha (0: off)")
+    random_erase: float = _f(0.0, "probability of timm's random erasing per image")
+    hflip: bool = _f(False, "random horizontal flips")
+    crop: int = _f(224, "random crop size (centre crop for evaluation)")
+    resize: int | None = _f(None, "resize images to this size before cropping (small runs)")
+    mean: float = _f(0.2, "normalisation mean")
+    std: float = _f(0.5, "normalisation std")
+    workers: int = _f(4, "DataLoader workers per process")
+    seed: int = _f(0, "seed of the sample order and every augmentation")
+    shuffle_buffer: int = _f(1000, "shuffle buffer of the stream")
+    amp: bool | None = _f(None, "mixed precision (default: on with CUDA)")
+    device: str | None = _f(None, "cpu, cuda, cuda:1 (default: cuda when available)")
+    checkpoint_dir: str | None = _f(None, "where last.pt goes")
+    checkpoint_every: int = _f(500, "steps between checkpoints")
+    resume: bool = _f(True, "resume from CHECKPOINT_DIR/last.pt when it exists")
+    max_steps: int | None = _f(None, "stop after this many steps")
+    log_every: int = _f(20, "steps between log lines")
+    eval_shards: int = _f(1, "the last N shards are held out for top-1 (0: no evaluation)")
+    eval_every_epoch: bool = _f(True, "evaluate after every epoch")
+    storage_options: dict = _f({}, "fsspec options", flag=False)
+
+    def __post_init__(self) -> None:
+        check_choice("recipe", self.recipe, tuple(RECIPES))
+        check_choice("optimizer", self.optimizer, ("sgd", "adamw"))
+        check_choice("schedule", self.schedule, ("step", "cosine"))
+        if not self.data:
+            raise ConfigError("data: give the dataset folder or URL (--data)")
+        for name in ("label_smoothing", "random_erase"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{name}: {getattr(self, name)!r} is out of range; use a number in [0, 1)")
+        if self.mixup < 0 or self.cutmix < 0:
+            raise ConfigError("mixup/cutmix: alphas must be >= 0 (0 turns them off)")
+
+
+#: Recipes: the field values each starts from (flags given on top of them win).
+RECIPES: dict[str, dict] = {
+    "fractaldb-resnet": {},
+    "fdsl-vit": {"arch": "deit_tiny_patch16_224", "optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.05,
+                 "schedule": "cosine", "warmup_epochs": 5.0, "min_lr": 1e-5, "label_smoothing": 0.1, "mixup": 0.8,
+                 "cutmix": 1.0, "random_erase": 0.25, "hflip": True, "crop": 224, "epochs": 90},
+}
+
+
+def recipe_config(recipe: str = "fractaldb-resnet", **overrides: Any) -> PretrainConfig:
+    """The :class:`PretrainConfig` of ``recipe`` with ``overrides`` on top."""
+    check_choice("recipe", recipe, tuple(RECIPES))
+    return PretrainConfig(**{**RECIPES[recipe], "recipe": recipe, **overrides})
+
+
+def normalize(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
+    """``(N, 3, H, W)`` pixels in 0..255 (uint8 or float) -> float, ``(x / 255 - mean) / std``."""
+    return (images.float() / 255.0 - mean) / std
+
+
+def random_crop(images: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """A random ``size`` x ``size`` crop per image, offsets drawn from ``generator``."""
+    n, _, h, w = images.shape
+    if size > h or size > w:
+        raise ConfigError(f"crop: {size} is larger than the images ({h}x{w}); use --crop <= {min(h, w)}")
+    ys = torch.randint(0, h - size + 1, (n,), generator=generator).tolist()
+    xs = torch.randint(0, w - size + 1, (n,), generator=generator).tolist()
+    return torch.stack([images[i, :, y : y + size, x : x + size] for i, (y, x) in enumerate(zip(ys, xs))])
+
+
+def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
+    """The central ``size`` x ``size`` crop."""
+    h, w = images.shape[-2:]
+    y, x = (h - size) // 2, (w - size) // 2
+    return images[..., y : y + size, x : x + size]
+
+
+def prepare(images: torch.Tensor, config: "PretrainConfig", device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
+    """uint8 batch -> resized (optional), cropped (random with ``generator``, else centre), normalised, on ``device``."""
+    x = images.to(device, non_blocking=True)
+    if config.resize:
+        x = torch.nn.functional.interpolate(x.float(), size=(config.resize, config.resize), mode="bilinear",
+                                            antialias=True, align_corners=False)
+    x = random_crop(x, config.crop, generator) if generator is not None else center_crop(x, config.crop)
+    if generator is not None and config.hflip:
+        flip = torch.rand(x.shape[0], generator=generator) < 0.5
+        x = torch.where(flip.to(x.device)[:, None, None, None], x.flip(-1), x)
+    return normalize(x, config.mean, config.std)
+
+
+class _Augment:
+    """Mixup / CutMix with label smoothing and random erasing, from timm, made exact on resume:
+    timm draws from the global numpy, ``random`` and torch generators, so each step runs
+    them seeded with ``(seed, step)`` and puts the caller's generator states back."""
+
+    def __init__(self, config: PretrainConfig, num_classes: int, device: torch.device) -> None:
+        self.config, self.num_classes, self.device = config, num_classes, device
+        self.mix = self.erase = None
+        if config.mixup > 0 or config.cutmix > 0:
+            from timm.data import Mixup
+
+            self.mix = Mixup(mixup_alpha=config.mixup, cutmix_alpha=config.cutmix, label_smoothing=config.label_smoothing,
+                             num_classes=num_classes)
+        if config.random_erase > 0:
+            from timm.data.random_erasing import RandomErasing
+
+            self.erase = RandomErasing(probability=config.random_erase, mode="pixel", device=str(device))
+
+    @property
+    def soft_targets(self) -> bool:
+        """Whether targets become distributions (then the loss is soft-target cross-entropy)."""
+        return self.mix is not None
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.mix is None and self.erase is None:
+            return images, labels
+        with _seeded(self.config.seed * 1_000_003 + step):
+            if self.erase is not None:
+                images = self.erase(images)
+            if self.mix is not None:
+                if images.shape[0] % 2 == 0:
+                    images, labels = self.mix(images, labels)
+                else:  # timm mixes pairs: an odd last batch gets the smoothed targets only
+                    off = self.config.label_smoothing / self.num_classes
+                    labels = torch.full((labels.shape[0], self.num_classes), off, device=labels.device).scatter_(
+                        1, labels[:, None], 1.0 - self.config.label_smoothing + off)
+        return images, labels
+
+
+@contextlib.contextmanager
+def _seeded(seed: int):
+    np_state, py_state = np.random.get_state(), random.getstate()
+    with torch.random.fork_rng(devices=[]):
+        np.random.seed(seed % 2**32)
+        random.seed(seed)
+        torch.manual_seed(seed)
+        try:
+            yield
+        finally:
+            np.random.set_state(np_state)
+            random.setstate(py_state)
+
+
+def _step_generator(seed: int, step: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+def _distributed_setup() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    if torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
+    return 0, 1, 0
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict:
+    """Read a checkpoint written by :func:`pretrain`."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except FileNotFoundError:
+        raise ConfigError(f"checkpoint: {str(path)!r} does not exist; give a checkpoint written by jobs/pretrain.py") from None
+
+
+def _save(path: Path, payload: dict) -> None:
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def evaluate(model: nn.Module, loader: Any, config: PretrainConfig, device: torch.device) -> float:
+    """Top-1 accuracy (centre crop) over ``loader``."""
+    model.eval()
+    correct = total = 0
+    with torch.no_grad():
+        for images, labels in loader:
+            pred = model(prepare(images, config, device, None)).argmax(1).cpu()
+            correct += int((pred == labels).sum())
+            total += int(labels.numel())
+    model.train()
+    return correct / max(1, total)
+
+
+def pretrain(config: PretrainConfig, on_log: Callable[[dict], None] | None = None) -> dict:
+    """Train ``config.arch`` on the stream at ``config.data``; returns a summary dict.
+
+    Every ``log_every`` steps (and at the end) a record ``{step, epoch, loss, lr,
+    images_per_s}`` goes to ``on_log`` (default: logging, one JSON line).
+    """
+    started_group = not (torch.distributed.is_available() and torch.distributed.is_initialized())
+    rank, world, local_rank = _distributed_setup()
+    started_group = started_group and world > 1
+    sink = on_log or (lambda rec: log.info(json.dumps(rec)))
+
+    def emit(record: dict) -> None:
+        if rank == 0:  # one log, not one per process
+            sink(record)
+    if config.device:
+        device = torch.device(config.device)
+    elif torch.cuda.is_available():
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    amp = config.amp if config.amp is not None else device.type == "cuda"
+
+    probe = FractalStream(config.data, storage_options=config.storage_options, rank=0, world_size=1)
+    names = probe.shard_names
+    if config.eval_shards and len(names) <= config.eval_shards:
+        raise ConfigError(f"eval_shards: {config.eval_shards} of {len(names)} shards leaves none to train on; use --eval-shards 0 or more shards")
+    train_names = names[: len(names) - config.eval_shards] if config.eval_shards else names
+    eval_names = names[len(names) - config.eval_shards :] if config.eval_shards else []
+    num_classes = int(probe.manifest.totals["categories"])
+
+    stream = FractalStream(config.data, rank=rank, world_size=world, seed=config.seed, shuffle_buffer=config.shuffle_buffer,
+                           storage_options=config.storage_options, shards=train_names)
+    loader = FractalLoader(stream, batch_size=config.batch_size, num_workers=config.workers,
+                           pin_memory=device.type == "cuda")
+    eval_loader = None
+    if eval_names and rank == 0:
+        eval_stream = FractalStream(config.data, rank=0, world_size=1, shuffle=False, shards=eval_names,
+                                    storage_options=config.storage_options)
+        eval_loader = FractalLoader(eval_stream, batch_size=config.batch_size, num_workers=min(config.workers, 2))
+
+    torch.manual_seed(config.seed)
+    model = build_model(config.arch, num_classes, img_size=config.crop).to(device)
+    if config.optimizer == "adamw":
+        from timm.optim import create_optimizer_v2
+
+        optimizer = create_optimizer_v2(model, "adamw", lr=config.lr, weight_decay=config.weight_decay)
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                    weight_decay=config.weight_decay)
+    if world > 1:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    augment = _Augment(config, num_classes, device)
+    if augment.soft_targets:
+        from timm.loss import SoftTargetCrossEntropy
+
+        criterion: nn.Module = SoftTargetCrossEntropy()
+    else:
+        criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    steps_per_epoch = max(1, math.ceil(len(stream) / config.batch_size))
+
+    step, epoch = 0, 0
+    ckpt_dir = Path(config.checkpoint_dir) if config.checkpoint_dir else None
+    last = ckpt_dir / "last.pt" if ckpt_dir else None
+    if ckpt_dir:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+    if last is not None and config.resume and last.exists():
+        state = load_checkpoint(last)
+        _unwrap(model).load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        # Any rank's loader state serves every rank, also on another number of processes.
+        loader.load_state_dict(state["loader"])
+        step, epoch = int(state["step"]), loader.epoch
+        emit({"event": "resumed", "step": step, "epoch": epoch, "samples_seen": state["loader"]["samples_seen"],
+              "from": str(last)})
+
+    def lr_at(e: int, s: int = 0) -> float:
+        """The learning rate at epoch ``e``, step ``s`` (a pure function: resumed runs get the same)."""
+        if config.schedule == "step":
+            return config.lr * config.lr_gamma ** sum(e >= m for m in config.lr_steps)
+        warmup = config.warmup_epochs * steps_per_epoch
+        total = max(1.0, config.epochs * steps_per_epoch - warmup)
+        if s < warmup:
+            return config.min_lr + (config.lr - config.min_lr) * s / warmup
+        return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * min(1.0, (s - warmup) / total)))
+
+    def save() -> None:
+        if last is None or rank != 0:
+            return
+        _save(last, {
+            "model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+            "loader": loader.state_dict(), "step": step, "arch": config.arch, "model_name": config.arch,
+            "timm_version": timm_version(), "recipe": config.recipe, "num_classes": num_classes,
+            "config": {k: v for k, v in dataclasses.asdict(config).items() if k != "storage_options"},
+            "dataset": {"url": config.data, "name": stream.manifest.name, "version": stream.version},
+        })
+
+    model.train()
+    history: list[float] = []
+    top1 = None
+    t0, seen_since = time.perf_counter(), 0
+    done = False
+    while epoch < config.epochs and not done:
+        for images, labels in loader:
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(epoch, step)
+            images = prepare(images, config, device, _step_generator(config.seed, step))
+            labels = labels.to(device, non_blocking=True)
+            images, labels = augment(images, labels, step)
+            with torch.autocast(device.type, enabled=amp):
+                loss = criterion(model(images), labels)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            step += 1
+            seen_since += int(images.shape[0]) * world
+            history.append(float(loss.detach()))
+            if step % config.log_every == 0:
+                elapsed = time.perf_counter() - t0
+                emit({"step": step, "epoch": epoch, "loss": round(history[-1], 5), "lr": lr_at(epoch, step),
+                      "images_per_s": round(seen_since / elapsed, 1) if elapsed > 0 else None})
+                t0, seen_since = time.perf_counter(), 0
+            if ckpt_dir and step % config.checkpoint_every == 0:
+                save()
+            if config.max_steps is not None and step >= config.max_steps:
+                done = True
+                break
+        else:
+            epoch = loader.epoch  # the loader moved on to the next epoch by itself
+            if eval_loader is not None and config.eval_every_epoch and epoch < config.epochs:
+                top1 = evaluate(_unwrap(model), eval_loader, config, device)
+                emit({"event": "eval", "step": step, "epoch": epoch, "top1": round(top1, 4)})
+    if eval_loader is not None:
+        top1 = evaluate(_unwrap(model), eval_loader, config, device)
+        emit({"event": "eval", "step": step, "epoch": epoch, "top1": round(top1, 4)})
+    save()
+    summary = {"steps": step, "epoch": epoch, "losses": history, "top1": top1, "num_classes": num_classes,
+               "checkpoint": str(last) if last else None}
+    emit({"event": "done", "step": step, "first_loss": history[0] if history else None,
+          "final_loss": history[-1] if history else None, "top1": top1})
+    if started_group:
+        torch.distributed.destroy_process_group()
+    return summary
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
