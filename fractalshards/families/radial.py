@@ -38,7 +38,7 @@ from ..render import Rendered, stream_key
 from ..search import SearchResult
 from . import Family
 
-__all__ = ["RadialFamily", "ContourCategory", "ContourSettings", "STRIDE", "INTEGER_FIELDS"]
+__all__ = ["RadialFamily", "ContourCategory", "ContourSettings", "STRIDE", "INTEGER_FIELDS", "check_contour_search"]
 
 #: Saved generator states per category in official mode: one every STRIDE instances.
 STRIDE = 25
@@ -93,6 +93,24 @@ def check_range(low_name: str, low: float, high_name: str, high: float, floor: f
     """``floor <= low <= high``, else a one-line error naming both settings."""
     if not (isinstance(low, (int, float)) and isinstance(high, (int, float)) and floor <= low <= high):
         raise ConfigError(f"{low_name}/{high_name}: {low!r}..{high!r} is out of order; use {floor} <= {low_name} <= {high_name}")
+
+
+def check_contour_search(settings: Any, numbers: tuple[str, ...]) -> None:
+    """The checks VisualAtom's and RCDB's search settings share: ranges in order and within bounds,
+    ``numbers`` non-negative, the thread layout positive; one-line errors naming the setting."""
+    check_range("min_vertices", settings.min_vertices, "max_vertices", settings.max_vertices, 3)
+    if settings.max_vertices > MAX_VERTICES:
+        raise ConfigError(f"max_vertices: {settings.max_vertices} is too large; use at most {MAX_VERTICES}")
+    check_range("min_lines", settings.min_lines, "max_lines", settings.max_lines, 1)
+    if settings.max_lines > MAX_LINES:
+        raise ConfigError(f"max_lines: {settings.max_lines} is too large; use at most {MAX_LINES}")
+    check_range("min_radius", settings.min_radius, "max_radius", settings.max_radius, 0)
+    for name in numbers:
+        value = getattr(settings, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1e6:
+            raise ConfigError(f"{name}: {value!r} is out of range; use a number >= 0")
+    check_int("categories_per_thread", settings.categories_per_thread, 1)
+    check_int("instances_per_category", settings.instances_per_category, 1)
 
 
 class RadialFamily(Family):

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from ..contours import GRAD, VISUALATOM_SPEC, visualatom_image, visualatom_native_category, visualatom_official_categories
-from ..errors import ConfigError, check_int
-from .radial import IMAGE_SIZE, MAX_LINES, MAX_VERTICES, RadialFamily, check_range
+from ..errors import check_int
+from .radial import IMAGE_SIZE, RadialFamily, check_contour_search
 
 __all__ = ["VisualAtomSearch", "VisualAtom", "FAMILY"]
 
@@ -35,20 +35,8 @@ class VisualAtomSearch:
     instances_per_category: int = 1000
 
     def __post_init__(self) -> None:
-        check_range("min_vertices", self.min_vertices, "max_vertices", self.max_vertices, 3)
-        if self.max_vertices > MAX_VERTICES:
-            raise ConfigError(f"max_vertices: {self.max_vertices} is too large; use at most {MAX_VERTICES}")
-        check_range("min_lines", self.min_lines, "max_lines", self.max_lines, 1)
-        if self.max_lines > MAX_LINES:
-            raise ConfigError(f"max_lines: {self.max_lines} is too large; use at most {MAX_LINES}")
-        check_range("min_radius", self.min_radius, "max_radius", self.max_radius, 0)
-        for name in ("max_perlin", "max_line_width"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1e6:
-                raise ConfigError(f"{name}: {value!r} is out of range; use a number >= 0")
+        check_contour_search(self, ("max_perlin", "max_line_width"))
         check_int("max_freq", self.max_freq, 1)
-        check_int("categories_per_thread", self.categories_per_thread, 1)
-        check_int("instances_per_category", self.instances_per_category, 1)
 
     def to_dict(self) -> dict:
         """Plain JSON-able form."""

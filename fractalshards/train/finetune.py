@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import math
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,16 +26,11 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from .flags import flag_field as _f
 from .models import build_model, load_backbone
 from .pretrain import load_checkpoint, normalize
 
 __all__ = ["FinetuneConfig", "load_digits_images", "load_folder_images", "run_finetune", "format_table"]
-
-
-def _f(default, help: str, **extra):
-    if isinstance(default, dict):
-        return field(default_factory=dict, metadata={"help": help, **extra})
-    return field(default=default, metadata={"help": help, **extra})
 
 
 @dataclass

@@ -12,7 +12,14 @@ import dataclasses
 import typing
 from typing import Any
 
-__all__ = ["add_flags", "config_from_args"]
+__all__ = ["flag_field", "add_flags", "config_from_args"]
+
+
+def flag_field(default: Any, help: str, **extra: Any) -> Any:
+    """A dataclass field with its flag's help text (``flag=False``: no flag; ``choices=...``)."""
+    if isinstance(default, dict):
+        return dataclasses.field(default_factory=dict, metadata={"help": help, **extra})
+    return dataclasses.field(default=default, metadata={"help": help, **extra})
 
 
 def _parse_tuple(item: type):

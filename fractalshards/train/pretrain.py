@@ -25,7 +25,7 @@ import math
 import os
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,19 +35,13 @@ from torch import nn
 
 from ..errors import ConfigError, check_choice
 from ..stream import FractalLoader, FractalStream
+from .flags import flag_field as _f
 from .models import build_model, timm_version
 
 __all__ = ["PretrainConfig", "RECIPES", "recipe_config", "pretrain", "prepare", "random_crop", "center_crop",
            "load_checkpoint", "normalize", "evaluate"]
 
 log = logging.getLogger(__name__)
-
-
-def _f(default: Any, help: str, **extra: Any) -> Any:
-    # A field with its flag's help text (fractalshards.train.flags reads the metadata).
-    if isinstance(default, dict):
-        return field(default_factory=dict, metadata={"help": help, **extra})
-    return field(default=default, metadata={"help": help, **extra})
 
 
 @dataclass
