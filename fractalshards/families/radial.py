@@ -235,17 +235,17 @@ class RadialFamily(Family):
         ux = np.empty((lines, vertices))
         uy = np.empty((lines, vertices))
         shape = np.array([p["center_x"], p["center_y"], p["radius"], p["oval_x"], p["oval_y"]])
+        search = self._search(manifest)  # parsed once per render: the spec and the thread layout come from it
         if settings.mode == "official":
             self._check_mode(manifest, settings)
-            states, shapes = self._saved_state(manifest, category, k // STRIDE)
-            official_instance_draws(self.rcdb, states, shapes, k % STRIDE, self.spec(self._search(manifest)),
-                                    greys, ux, uy)
+            states, shapes = self._saved_state(manifest, search, category, k // STRIDE)
+            official_instance_draws(self.rcdb, states, shapes, k % STRIDE, self.spec(search), greys, ux, uy)
             shape = shapes
         else:
             key = stream_key(self.name, "instance", settings.seed, category, k)
             native_instance_draws(key, self.grey_levels, greys, ux, uy)
             if k > 0:  # instance 0 is drawn with its category, as in the official scripts
-                native_shape(key, self.rcdb, self.spec(self._search(manifest)), shape)
+                native_shape(key, self.rcdb, self.spec(search), shape)
         image = self._image(p, shape, greys, ux, uy)
         return Rendered(image, False, info={"shape": dict(zip(SHAPE_FIELDS, shape.tolist()))})
 
@@ -261,9 +261,9 @@ class RadialFamily(Family):
         return self.search_settings_from_dict(manifest.search)
 
     # -- official: saved generator states -------------------------------------------------------
-    def _saved_state(self, manifest, category: int, checkpoint: int) -> tuple[np.ndarray, np.ndarray]:
-        """Copies of the generator state and shape saved at instance ``checkpoint * STRIDE`` of ``category``."""
-        settings = self._search(manifest)
+    def _saved_state(self, manifest, settings: Any, category: int, checkpoint: int) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of the generator state and shape saved at instance ``checkpoint * STRIDE`` of ``category``
+        (``settings``: the manifest's search settings)."""
         per = settings.categories_per_thread
         thread, slot = divmod(category, per)
         saved = self._thread_states(manifest.seed, settings, thread, slot)
