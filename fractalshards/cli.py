@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from . import __version__
+from . import __version__, png
 from .errors import DEFAULT_LICENSE, ConfigError
 from .families import DEFAULT_FAMILY, family_names, get_family
 from .ifs import SAMPLERS
@@ -91,7 +91,7 @@ def _add_source(p: argparse.ArgumentParser, dataset: bool = False, like: bool = 
 
 #: Defaults of the definition flags of `build` (None there, so that --like can tell what was given);
 #: instances and the render flags default to the preset's and the family's.
-_BUILD_DEFAULTS = {"shard_size": 1000, "png_compress_level": 1}
+_BUILD_DEFAULTS = {"shard_size": 1000, "png_compress_level": 1, "png_encoder": png.DEFAULT_ENCODER}
 _RENDER_FLAGS = ("mode", "draw", "color", "size", "points", "seed")
 _DEFINITION_FLAGS = ("instances", "categories", *_BUILD_DEFAULTS, *_RENDER_FLAGS, "name", "sigma", "delta")
 
@@ -102,6 +102,9 @@ def _add_definition_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shard-size", type=_positive, default=1000, metavar="N", help="samples per shard (default 1000)")
     p.add_argument("--name", default=None, help="dataset name (default: the category set's)")
     p.add_argument("--png-compress-level", type=int, default=1, choices=range(10), metavar="L", help="PNG zlib level 0..9 (default 1)")
+    p.add_argument("--png-encoder", choices=png.ENCODERS, default=png.DEFAULT_ENCODER,
+                   help="direct: two-level grey images written from their 1-bit rows, unfiltered (fast); pillow: "
+                        "everything through Pillow, as in datasets built before encoders were named (default direct)")
 
 
 def _add_render_options(p: argparse.ArgumentParser) -> None:
@@ -444,7 +447,8 @@ def _definition_from_args(args: argparse.Namespace, progress: bool):
             raise ConfigError(f"instances: {args.preset} has {top} image(s) per category; use --instances 1..{top} "
                               "(or build its categories with --manifest for more)")
         definition = DatasetDefinition(categories=manifest, instances=args.instances, render=settings,
-                                       shard_size=args.shard_size, name=args.name or "", png_compress_level=args.png_compress_level)
+                                       shard_size=args.shard_size, name=args.name or "", png_compress_level=args.png_compress_level,
+                                       png_encoder=args.png_encoder)
     return definition
 
 

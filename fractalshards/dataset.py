@@ -28,7 +28,7 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 
-from . import __version__
+from . import __version__, png
 from .errors import DEFAULT_LICENSE, ConfigError, check_dataset_name, check_file_name, check_license, check_version
 from .manifest import CategoryManifest, canonical_hash
 from .plan import DatasetDefinition
@@ -112,7 +112,7 @@ class DatasetManifest:
             name=definition.name,
             version=fingerprint.split(":", 1)[1][:16],
             fingerprint=fingerprint,
-            generator={"name": "fractalshards", "version": __version__},
+            generator={"name": "fractalshards", "version": __version__, "png_libraries": png.library_versions()},
             definition_data=defn,
             categories_data=categories,
             shards=entries,

@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 
 from . import kernel
-from .errors import ConfigError
+from .errors import ConfigError, check_choice
 from .families import DEFAULT_FAMILY, Family
 from .manifest import CategoryManifest, canonical_hash
+from .png import DEFAULT_ENCODER, ENCODERS, LEGACY_ENCODER
 from .render import stream_key
 
 __all__ = ["ORDER", "KEY_FORMAT", "SHARD_FORMAT", "DatasetDefinition", "ShardSpec", "sample_key", "seeded_permutation"]
@@ -57,7 +58,8 @@ class ShardSpec:
 @dataclass(frozen=True)
 class DatasetDefinition:
     """Everything that decides a dataset's bytes: the categories (and so the family), K instances
-    per category, the family's render settings, the shard size and the PNG level."""
+    per category, the family's render settings, the shard size and the PNG level and encoder
+    (:mod:`fractalshards.png`; definitions stored before encoders were named are ``pillow``)."""
 
     categories: CategoryManifest = field(repr=False)
     instances: int
@@ -65,6 +67,7 @@ class DatasetDefinition:
     shard_size: int = 1000
     name: str = ""
     png_compress_level: int = 1
+    png_encoder: str = DEFAULT_ENCODER
 
     def __post_init__(self) -> None:
         top = self.family.instances_per_category
@@ -77,6 +80,7 @@ class DatasetDefinition:
             raise ConfigError(f"shard_size: {self.shard_size!r} is not valid; use a positive integer (default 1000)")
         if not 0 <= self.png_compress_level <= 9:
             raise ConfigError(f"png_compress_level: {self.png_compress_level!r} is out of range; use 0..9")
+        check_choice("png_encoder", self.png_encoder, ENCODERS)
         if not self.name:
             object.__setattr__(self, "name", self.categories.name)
 
@@ -126,6 +130,8 @@ class DatasetDefinition:
         }
         if self.family.name != DEFAULT_FAMILY:  # fractaldb definitions keep their fingerprints
             data["family"] = self.family.name
+        if self.png_encoder != LEGACY_ENCODER:  # so do definitions stored before encoders were named
+            data["png"]["encoder"] = self.png_encoder
         return data
 
     @property

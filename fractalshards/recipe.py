@@ -27,6 +27,7 @@ from . import __version__
 from .errors import ConfigError, check_dataset_name, check_version
 from .manifest import CategoryManifest, canonical_hash
 from .plan import DatasetDefinition
+from .png import LEGACY_ENCODER
 
 __all__ = ["RECIPE_FORMAT", "RECIPE_NAME", "Recipe", "definition_from_data", "definition_id"]
 
@@ -51,6 +52,8 @@ def definition_from_data(definition_data: object, categories_data: object, name:
     if d.get("family", categories.family_name) != categories.family_name:
         raise ConfigError(f"{source}: definition names family {d.get('family')!r} but its categories are "
                           f"{categories.family_name!r}; rebuild or re-publish it")
+    if not isinstance(d.get("png"), dict):
+        raise ConfigError(f"{source}: definition png must be an object with compress_level; rebuild or re-publish it")
     try:
         render = categories.family.Settings.from_dict(dict(d["render"]))
         definition = DatasetDefinition(
@@ -60,6 +63,7 @@ def definition_from_data(definition_data: object, categories_data: object, name:
             shard_size=d["shard_size"],
             name=name,
             png_compress_level=d["png"]["compress_level"],
+            png_encoder=d["png"].get("encoder", LEGACY_ENCODER),
         )
     except (KeyError, TypeError) as exc:
         raise ConfigError(f"{source}: definition is incomplete ({type(exc).__name__}: {exc}); rebuild or re-publish it") from None

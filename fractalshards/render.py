@@ -19,7 +19,7 @@ import colorsys
 import functools
 import hashlib
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -27,6 +27,7 @@ from . import kernel
 from .errors import ConfigError, check_choice, check_int
 from .ifs import IFS, cumulative, weight_multipliers
 from .instances import Instance
+from .png import TwoLevelImage
 
 __all__ = [
     "MODES",
@@ -145,6 +146,23 @@ class _Workspace:
         self.px = np.empty(points, np.int32)
         self.py = np.empty(points, np.int32)
         self.masks = np.empty(points, np.uint16)
+        self.bounds = np.empty(4, np.float64)
+        self.scale = np.empty(4, np.float64)
+        self.order = np.empty(points, np.int32)
+        self.choices = np.empty(points, np.uint8)
+        # Pixel coordinates of the 1-bit path: uint16 halves their memory traffic (pixels < 65,536).
+        self.qx = np.empty(points, np.uint16)
+        self.qy = np.empty(points, np.uint16)
+        self.seen = np.empty(0, np.uint8)
+
+    def seen_for(self, size: int) -> np.ndarray:
+        """A zeroed scratch map of ``size * size + 1`` bytes (see :func:`kernel.last_at_each_pixel`)."""
+        nbytes = size * size + 1
+        if self.seen.shape[0] < nbytes:
+            self.seen = np.empty(nbytes, np.uint8)
+        out = self.seen[:nbytes]
+        out[:] = 0
+        return out
 
 
 _local = threading.local()
@@ -167,20 +185,60 @@ class PointCloud:
     diverged: bool
 
 
-@dataclass
 class Rendered:
-    """A rendered image (``(H, W)`` uint8 grey or ``(H, W, 3)`` colour) and what happened."""
+    """A rendered image (``(H, W)`` uint8 grey or ``(H, W, 3)`` colour) and what happened.
 
-    image: np.ndarray
-    diverged: bool
-    #: What a family computed on the way that its sample record reports (e.g. an instance's shape).
-    info: dict = field(default_factory=dict)
+    Grey patch renders come as 1-bit scanlines (``bits``, what the PNG encoder
+    compresses); ``image`` unpacks them on first use.
+    """
+
+    __slots__ = ("_image", "bits", "diverged", "info", "_count")
+
+    def __init__(self, image: np.ndarray | None, diverged: bool, info: dict | None = None, *,
+                 bits: TwoLevelImage | None = None, count: int | None = None) -> None:
+        if image is None and bits is None:
+            raise ValueError("Rendered needs an image or its bits")
+        self._image = image
+        self.bits = bits
+        self.diverged = diverged
+        #: What a family computed on the way that its sample record reports (e.g. an instance's shape).
+        self.info = {} if info is None else info
+        self._count = count
+
+    @property
+    def image(self) -> np.ndarray:
+        """The pixels."""
+        if self._image is None:
+            self._image = self.bits.unpack()
+        return self._image
+
+    @property
+    def encodable(self) -> np.ndarray | TwoLevelImage:
+        """What :func:`fractalshards.png.encode` takes at no conversion cost: the bits when there are."""
+        return self.bits if self.bits is not None else self.image
 
     @property
     def fill(self) -> float:
         """Fraction of pixels that are not black."""
+        if self._count is not None:
+            if self.bits is not None and self.bits.level == 0:
+                return 0.0
+            return self._count / (self.bits.height * self.bits.width)
         img = self.image if self.image.ndim == 2 else self.image.max(axis=2)
         return float(np.count_nonzero(img)) / img.size
+
+
+def _uniforms(system: IFS, category: int, weight: int, settings: RenderSettings, ws: _Workspace):
+    n = settings.points
+    rows = weight_rows(settings.weight_delta)
+    coef = np.ascontiguousarray(system.coefficients * rows[weight])
+    cum = cumulative(system.probabilities)
+    if settings.mode == "official":
+        uniforms = official_uniforms(n)
+    else:
+        uniforms = ws.uniforms[:n]
+        kernel.hash_uniforms(stream_key("points", settings.seed, category, weight), uniforms)
+    return coef, cum, uniforms
 
 
 def point_cloud(system: IFS, category: int, weight: int, settings: RenderSettings) -> PointCloud:
@@ -190,19 +248,42 @@ def point_cloud(system: IFS, category: int, weight: int, settings: RenderSetting
     """
     n = settings.points
     ws = _workspace(n)
-    rows = weight_rows(settings.weight_delta)
-    coef = np.ascontiguousarray(system.coefficients * rows[weight])
-    cum = cumulative(system.probabilities)
-    if settings.mode == "official":
-        uniforms = official_uniforms(n)
-    else:
-        uniforms = ws.uniforms[:n]
-        kernel.hash_uniforms(stream_key("points", settings.seed, category, weight), uniforms)
+    coef, cum, uniforms = _uniforms(system, category, weight, settings, ws)
     kernel.chaos_game(coef, cum, uniforms, n, ws.xs, ws.ys)
     length, diverged = kernel.drop_divergent(ws.xs, ws.ys, n, ws.drop)
     kernel.to_pixels(ws.xs, length, settings.span, float(settings.pad), ws.px)
     kernel.to_pixels(ws.ys, length, settings.span, float(settings.pad), ws.py)
     return PointCloud(ws.px[:length], ws.py[:length], bool(diverged))
+
+
+def _render_patch_bits(system: IFS, category: int, instance: Instance, settings: RenderSettings) -> Rendered:
+    # Grey patch mode: the chaos game keeps the axis bounds, so a cloud without NaN
+    # (nearly all) needs no NaN pass and no bounds pass; divergent clouds take the
+    # official NaN rule first. Both axes are scaled in one vectorised pass (kept apart
+    # from the drawing, which would stop the divisions vectorising), then only the
+    # patches that can show are drawn, straight into 1-bit scanlines, in the flip's
+    # orientation. Same pixels as _draw + _flip.
+    n, size = settings.points, settings.size
+    ws = _workspace(n)
+    coef, cum, uniforms = _uniforms(system, category, instance.weight, settings, ws)
+    b = ws.bounds
+    length = n
+    kernel.map_choices(cum, uniforms, n, ws.choices)
+    diverged = not kernel.chaos_walk(coef, ws.choices, n, ws.xs, ws.ys, b)
+    if diverged:
+        length, _ = kernel.drop_divergent(ws.xs, ws.ys, n, ws.drop)
+        if length:
+            b[0], b[1] = kernel.axis_bounds(ws.xs, length)
+            b[2], b[3] = kernel.axis_bounds(ws.ys, length)
+    ws.scale[0], ws.scale[1] = kernel.axis_scale(b[0], b[1])
+    ws.scale[2], ws.scale[3] = kernel.axis_scale(b[2], b[3])
+    stride = 1 + (size + 7) // 8
+    bits = np.zeros(size * stride + 1, np.uint8)  # one spare byte: the last row's 16-bit window
+    key = stream_key("masks", settings.seed, category, instance.weight, instance.patch)
+    kernel.scale_points(ws.xs, ws.ys, length, ws.scale, settings.span, float(settings.pad), ws.qx, ws.qy)
+    count = kernel.draw_patch_bits(ws.qx, ws.qy, length, key, instance.flip, size, stride, bits, ws.seen_for(size), ws.order)
+    image = TwoLevelImage(bits[:-1].reshape(size, stride), size, GRAY_VALUE)
+    return Rendered(None, diverged, bits=image, count=int(count))
 
 
 def _draw(cloud: PointCloud, category: int, weight: int, patch: int, settings: RenderSettings) -> np.ndarray:
@@ -256,6 +337,8 @@ def render(system: IFS, category: int, instance: Instance, settings: RenderSetti
         instance: weight row, flip and patch variant.
         settings: the render settings.
     """
+    if settings.draw == "patch" and settings.color == "gray":
+        return _render_patch_bits(system, category, instance, settings)
     cloud = point_cloud(system, category, instance.weight, settings)
     drawing = _draw(cloud, category, instance.weight, instance.patch, settings)
     return Rendered(_flip(drawing, instance.flip), cloud.diverged)

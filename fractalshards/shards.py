@@ -21,7 +21,6 @@ import io
 import json
 import logging
 import re
-import tarfile
 import time
 from dataclasses import asdict, dataclass
 from typing import Iterable, Iterator
@@ -30,12 +29,13 @@ import numpy as np
 from PIL import Image
 
 from .errors import ShardIntegrityError
+from . import png
 from .families import Rendered
 from .plan import DatasetDefinition, ShardSpec, sample_key
 from .storage import Store, sha256_bytes
 
 __all__ = [
-    "TAR_MTIME", "SAFE_EXTENSIONS", "ShardEntry", "TarSample", "sample_record", "tar_bytes", "render_sample", "render_shard",
+    "TAR_MTIME", "SAFE_EXTENSIONS", "ShardEntry", "TarSample", "sample_record", "tar_bytes", "render_sample", "sample_png", "render_shard",
     "build_shard",
     "journal_dir", "journal_name", "encode_png", "decode_png", "index_tar", "read_samples", "ShardIntegrityError",
 ]
@@ -75,28 +75,56 @@ def sample_record(definition: DatasetDefinition, category: int, instance: int, r
             "diverged": bool(rendered.diverged), "fill": rendered.fill}
 
 
+#: The constant fields of every member header (mode 0444, uid/gid 0, mtime, regular file, ustar magic;
+#: owner names and device numbers empty), laid out as the tarfile module writes them in USTAR format.
+_HEADER = bytearray(512)
+_HEADER[100:108] = b"0000444\0"
+_HEADER[108:116] = b"0000000\0"
+_HEADER[116:124] = b"0000000\0"
+_HEADER[136:148] = b"%011o\0" % TAR_MTIME
+_HEADER[148:156] = b" " * 8  # the checksum counts its own field as spaces
+_HEADER[156:157] = b"0"
+_HEADER[257:265] = b"ustar\x0000"
+_HEADER_SUM = sum(_HEADER)
+_RECORD = 20 * 512  # tarfile pads an archive to whole records of 20 blocks
+
+
 def tar_bytes(members: Iterable[tuple[str, bytes]]) -> bytes:
-    """A deterministic USTAR archive of ``(name, data)`` members, in the given order."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mtime = TAR_MTIME
-            info.mode = 0o444
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            info.type = tarfile.REGTYPE
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+    """A deterministic USTAR archive of ``(name, data)`` members, in the given order.
+
+    Byte for byte what ``tarfile`` writes in USTAR format for these members (tested), in
+    a tenth of its time: one template header, two fields and a checksum per member.
+    """
+    parts: list[bytes] = []
+    total = 0
+    for name, data in members:
+        raw = name.encode("ascii")
+        if len(raw) > 100:  # names of up to 100 ASCII characters, as every sample key gives
+            raise ValueError(f"tar member name {name!r} is longer than 100 bytes")
+        size = len(data)
+        header = bytearray(_HEADER)
+        header[0 : len(raw)] = raw
+        size_field = b"%011o\0" % size
+        header[124:136] = size_field
+        checksum = _HEADER_SUM + sum(raw) + sum(size_field)
+        header[148:155] = b"%06o\0" % checksum
+        parts.append(bytes(header))
+        parts.append(data)
+        pad = -size % 512
+        if pad:
+            parts.append(bytes(pad))
+        total += 512 + size + pad
+    total += 1024  # two zero blocks end the archive
+    parts.append(bytes(1024 + (-total % _RECORD)))
+    return b"".join(parts)
 
 
 def render_sample(definition: DatasetDefinition, category: int, instance: int,
-                  record: bool = True) -> tuple[dict, "np.ndarray", bool]:
-    """One sample as a shard stores it, less the PNG: ``({"__key__", "cls", "json"}, pixels, diverged)``.
+                  record: bool = True) -> tuple[dict, Rendered]:
+    """One sample as a shard stores it, less the PNG: ``({"__key__", "cls", "json"}, rendered)``.
 
     Shards (:func:`render_shard`) and the rendered stream share it, so both give the same
-    labels and records; the PNG of ``pixels`` is ``encode_png(pixels, level)``. With
+    labels and records; the PNG is :func:`sample_png` of ``rendered``. With
     ``record=False`` the ``.json`` member is left out (a decoding loader has no use for it).
     """
     out = definition.family.render(definition.categories, category, instance, definition.render)
@@ -104,7 +132,12 @@ def render_sample(definition: DatasetDefinition, category: int, instance: int,
     if record:
         fields = sample_record(definition, category, instance, out)
         sample["json"] = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
-    return sample, out.image, out.diverged
+    return sample, out
+
+
+def sample_png(definition: DatasetDefinition, rendered: Rendered) -> bytes:
+    """The ``.png`` member of a rendered sample, with the definition's encoder and level."""
+    return png.encode(rendered.encodable, definition.png_compress_level, definition.png_encoder)
 
 
 def render_shard(definition: DatasetDefinition, spec: ShardSpec) -> tuple[bytes, int]:
@@ -112,12 +145,12 @@ def render_shard(definition: DatasetDefinition, spec: ShardSpec) -> tuple[bytes,
     members = []
     diverged = 0
     for category, instance in spec.pairs:
-        sample, pixels, bad = render_sample(definition, category, instance)
-        diverged += bad
+        sample, rendered = render_sample(definition, category, instance)
+        diverged += rendered.diverged
         key = sample["__key__"]
         members.append((f"{key}.cls", sample["cls"]))
         members.append((f"{key}.json", sample["json"]))
-        members.append((f"{key}.png", encode_png(pixels, definition.png_compress_level)))
+        members.append((f"{key}.png", sample_png(definition, rendered)))
     return tar_bytes(members), diverged
 
 
@@ -154,26 +187,15 @@ def build_shard(store: Store, definition: DatasetDefinition, spec: ShardSpec, ex
 # -- the PNG codec ------------------------------------------------------------------------
 
 
-def encode_png(image: np.ndarray, compress_level: int = 1) -> bytes:
-    """Encode an image as PNG bytes, losslessly and deterministically.
+def encode_png(image: np.ndarray, compress_level: int = 1, encoder: str = png.DEFAULT_ENCODER) -> bytes:
+    """Encode an image as PNG bytes, losslessly and deterministically (:func:`fractalshards.png.encode`).
 
     A grey image whose pixels take only 0 and one other value (every grey render)
-    is stored as a 1-bit palette PNG: 2-3x faster to write and half the bytes of an
-    8-bit grey PNG. Other grey images are 1-channel, colour images RGB. Any PNG
-    reader gives back the same values (:func:`decode_png`, ``PIL.Image.convert``).
+    is stored as a 1-bit palette PNG: faster to write and half the bytes of an 8-bit
+    grey PNG. Other grey images are 1-channel, colour images RGB. Any PNG reader
+    gives back the same values (:func:`decode_png`, ``PIL.Image.convert``).
     """
-    buf = io.BytesIO()
-    if image.ndim == 2:
-        top = int(image.max())
-        if np.count_nonzero(image == top) + np.count_nonzero(image == 0) == image.size:
-            pim = Image.fromarray((image != 0).view(np.uint8), mode="P")
-            pim.putpalette([0, 0, 0, top, top, top])
-            pim.save(buf, format="PNG", bits=1, compress_level=compress_level)
-        else:
-            Image.fromarray(image, mode="L").save(buf, format="PNG", compress_level=compress_level)
-    else:
-        Image.fromarray(image, mode="RGB").save(buf, format="PNG", compress_level=compress_level)
-    return buf.getvalue()
+    return png.encode(image, compress_level, encoder)
 
 
 def decode_png(data: bytes) -> np.ndarray:

@@ -40,7 +40,7 @@ from .dataset import open_definition
 from .errors import ConfigError, ShardIntegrityError, TransferError, check_choice
 from .layout import EpochLayout, Level, RankLayout, deal
 from .plan import DatasetDefinition
-from .shards import decode_png, encode_png, index_tar, render_sample
+from .shards import decode_png, index_tar, render_sample, sample_png
 from .storage import Store, redact
 
 __all__ = ["FractalStream", "FractalLoader", "ShardIntegrityError", "TransferError", "DECODES", "STATE_VERSION"]
@@ -160,12 +160,12 @@ class _RenderedShard:
 
     def sample(self, i: int, raw: bool) -> dict:
         category, instance = self.pairs[i]
-        sample, pixels, _ = render_sample(self.definition, category, instance, record=raw)
+        sample, rendered = render_sample(self.definition, category, instance, record=raw)
         sample["__url__"] = self.url
         if raw:  # exactly the shard's bytes: the encoder is deterministic
-            sample["png"] = encode_png(pixels, self.definition.png_compress_level)
+            sample["png"] = sample_png(self.definition, rendered)
         else:
-            sample["pixels"] = pixels
+            sample["pixels"] = rendered.image
         return sample
 
 

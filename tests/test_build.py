@@ -225,3 +225,30 @@ def test_missing_bucket_is_a_clear_error(s3_bucket):
     _, options = s3_bucket
     with pytest.raises(ConfigError, match="bucket 'does-not-exist'"):
         build(small_definition(), "s3://does-not-exist/ds", storage_options=options, workers=0)
+
+
+def _tarfile_archive(members) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode, info.uid, info.gid, info.uname, info.gname = len(data), 946684800, 0o444, 0, 0, "", ""
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_tar_writer_writes_what_tarfile_writes():
+    # Shards of datasets built with the tarfile module must rebuild to the same bytes.
+    from fractalshards.shards import tar_bytes
+
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        members = []
+        for _ in range(int(rng.integers(0, 7))):
+            size = int(rng.choice([0, 1, 511, 512, 513, 1024, 10240, int(rng.integers(0, 30000))]))
+            name = f"{int(rng.integers(0, 10**6)):06d}-{int(rng.integers(0, 1000)):04d}.{rng.choice(['png', 'cls', 'json'])}"
+            members.append((name, rng.bytes(size)))
+        assert tar_bytes(members) == _tarfile_archive(members)
+    long_name = "x" * 101 + ".png"
+    with pytest.raises(ValueError, match="longer than 100"):
+        tar_bytes([(long_name, b"")])

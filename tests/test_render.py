@@ -14,7 +14,7 @@ import pytest
 from fractalshards.errors import ConfigError
 from fractalshards.instances import Instance, instance_from_index
 from fractalshards.presets import load_preset
-from fractalshards.render import RenderSettings, render, render_flips
+from fractalshards.render import RenderSettings, _draw, _flip, point_cloud, render, render_flips
 from fractalshards.shards import decode_png, encode_png
 
 # sha256 of the raw pixels of a few renders, recorded when the renderer was written.
@@ -50,6 +50,55 @@ def _pixels_sha(mode, draw, color, cat, inst) -> str:
 @pytest.mark.parametrize("case", sorted(GOLDEN), ids=lambda c: "-".join(map(str, c)))
 def test_golden_pixels(case):
     assert _pixels_sha(*case) == GOLDEN[case]
+
+
+def _golden_renders() -> list[dict]:
+    with open(os.path.join(os.path.dirname(__file__), "vectors", "fractaldb-render-golden.json")) as fh:
+        return json.load(fh)["renders"]
+
+
+def test_renders_equal_the_vectors_recorded_before_the_packed_kernel():
+    # 104 renders of fractaldb-1k (both modes, every flip, 28 divergent clouds, sizes 33-512,
+    # pads 4-10, 300-300,000 points, point and colour modes) recorded with the byte-canvas
+    # renderer (commit b9aef76): the 1-bit kernel must give the same pixels and flags.
+    m = load_preset("fractaldb-1k")
+    cases = _golden_renders()
+    assert sum(c["diverged"] for c in cases) >= 20 and {c["flip"] for c in cases} == {0, 1, 2, 3}
+    wrong = []
+    for case in cases:
+        settings = RenderSettings(mode=case["mode"], **case["settings"])
+        with np.errstate(all="ignore"):
+            out = render(m.system(case["category"]), case["category"],
+                         Instance(case["weight"], case["flip"], case["patch"]), settings)
+        img = out.image
+        fill = np.count_nonzero(img if img.ndim == 2 else img.max(axis=2)) / (img.shape[0] * img.shape[1])
+        if (hashlib.sha256(img.tobytes()).hexdigest() != case["sha256"] or list(img.shape) != case["shape"]
+                or out.diverged != case["diverged"] or out.fill != fill):
+            wrong.append(case)
+    assert not wrong, wrong[:3]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_packed_kernel_equals_the_byte_canvas_kernels(seed):
+    # Random categories, instances and settings: the fused 1-bit path of render() against
+    # the byte-canvas kernels (to_pixels, hash_masks, draw_patches, then the flip) it replaced.
+    rng = np.random.default_rng(seed)
+    m = load_preset("fractaldb-1k")
+    for _ in range(25):
+        size = int(rng.integers(20, 400))
+        pad = int(rng.integers(4, min(12, (size - 8) // 2) + 1))
+        settings = RenderSettings(mode=str(rng.choice(["official", "native"])), size=size, pad=pad,
+                                  points=int(rng.integers(200, 60_000)), seed=int(rng.integers(0, 5)),
+                                  weight_delta=float(rng.choice([0.2, 0.4, 0.5])))
+        cat, inst = int(rng.integers(0, 1000)), instance_from_index(int(rng.integers(0, 1000)))
+        with np.errstate(all="ignore"):
+            packed = render(m.system(cat), cat, inst, settings)
+            cloud = point_cloud(m.system(cat), cat, inst.weight, settings)
+            reference = _flip(_draw(cloud, cat, inst.weight, inst.patch, settings), inst.flip)
+        assert packed.bits is not None
+        np.testing.assert_array_equal(packed.image, reference, err_msg=f"{settings} {cat} {inst}")
+        assert packed.diverged == cloud.diverged
+        assert packed.fill == np.count_nonzero(reference) / reference.size
 
 
 def _run_in_subprocess(cache_dir: str) -> dict:
