@@ -264,9 +264,10 @@ def timed_build(definition: DatasetDefinition, out: str, workers: int, shards: i
     specs = definition.shard_specs()[:shards]
     entries: list[ShardEntry] = []
     ray_start = 0.0
+    ray_dir = tempfile.mkdtemp(prefix="fsray-bench-")  # Ray's session files go here, removed after, not to /tmp/ray
     if workers:
         t0 = time.perf_counter()
-        ray_init_local(workers)
+        ray_init_local(workers, _temp_dir=ray_dir)
         ray_start = time.perf_counter() - t0
     try:
         t0 = time.perf_counter()
@@ -279,6 +280,7 @@ def timed_build(definition: DatasetDefinition, out: str, workers: int, shards: i
     finally:
         if workers:
             ray.shutdown()
+        shutil.rmtree(ray_dir, ignore_errors=True)
     images = sum(e.samples for e in entries)
     task_total = sum(e.seconds for e in entries)
     lanes = max(1, workers)

@@ -29,7 +29,7 @@ from fractalshards.plan import DatasetDefinition
 from fractalshards.presets import load_preset
 from fractalshards.recipe import Recipe
 from fractalshards.render import RenderSettings, render
-from fractalshards.shards import encode_png
+from fractalshards.png import encode
 from fractalshards.stream import FractalStream
 
 #: Published single-GPU training throughputs (images/s), for the cores-per-GPU estimate.
@@ -70,11 +70,13 @@ def main() -> None:
             pairs = [(c, i) for c in range(definition.num_categories) for i in range(args.instances)]
             settings, cats = definition.render, definition.categories
 
-            def renderer(png: bool) -> None:
+            def renderer(with_png: bool) -> None:
                 for c, i in pairs:
-                    image = render(cats.system(c), c, instance_from_index(i), settings).image
-                    if png:
-                        encode_png(image, 1)
+                    out = render(cats.system(c), c, instance_from_index(i), settings)
+                    if with_png:
+                        encode(out.encodable, 1)  # a build's path: the kernel's 1-bit rows
+                    else:
+                        out.image  # the pixels a loader decodes to
 
             def stream(url: str) -> None:
                 got = sum(1 for _ in FractalStream(url, seed=0))

@@ -1,4 +1,4 @@
-"""The shard format, both ways: writing and reading WebDataset tars, and the PNG codec.
+"""The shard format, both ways: writing and reading WebDataset tars (PNGs are written by :mod:`fractalshards.png`).
 
 Each sample is three members, in this order: ``<key>.cls`` (category index as
 text), ``<key>.json`` (its parameters) and ``<key>.png``. Members are plain

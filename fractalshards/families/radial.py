@@ -78,7 +78,9 @@ class ContourSettings:
 
     def to_dict(self) -> dict:
         """Plain JSON-able form."""
-        return asdict(self)
+        # Every field is a scalar: a shallow dict is asdict's result, without its deep copy
+        # (which cost 90 us per sample record).
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, data: dict) -> "ContourSettings":
@@ -122,7 +124,7 @@ class RadialFamily(Family):
     #: Number of grey levels an instance's lines draw from (the official randint's range).
     grey_levels: ClassVar[int] = 256
     #: Stored bytes per sample (8-bit grey PNG of many levels, record, tar), measured on the official 1k sets.
-    typical_bytes: ClassVar[int] = 75_000
+    typical_bytes: ClassVar[int] = 60_000  # VisualAtom at 512 px, direct PNG (75,000 with pillow)
     instances_per_category = 1000
     Settings = ContourSettings
 
