@@ -161,8 +161,8 @@ def test_a_manifest_naming_an_unknown_encoder_is_refused_in_one_line(tmp_path):
 def test_build_flag_chooses_the_encoder_and_like_keeps_it(tmp_path):
     out, again = tmp_path / "a", tmp_path / "b"
     assert main(["--no-progress", "build", "--preset", "fractaldb-100", "--categories", "4", "--instances", "2",
-                 "--size", "48", "--points", "2000", "--png-encoder", "pillow", "--out", str(out)]) == 0
+                 "--size", "48", "--points", "2000", "--png-encoder", "pillow", "--workers", "0", "--out", str(out)]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert "encoder" not in manifest["definition"]["png"]
-    assert main(["--no-progress", "build", "--like", str(out), "--out", str(again)]) == 0
+    assert main(["--no-progress", "build", "--like", str(out), "--workers", "0", "--out", str(again)]) == 0
     assert json.loads((again / "manifest.json").read_text())["fingerprint"] == manifest["fingerprint"]
