@@ -57,6 +57,9 @@ test: install train-install
 # category, 362 px, into ./data; then inspect it and preview it from its shards.
 demo: install train-install
 	mkdir -p $(DEMO_OUT)
+	# A fresh build each time (seconds): a demo dataset left by an older version may be of
+	# another definition (e.g. another PNG encoder), which build rightly refuses to mix.
+	rm -rf $(DEMO_DATA)
 	$(BIN)/fractalshards build --preset fractaldb-100 --instances 10 --shard-size 250 --out $(DEMO_DATA)
 	$(BIN)/fractalshards info $(DEMO_DATA)
 	$(BIN)/fractalshards preview $(DEMO_DATA) --categories 8 --instances 8 --out $(DEMO_OUT)/preview-shards.png
