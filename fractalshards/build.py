@@ -96,7 +96,8 @@ def _planned_entries(store: Store, definition: DatasetDefinition) -> dict[str, d
         if existing.definition_data != definition.to_dict():
             raise ConfigError(
                 f"out: {store.url!r} already holds dataset {existing.name!r} version {existing.version} of another "
-                "definition; choose an empty folder or prefix"
+                f"definition (it differs in {', '.join(_differences(existing.definition_data, definition.to_dict()))}); "
+                "choose an empty folder or prefix, or rebuild that one with --like"
             )
         planned.update({s.name: s.to_dict() for s in existing.shards})
     journal = store.sub(journal_dir(definition))
@@ -109,6 +110,22 @@ def _planned_entries(store: Store, definition: DatasetDefinition) -> dict[str, d
                 continue  # a damaged journal entry only costs a rebuild of that shard
             planned.setdefault(entry["name"], entry)
     return planned
+
+
+def _differences(stored: object, wanted: dict, prefix: str = "") -> list[str]:
+    """Dotted names of the fields where two definitions differ (the stored one is untrusted data)."""
+    if not isinstance(stored, dict):
+        return [prefix.rstrip(".") or "definition"]
+    out = []
+    for key in sorted(set(stored) | set(wanted), key=str):
+        a, b = stored.get(key), wanted.get(key)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        else:
+            out.append(f"{prefix}{key}")
+    return out[:5] or ["definition"]
 
 
 def _run_inline(store, definition, specs, planned, on_done) -> None:

@@ -157,8 +157,13 @@ def test_interrupted_build_resumes_from_its_journal(tmp_path, monkeypatch):
 
 def test_other_definition_in_the_same_folder_is_refused(tmp_path):
     build(small_definition(), str(tmp_path), workers=0)
-    with pytest.raises(ConfigError, match="another definition"):
+    with pytest.raises(ConfigError, match="another definition") as err:
         build(small_definition(instances=4), str(tmp_path), workers=0)
+    assert "differs in instances_per_category" in str(err.value)
+    # A folder built with the previous PNG encoder, rebuilt with today's default: the message names the field.
+    with pytest.raises(ConfigError, match=r"differs in png\.encoder\)") as err:
+        build(small_definition(png_encoder="pillow"), str(tmp_path), workers=0)
+    assert "\n" not in str(err.value)
 
 
 def _cli(args, capsys):
