@@ -38,12 +38,11 @@ from numba import njit
 
 from fractalshards import kernel, png
 from fractalshards.build import _run_ray, ray_init_local  # _run_ray: build()'s dispatch, on a prefix of the shards
-from fractalshards.ifs import cumulative
 from fractalshards.instances import instance_from_index
 from fractalshards.plan import DatasetDefinition
 from fractalshards.presets import load_preset
-from fractalshards.render import (GRAY_VALUE, RenderSettings, Rendered, TwoLevelImage, _flip, _workspace, official_uniforms,
-                                  stream_key, weight_rows)
+from fractalshards.render import (GRAY_VALUE, RenderSettings, Rendered, _draw_bits, _flip, _rescale, _uniforms, _walk,
+                                  _workspace, stream_key)
 from fractalshards.shards import ShardEntry, build_shard, render_shard, sample_record, tar_bytes
 from fractalshards.storage import open_store, sha256_bytes
 
@@ -68,40 +67,17 @@ class _Clock:
         self.t = now
 
 
-def _points(definition, c, inst, ws, clock):
-    # Per-image set-up: the weighted maps and the map table (timed with the chaos game).
-    s = definition.render
-    system = definition.categories.system(c)
-    coef = np.ascontiguousarray(system.coefficients * weight_rows(s.weight_delta)[inst.weight])
-    cum = cumulative(system.probabilities)
-    return coef, cum, official_uniforms(s.points)
-
-
 def _render_now(definition, c, i, ws, clock) -> Rendered:
+    # The library's own stages (render._render_patch_bits), a lap after each.
     inst = instance_from_index(i)
     s = definition.render
-    n, size = s.points, s.size
-    coef, cum, uniforms = _points(definition, c, inst, ws, clock)
-    b = ws.bounds
-    length = n
-    kernel.map_choices(cum, uniforms, n, ws.choices)
-    diverged = not kernel.chaos_walk(coef, ws.choices, n, ws.xs, ws.ys, b)
+    diverged = _walk(definition.categories.system(c), c, inst.weight, s, ws)  # set-up timed with the chaos game
     clock.lap("chaos game")
-    if diverged:
-        length, _ = kernel.drop_divergent(ws.xs, ws.ys, n, ws.drop)
-        if length:
-            b[0], b[1] = kernel.axis_bounds(ws.xs, length)
-            b[2], b[3] = kernel.axis_bounds(ws.ys, length)
-    ws.scale[0], ws.scale[1] = kernel.axis_scale(b[0], b[1])
-    ws.scale[2], ws.scale[3] = kernel.axis_scale(b[2], b[3])
-    kernel.scale_points(ws.xs, ws.ys, length, ws.scale, s.span, float(s.pad), ws.qx, ws.qy)
+    length = _rescale(diverged, s, ws)
     clock.lap("rescale")
-    stride = 1 + (size + 7) // 8
-    bits = np.zeros(size * stride + 1, np.uint8)
-    key = stream_key("masks", s.seed, c, inst.weight, inst.patch)
-    count = kernel.draw_patch_bits(ws.qx, ws.qy, length, key, inst.flip, size, stride, bits, ws.seen_for(size), ws.order)
+    image, count = _draw_bits(length, c, inst, s, ws)
     clock.lap("drawing")
-    return Rendered(None, diverged, bits=TwoLevelImage(bits[:-1].reshape(size, stride), size, GRAY_VALUE), count=int(count))
+    return Rendered(None, diverged, bits=image, count=count)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -129,7 +105,7 @@ def _render_before(definition, c, i, ws, clock) -> Rendered:
     inst = instance_from_index(i)
     s = definition.render
     n = s.points
-    coef, cum, uniforms = _points(definition, c, inst, ws, clock)
+    coef, cum, uniforms = _uniforms(definition.categories.system(c), c, inst.weight, s, ws)
     _chaos_game_before(coef, cum, uniforms, n, ws.xs, ws.ys)
     clock.lap("chaos game")
     length, diverged = kernel.drop_divergent(ws.xs, ws.ys, n, ws.drop)

@@ -258,34 +258,51 @@ def point_cloud(system: IFS, category: int, weight: int, settings: RenderSetting
     return PointCloud(ws.px[:length], ws.py[:length], bool(diverged))
 
 
+def _walk(system: IFS, category: int, weight: int, settings: RenderSettings, ws: _Workspace) -> bool:
+    """The chaos game into ``ws.xs``/``ws.ys``, its bounds into ``ws.bounds``; True when it diverged (a NaN)."""
+    coef, cum, uniforms = _uniforms(system, category, weight, settings, ws)
+    kernel.map_choices(cum, uniforms, settings.points, ws.choices)
+    return not kernel.chaos_walk(coef, ws.choices, settings.points, ws.xs, ws.ys, ws.bounds)
+
+
+def _rescale(diverged: bool, settings: RenderSettings, ws: _Workspace) -> int:
+    """Pixels of the walk into ``ws.qx``/``ws.qy`` (the official NaN rule first if it diverged); returns how many."""
+    b = ws.bounds
+    length = settings.points
+    if diverged:
+        length, _ = kernel.drop_divergent(ws.xs, ws.ys, length, ws.drop)
+        if length:
+            b[0], b[1] = kernel.axis_bounds(ws.xs, length)
+            b[2], b[3] = kernel.axis_bounds(ws.ys, length)
+    ws.scale[0], ws.scale[1] = kernel.axis_scale(b[0], b[1])
+    ws.scale[2], ws.scale[3] = kernel.axis_scale(b[2], b[3])
+    kernel.scale_points(ws.xs, ws.ys, length, ws.scale, settings.span, float(settings.pad), ws.qx, ws.qy)
+    return length
+
+
+def _draw_bits(length: int, category: int, instance: Instance, settings: RenderSettings,
+               ws: _Workspace) -> tuple[TwoLevelImage, int]:
+    """The patches of the first ``length`` pixels of ``ws.qx``/``ws.qy``, flipped, as 1-bit rows; and the set pixels."""
+    size = settings.size
+    stride = 1 + (size + 7) // 8
+    bits = np.zeros(size * stride + 1, np.uint8)  # one spare byte: the last row's 16-bit window
+    key = stream_key("masks", settings.seed, category, instance.weight, instance.patch)
+    count = kernel.draw_patch_bits(ws.qx, ws.qy, length, key, instance.flip, size, stride, bits, ws.seen_for(size), ws.order)
+    return TwoLevelImage(bits[:-1].reshape(size, stride), size, GRAY_VALUE), int(count)
+
+
 def _render_patch_bits(system: IFS, category: int, instance: Instance, settings: RenderSettings) -> Rendered:
     # Grey patch mode: the chaos game keeps the axis bounds, so a cloud without NaN
     # (nearly all) needs no NaN pass and no bounds pass; divergent clouds take the
     # official NaN rule first. Both axes are scaled in one vectorised pass (kept apart
     # from the drawing, which would stop the divisions vectorising), then only the
     # patches that can show are drawn, straight into 1-bit scanlines, in the flip's
-    # orientation. Same pixels as _draw + _flip.
-    n, size = settings.points, settings.size
-    ws = _workspace(n)
-    coef, cum, uniforms = _uniforms(system, category, instance.weight, settings, ws)
-    b = ws.bounds
-    length = n
-    kernel.map_choices(cum, uniforms, n, ws.choices)
-    diverged = not kernel.chaos_walk(coef, ws.choices, n, ws.xs, ws.ys, b)
-    if diverged:
-        length, _ = kernel.drop_divergent(ws.xs, ws.ys, n, ws.drop)
-        if length:
-            b[0], b[1] = kernel.axis_bounds(ws.xs, length)
-            b[2], b[3] = kernel.axis_bounds(ws.ys, length)
-    ws.scale[0], ws.scale[1] = kernel.axis_scale(b[0], b[1])
-    ws.scale[2], ws.scale[3] = kernel.axis_scale(b[2], b[3])
-    stride = 1 + (size + 7) // 8
-    bits = np.zeros(size * stride + 1, np.uint8)  # one spare byte: the last row's 16-bit window
-    key = stream_key("masks", settings.seed, category, instance.weight, instance.patch)
-    kernel.scale_points(ws.xs, ws.ys, length, ws.scale, settings.span, float(settings.pad), ws.qx, ws.qy)
-    count = kernel.draw_patch_bits(ws.qx, ws.qy, length, key, instance.flip, size, stride, bits, ws.seen_for(size), ws.order)
-    image = TwoLevelImage(bits[:-1].reshape(size, stride), size, GRAY_VALUE)
-    return Rendered(None, diverged, bits=image, count=int(count))
+    # orientation. Same pixels as _draw + _flip. Three stages, which benchmarks/build.py times.
+    ws = _workspace(settings.points)
+    diverged = _walk(system, category, instance.weight, settings, ws)
+    length = _rescale(diverged, settings, ws)
+    image, count = _draw_bits(length, category, instance, settings, ws)
+    return Rendered(None, diverged, bits=image, count=count)
 
 
 def _draw(cloud: PointCloud, category: int, weight: int, patch: int, settings: RenderSettings) -> np.ndarray:
