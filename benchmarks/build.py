@@ -36,13 +36,24 @@ import time
 import numpy as np
 from numba import njit
 
-from fractalshards import kernel, png
-from fractalshards.build import _run_ray, ray_init_local  # _run_ray: build()'s dispatch, on a prefix of the shards
-from fractalshards.instances import instance_from_index
-from fractalshards.plan import DatasetDefinition
+from fractalshards import png
+from fractalshards.builder import _run_ray, ray_init_local  # _run_ray: build()'s dispatch, on a prefix of the shards
+from fractalshards.definition import DatasetDefinition
+from fractalshards.families.fractaldb import kernels as kernel
+from fractalshards.families.fractaldb.instances import instance_from_index
+from fractalshards.families.fractaldb.render import (
+    GRAY_VALUE,
+    RenderSettings,
+    _draw_bits,
+    _flip,
+    _rescale,
+    _uniforms,
+    _walk,
+    _workspace,
+)
 from fractalshards.presets import load_preset
-from fractalshards.render import (GRAY_VALUE, RenderSettings, Rendered, _draw_bits, _flip, _rescale, _uniforms, _walk,
-                                  _workspace, stream_key)
+from fractalshards.results import Rendered
+from fractalshards.seeds import stream_key
 from fractalshards.shards import ShardEntry, build_shard, render_shard, sample_record, tar_bytes
 from fractalshards.storage import open_store, sha256_bytes
 
@@ -52,8 +63,13 @@ STAGES = ("render", "chaos game", "rescale", "drawing", "flip", "PNG", "JSON rec
 
 def reference_definition(encoder: str = png.DEFAULT_ENCODER) -> DatasetDefinition:
     """What `build --preset fractaldb-1k --instances 1000` builds (with ``encoder``)."""
-    return DatasetDefinition(categories=load_preset("fractaldb-1k"), instances=1000, render=RenderSettings(mode="official"),
-                             shard_size=1000, png_encoder=encoder)
+    return DatasetDefinition(
+        categories=load_preset("fractaldb-1k"),
+        instances=1000,
+        render=RenderSettings(mode="official"),
+        shard_size=1000,
+        png_encoder=encoder,
+    )
 
 
 class _Clock:
@@ -71,7 +87,7 @@ def _render_now(definition, c, i, ws, clock) -> Rendered:
     # The library's own stages (render._render_patch_bits), a lap after each.
     inst = instance_from_index(i)
     s = definition.render
-    diverged = _walk(definition.categories.system(c), c, inst.weight, s, ws)  # set-up timed with the chaos game
+    diverged = _walk(definition.categories.category(c).system, c, inst.weight, s, ws)  # set-up timed with the chaos game
     clock.lap("chaos game")
     length = _rescale(diverged, s, ws)
     clock.lap("rescale")
@@ -105,7 +121,7 @@ def _render_before(definition, c, i, ws, clock) -> Rendered:
     inst = instance_from_index(i)
     s = definition.render
     n = s.points
-    coef, cum, uniforms = _uniforms(definition.categories.system(c), c, inst.weight, s, ws)
+    coef, cum, uniforms = _uniforms(definition.categories.category(c).system, c, inst.weight, s, ws)
     _chaos_game_before(coef, cum, uniforms, n, ws.xs, ws.ys)
     clock.lap("chaos game")
     length, diverged = kernel.drop_divergent(ws.xs, ws.ys, n, ws.drop)
@@ -134,7 +150,15 @@ def _tarfile_bytes(members) -> bytes:
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for name, data in members:
             info = tarfile.TarInfo(name)
-            info.size, info.mtime, info.mode, info.uid, info.gid, info.uname, info.gname = len(data), 946684800, 0o444, 0, 0, "", ""
+            info.size, info.mtime, info.mode, info.uid, info.gid, info.uname, info.gname = (
+                len(data),
+                946684800,
+                0o444,
+                0,
+                0,
+                "",
+                "",
+            )
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
 
@@ -181,21 +205,25 @@ def _print_profile(title: str, runs: dict, n: int) -> float:
 
 
 def _profile_runs(now: DatasetDefinition, before: DatasetDefinition, pairs, render_now, render_before) -> dict:
-    from fractalshards.plan import ShardSpec
+    from fractalshards.definition import ShardSpec
 
     with tempfile.TemporaryDirectory() as folder:
         # Warm-up (numba cache, lru caches), then check that the timed stages are what a build does.
         for definition, render_fn, tar_fn in ((now, render_now, tar_bytes), (before, render_before, _tarfile_bytes)):
             _, shard = profile_pipeline(definition, pairs[:20], render_fn, tar_fn, folder)
             assert shard == render_shard(definition, ShardSpec(0, "s", pairs[:20]))[0], "profile stages differ from the library"
-        return {label: profile_pipeline(definition, pairs, render_fn, tar_fn, folder)[0]
-                for label, definition, render_fn, tar_fn in (("before", before, render_before, _tarfile_bytes),
-                                                             ("now", now, render_now, tar_bytes))}
+        return {
+            label: profile_pipeline(definition, pairs, render_fn, tar_fn, folder)[0]
+            for label, definition, render_fn, tar_fn in (
+                ("before", before, render_before, _tarfile_bytes),
+                ("now", now, render_now, tar_bytes),
+            )
+        }
 
 
 def profile(images: int) -> None:
     """The FractalDB-1k worker profile (see the module doc)."""
-    from fractalshards.plan import ShardSpec
+    from fractalshards.definition import ShardSpec
 
     now, before = reference_definition(), reference_definition(png.LEGACY_ENCODER)
     spec = now.shard_spec(0)
@@ -206,10 +234,15 @@ def profile(images: int) -> None:
         build_shard(open_store(folder), now, ShardSpec(0, spec.name, pairs))
         library = time.perf_counter() - t0
     n = len(pairs)
-    _print_profile(f"profile: one build worker (1 core, pinned), {n} samples of fractaldb-1k shard 0 "
-                   "(362 px, 200k points, official)", runs, n)
-    print(f"build_shard (the library's worker function) on the same samples: {library / n * 1e3:.3f} ms/image "
-          f"= {n / library:.0f} images/s")
+    _print_profile(
+        f"profile: one build worker (1 core, pinned), {n} samples of fractaldb-1k shard 0 (362 px, 200k points, official)",
+        runs,
+        n,
+    )
+    print(
+        f"build_shard (the library's worker function) on the same samples: {library / n * 1e3:.3f} ms/image "
+        f"= {n / library:.0f} images/s"
+    )
 
 
 def profile_family(preset: str, images: int) -> None:
@@ -219,15 +252,20 @@ def profile_family(preset: str, images: int) -> None:
     settings = family.render_settings(manifest, {"mode": "native"})
 
     def definition(encoder: str) -> DatasetDefinition:
-        return DatasetDefinition(categories=manifest, instances=family.instances_per_category, render=settings,
-                                 png_encoder=encoder)
+        return DatasetDefinition(
+            categories=manifest, instances=family.instances_per_category, render=settings, png_encoder=encoder
+        )
 
     now = definition(png.DEFAULT_ENCODER)
     pairs = now.shard_spec(0).pairs[:images]
     runs = _profile_runs(now, definition(png.LEGACY_ENCODER), pairs, _render_family, _render_family)
-    sizes = {label: sum(len(png.encode(family.render(manifest, c, i, settings).image, 1, enc)) for c, i in pairs[:50]) / 50
-             for label, enc in (("before", png.LEGACY_ENCODER), ("now", png.DEFAULT_ENCODER))}
-    _print_profile(f"profile: {preset} (native, {family.image_size} px), {len(pairs)} samples of shard 0, one core", runs, len(pairs))
+    sizes = {
+        label: sum(len(png.encode(family.render(manifest, c, i, settings).image, 1, enc)) for c, i in pairs[:50]) / 50
+        for label, enc in (("before", png.LEGACY_ENCODER), ("now", png.DEFAULT_ENCODER))
+    }
+    _print_profile(
+        f"profile: {preset} (native, {family.image_size} px), {len(pairs)} samples of shard 0, one core", runs, len(pairs)
+    )
     print(f"PNG bytes per image: before {sizes['before']:.0f} B, now {sizes['now']:.0f} B")
 
 
@@ -261,8 +299,13 @@ def timed_build(definition: DatasetDefinition, out: str, workers: int, shards: i
     task_total = sum(e.seconds for e in entries)
     lanes = max(1, workers)
     return {
-        "workers": workers, "images": images, "seconds": seconds, "rate": images / seconds, "ray_start": ray_start,
-        "task_per_image": task_total / images, "ray_share": max(0.0, lanes * seconds - task_total) / images,
+        "workers": workers,
+        "images": images,
+        "seconds": seconds,
+        "rate": images / seconds,
+        "ray_start": ray_start,
+        "task_per_image": task_total / images,
+        "ray_share": max(0.0, lanes * seconds - task_total) / images,
         "bytes_per_image": sum(e.bytes for e in entries) / images,
     }
 
@@ -274,18 +317,18 @@ def mask_information_bytes(definition: DatasetDefinition, samples: int = 200) ->
     touch it wins), so no lossless encoding of the pixels can go below
     (touched pixels) / 8 bytes.
     """
-    from fractalshards.render import point_cloud, render
+    from fractalshards.families.fractaldb.render import point_cloud, render
 
     categories, settings = definition.categories, definition.render
     ones = kernel.patch_table(1)
     touched, sizes = [], []
     for i in range(samples):
         cat, inst = (i * 7) % len(categories), instance_from_index((i * 37) % 1000)
-        cloud = point_cloud(categories.system(cat), cat, inst.weight, settings)
+        cloud = point_cloud(categories.category(cat).system, cat, inst.weight, settings)
         canvas = np.zeros((settings.size, settings.size), np.uint8)
         kernel.draw_patches(cloud.px, cloud.py, len(cloud.px), np.full(len(cloud.px), 511, np.uint16), ones, canvas)
         touched.append(int(canvas.sum()))
-        rendered = render(categories.system(cat), cat, inst, settings)
+        rendered = render(categories.category(cat).system, cat, inst, settings)
         sizes.append(len(png.encode(rendered.encodable, definition.png_compress_level, definition.png_encoder)))
     return sum(touched) / len(touched) / 8, sum(sizes) / len(sizes)
 
@@ -294,7 +337,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=os.path.join(tempfile.gettempdir(), "fractalshards-bench"))
     parser.add_argument("--profile-images", type=int, default=1000, help="samples of the profile (default: one shard)")
-    parser.add_argument("--shards", type=int, default=24, help="shards of the 2-worker build (the 0/1-worker builds take a quarter)")
+    parser.add_argument(
+        "--shards", type=int, default=24, help="shards of the 2-worker build (the 0/1-worker builds take a quarter)"
+    )
     parser.add_argument("--profile-only", action="store_true")
     parser.add_argument("--families", default="visualatom-1k,rcdb-1k", help="contour presets to profile too ('' for none)")
     parser.add_argument("--family-images", type=int, default=300)
@@ -316,19 +361,29 @@ def main() -> None:
     runs = [timed_build(definition, os.path.join(args.out, f"w{w}"), w, small) for w in (0, 1, 2)]
     big = timed_build(definition, os.path.join(args.out, "big"), 2, args.shards)
     shutil.rmtree(args.out, ignore_errors=True)
-    print(f"\nbuilds: first shards of fractaldb-1k x 1000 (362 px, 200k points, 3x3 grey patch, official, direct PNG), "
-          "to local disk")
+    print(
+        "\nbuilds: first shards of fractaldb-1k x 1000 (362 px, 200k points, 3x3 grey patch, official, direct PNG), to local disk"
+    )
     print("| build | images | time | images/s | Ray's share per image |\n|---|---|---|---|---|")
     for r in runs + [big]:
         label = "inline, no Ray (1 core)" if r["workers"] == 0 else f"embedded Ray, {r['workers']} worker(s)"
-        share = "-" if r["workers"] == 0 else f"{r['ray_share'] * 1e3:.3f} ms ({100 * r['ray_share'] / r['task_per_image']:.1f}% of the work)"
+        share = (
+            "-"
+            if r["workers"] == 0
+            else f"{r['ray_share'] * 1e3:.3f} ms ({100 * r['ray_share'] / r['task_per_image']:.1f}% of the work)"
+        )
         print(f"| {label} | {r['images']:,} | {r['seconds']:.1f} s | {r['rate']:.0f} | {share} |")
     one, two = runs[1], runs[2]
-    print(f"scaling 1 -> 2 workers: {two['rate'] / (2 * one['rate']) * 100:.0f}%; Ray start {big['ray_start']:.1f} s (outside the times)")
+    print(
+        f"scaling 1 -> 2 workers: {two['rate'] / (2 * one['rate']) * 100:.0f}%; "
+        f"Ray start {big['ray_start']:.1f} s (outside the times)"
+    )
     print(f"FractalDB-1k (1,000,000 images) projected at {big['rate']:.0f} images/s: {1e6 / big['rate'] / 60:.1f} min")
-    print(f"bytes per image: {big['bytes_per_image']:.0f} B ({big['bytes_per_image'] / 1024:.2f} KiB; official RGB PNG "
-          f"{OFFICIAL_BYTES_PER_IMAGE:.0f} B, ratio {big['bytes_per_image'] / OFFICIAL_BYTES_PER_IMAGE:.2f}); "
-          f"1M images ~ {big['bytes_per_image'] * 1e6 / 1e9:.1f} GB")
+    print(
+        f"bytes per image: {big['bytes_per_image']:.0f} B ({big['bytes_per_image'] / 1024:.2f} KiB; official RGB PNG "
+        f"{OFFICIAL_BYTES_PER_IMAGE:.0f} B, ratio {big['bytes_per_image'] / OFFICIAL_BYTES_PER_IMAGE:.2f}); "
+        f"1M images ~ {big['bytes_per_image'] * 1e6 / 1e9:.1f} GB"
+    )
     bound, png_bytes = mask_information_bytes(definition)
     print(f"of which PNG {png_bytes:.0f} B; random mask bits alone (lossless lower bound) {bound:.0f} B")
 

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/render.py [--only fractaldb|contours|all] [--images 400] [--baseline-images 2]
 
 FractalDB, reference settings: 362 px, 200,000 points, 3x3 grey patches, PNG encoded.
-Ours: numba kernel + 1-bit palette PNG (``fractalshards.render``). Baseline: the
+Ours: numba kernel + 1-bit palette PNG (``fractalshards.families.fractaldb.render``). Baseline: the
 official approach, a Python chaos-game loop and a per-point PIL patch paste, then
 an RGB PNG (run on a few images only: it takes seconds each).
 
@@ -28,10 +28,10 @@ import numpy as np
 from PIL import Image
 
 from fractalshards import png
-from fractalshards.instances import instance_from_index
+from fractalshards.families.fractaldb.instances import instance_from_index
+from fractalshards.families.fractaldb.render import RenderSettings, render
+from fractalshards.png import encode as encode_png
 from fractalshards.presets import load_preset
-from fractalshards.render import RenderSettings, render
-from fractalshards.shards import encode_png
 
 
 def official_style_render(coef: np.ndarray, prob: np.ndarray, size: int = 362, points: int = 200_000) -> bytes:
@@ -87,18 +87,22 @@ def contours(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the plain-Python oracle
     import official_contours as oc
 
-    from fractalshards.contours import PARAM_FIELDS
+    from fractalshards.families.contours.kernels import PARAM_FIELDS
 
     for family in ("visualatom", "rcdb"):
         manifest = load_preset(f"{family}-1k")
         fam = manifest.family
         sizes = np.array([c.value("vertices") * c.value("lines") for c in manifest.categories])
-        cats = [c for c in range(len(manifest)) if abs(sizes[c] - np.median(sizes)) < 0.15 * np.median(sizes)][:args.baseline_images]
+        cats = [c for c in range(len(manifest)) if abs(sizes[c] - np.median(sizes)) < 0.15 * np.median(sizes)][
+            : args.baseline_images
+        ]
         # The official algorithm: one instance of each category (its draws from a fresh stream: the cost is the same).
         t_py = t_py_png = 0.0
         for c in cats:
-            p = {k: (int(v) if k in ("vertices", "lines", "radius", "freq1", "freq2") else v)
-                 for k, v in zip(PARAM_FIELDS, manifest.category(c).params)}
+            p = {
+                k: (int(v) if k in ("vertices", "lines", "radius", "freq1", "freq2") else v)
+                for k, v in zip(PARAM_FIELDS, manifest.category(c).params)
+            }
             rng = random.Random(c)
             t0 = time.perf_counter()
             if family == "visualatom":
@@ -110,8 +114,10 @@ def contours(args: argparse.Namespace) -> None:
             t_py += t1 - t0
             t_py_png += time.perf_counter() - t0
         py_rate, py_png_rate = len(cats) / t_py, len(cats) / t_py_png
-        print(f"{family}: official algorithm in Python + Pillow, {len(cats)} images of median-size categories "
-              f"(vertices x lines ~{np.median(sizes):.0f}): {py_rate:.2f} images/s render, {py_png_rate:.2f} with PNG")
+        print(
+            f"{family}: official algorithm in Python + Pillow, {len(cats)} images of median-size categories "
+            f"(vertices x lines ~{np.median(sizes):.0f}): {py_rate:.2f} images/s render, {py_png_rate:.2f} with PNG"
+        )
         for mode in ("native", "official"):
             settings = fam.render_settings(manifest, {"mode": mode})
             wide_jobs = [(i % 200, (i * 37) % 1000) for i in range(args.images // 2)]
@@ -121,14 +127,24 @@ def contours(args: argparse.Namespace) -> None:
             warm = time.perf_counter() - t0
             same = _rate(fam, manifest, settings, [(c, k) for c in cats for k in range(0, 1000, 50)])
             wide = _rate(fam, manifest, settings, wide_jobs)
-            print(f"  fractalshards {mode:8s}: same categories {same[0]:7.1f} images/s render, {same[1]:6.1f} with PNG "
-                  f"({same[1] / py_png_rate:.0f}x, render alone {same[0] / py_rate:.0f}x); 200 categories "
-                  f"{wide[0]:6.1f} / {wide[1]:6.1f} images/s; their first renders {warm:.1f} s")
+            print(
+                f"  fractalshards {mode:8s}: same categories {same[0]:7.1f} images/s render, {same[1]:6.1f} with PNG "
+                f"({same[1] / py_png_rate:.0f}x, render alone {same[0] / py_rate:.0f}x); 200 categories "
+                f"{wide[0]:6.1f} / {wide[1]:6.1f} images/s; their first renders {warm:.1f} s"
+            )
         t0 = time.perf_counter()
         fam._threads.clear()
-        fam._extend(manifest.seed, fam.search_settings(manifest.search), 5, None, fam.search_settings(manifest.search).categories_per_thread - 1)
-        print(f"  official states of one thread ({fam.search_settings(manifest.search).categories_per_thread} categories x "
-              f"1000 instances, replayed once per machine): {time.perf_counter() - t0:.1f} s")
+        fam._extend(
+            manifest.seed,
+            fam.search_settings(manifest.search),
+            5,
+            None,
+            fam.search_settings(manifest.search).categories_per_thread - 1,
+        )
+        print(
+            f"  official states of one thread ({fam.search_settings(manifest.search).categories_per_thread} categories x "
+            f"1000 instances, replayed once per machine): {time.perf_counter() - t0:.1f} s"
+        )
 
 
 def _rate(fam, manifest, settings, jobs) -> tuple[float, float]:
@@ -149,13 +165,13 @@ def fractaldb(args: argparse.Namespace) -> None:
     settings = RenderSettings(mode="official")
     # Distinct (category, instance) pairs: no point cloud is reused between images.
     jobs = [(i % len(manifest), instance_from_index((i * 37) % 1000)) for i in range(args.images)]
-    render(manifest.system(0), 0, jobs[0][1], settings)  # compile / load the numba cache
+    render(manifest.category(0).system, 0, jobs[0][1], settings)  # compile / load the numba cache
 
     t_render = t_png = 0.0
     total_bytes = 0
     for cat, inst in jobs:
         t0 = time.perf_counter()
-        out = render(manifest.system(cat), cat, inst, settings)
+        out = render(manifest.category(cat).system, cat, inst, settings)
         t1 = time.perf_counter()
         total_bytes += len(png.encode(out.encodable))  # the build's path: the kernel's 1-bit rows, direct
         t2 = time.perf_counter()
@@ -164,7 +180,7 @@ def fractaldb(args: argparse.Namespace) -> None:
     ours = args.images / (t_render + t_png)
 
     # PNG variants of the same image, to justify the chosen encoding.
-    out = render(manifest.system(1), 1, jobs[1][1], settings)
+    out = render(manifest.category(1).system, 1, jobs[1][1], settings)
     img = out.image
     variants = {}
     for name, fn in (
@@ -183,13 +199,15 @@ def fractaldb(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     for i in range(args.baseline_images):
         cat = i % len(manifest)
-        official_style_render(manifest.system(cat).coefficients, manifest.system(cat).probabilities)
+        official_style_render(manifest.category(cat).system.coefficients, manifest.category(cat).system.probabilities)
     baseline = args.baseline_images / (time.perf_counter() - t0)
 
     print(f"settings: {settings.size} px, {settings.points} points, 3x3 grey patch, mode {settings.mode}")
-    print(f"fractalshards: {args.images} images in {t_render + t_png:.2f} s = {ours:.1f} images/s per core "
-          f"(render {t_render / args.images * 1e3:.2f} ms + PNG {t_png / args.images * 1e3:.2f} ms per image, "
-          f"{total_bytes / args.images / 1024:.1f} KiB per image)")
+    print(
+        f"fractalshards: {args.images} images in {t_render + t_png:.2f} s = {ours:.1f} images/s per core "
+        f"(render {t_render / args.images * 1e3:.2f} ms + PNG {t_png / args.images * 1e3:.2f} ms per image, "
+        f"{total_bytes / args.images / 1024:.1f} KiB per image)"
+    )
     print(f"official approach: {args.baseline_images} images = {baseline:.3f} images/s per core")
     print(f"ratio: {ours / baseline:.0f}x")
     print("PNG encodings of one image (ms, bytes):")

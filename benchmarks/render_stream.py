@@ -23,13 +23,13 @@ import shutil
 import tempfile
 import time
 
-from fractalshards.build import build
-from fractalshards.instances import instance_from_index
-from fractalshards.plan import DatasetDefinition
+from fractalshards.builder import build
+from fractalshards.definition import DatasetDefinition
+from fractalshards.families.fractaldb.instances import instance_from_index
+from fractalshards.families.fractaldb.render import RenderSettings, render
+from fractalshards.png import encode
 from fractalshards.presets import load_preset
 from fractalshards.recipe import Recipe
-from fractalshards.render import RenderSettings, render
-from fractalshards.png import encode
 from fractalshards.stream import FractalStream
 
 #: Published single-GPU training throughputs (images/s), for the cores-per-GPU estimate.
@@ -59,8 +59,12 @@ def main() -> None:
     rows = []
     try:
         for size in (362, 224):
-            definition = DatasetDefinition(categories=load_preset("fractaldb-100"), instances=args.instances,
-                                           render=RenderSettings(mode="official", size=size), shard_size=100)
+            definition = DatasetDefinition(
+                categories=load_preset("fractaldb-100"),
+                instances=args.instances,
+                render=RenderSettings(mode="official", size=size),
+                shard_size=100,
+            )
             n = definition.num_samples
             recipe = os.path.join(tmp, f"recipe-{size}.json")
             with open(recipe, "w") as fh:
@@ -72,7 +76,7 @@ def main() -> None:
 
             def renderer(with_png: bool) -> None:
                 for c, i in pairs:
-                    out = render(cats.system(c), c, instance_from_index(i), settings)
+                    out = render(cats.category(c).system, c, instance_from_index(i), settings)
                     if with_png:
                         encode(out.encodable, 1)  # a build's path: the kernel's 1-bit rows
                     else:
@@ -85,12 +89,17 @@ def main() -> None:
 
             renderer(False)  # numba compile and caches
             stream(recipe)
-            rows.append((size, {
-                "render + PNG (benchmarks/render.py)": best_rate(lambda: renderer(True), n, args.repeats),
-                "render only": best_rate(lambda: renderer(False), n, args.repeats),
-                "FractalStream(recipe): rendered on the fly": best_rate(lambda: stream(recipe), n, args.repeats),
-                "FractalStream(dataset): local shards": best_rate(lambda: stream(folder), n, args.repeats),
-            }))
+            rows.append(
+                (
+                    size,
+                    {
+                        "render + PNG (benchmarks/render.py)": best_rate(lambda: renderer(True), n, args.repeats),
+                        "render only": best_rate(lambda: renderer(False), n, args.repeats),
+                        "FractalStream(recipe): rendered on the fly": best_rate(lambda: stream(recipe), n, args.repeats),
+                        "FractalStream(dataset): local shards": best_rate(lambda: stream(folder), n, args.repeats),
+                    },
+                )
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -15,8 +15,8 @@ import time
 
 import numpy as np
 
-from fractalshards.ifs import sample_fractaldb
-from fractalshards.search import SearchSettings, search_native, search_official
+from fractalshards.families.fractaldb.ifs import sample_fractaldb
+from fractalshards.families.fractaldb.search import SearchSettings, search_native, search_official
 
 
 def python_fill_rate(coef: np.ndarray, prob: np.ndarray, rand: np.ndarray) -> float:
@@ -77,15 +77,23 @@ def main() -> None:
     per_trial = (time.perf_counter() - t0) / args.baseline_trials
 
     print(f"cores: {cores}")
-    print(f"official search: {args.categories} categories, {official.trials} trials in {t_official:.1f} s "
-          f"({t_official / official.trials * 1e3:.2f} ms per trial)")
-    print(f"native search:   {args.categories} categories, {native.trials} trials in {t_native:.1f} s "
-          f"({t_native / native.trials * 1e3:.2f} ms per trial)")
-    print(f"native search threads 1 -> {cores} ({args.categories // 4} categories): {t_native_one:.1f} s -> "
-          f"{t_native_all:.1f} s = {t_native_one / t_native_all:.2f}x")
+    print(
+        f"official search: {args.categories} categories, {official.trials} trials in {t_official:.1f} s "
+        f"({t_official / official.trials * 1e3:.2f} ms per trial)"
+    )
+    print(
+        f"native search:   {args.categories} categories, {native.trials} trials in {t_native:.1f} s "
+        f"({t_native / native.trials * 1e3:.2f} ms per trial)"
+    )
+    print(
+        f"native search threads 1 -> {cores} ({args.categories // 4} categories): {t_native_one:.1f} s -> "
+        f"{t_native_all:.1f} s = {t_native_one / t_native_all:.2f}x"
+    )
     projected = per_trial * official.trials
-    print(f"baseline (official approach, 1 core): {per_trial * 1e3:.1f} ms per trial, "
-          f"{projected / 60:.1f} min projected for {official.trials} trials")
+    print(
+        f"baseline (official approach, 1 core): {per_trial * 1e3:.1f} ms per trial, "
+        f"{projected / 60:.1f} min projected for {official.trials} trials"
+    )
     print(f"ratio (official search, ours on {cores} cores vs baseline on 1): {projected / t_official:.0f}x")
 
 

@@ -38,10 +38,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from fractalshards.build import build
-from fractalshards.plan import DatasetDefinition
+from fractalshards.builder import build
+from fractalshards.definition import DatasetDefinition
+from fractalshards.families.fractaldb.render import RenderSettings
 from fractalshards.presets import load_preset
-from fractalshards.render import RenderSettings
 from fractalshards.shards import decode_png, read_samples
 from fractalshards.stream import FractalLoader, FractalStream
 
@@ -129,10 +129,15 @@ def _wds_samples(src):
 def webdataset_loader(urls: list[str], workers: int, options: dict | None):
     import webdataset as wds
 
-    pipeline = wds.DataPipeline(wds.SimpleShardList(urls), wds.split_by_worker, _FsspecOpen(options), _wds_samples,
-                                wds.shuffle(1000), wds.map(_wds_decode))
-    return DataLoader(pipeline, batch_size=BATCH, num_workers=workers, persistent_workers=workers > 0,
-                      **(MP if workers else {}))
+    pipeline = wds.DataPipeline(
+        wds.SimpleShardList(urls),
+        wds.split_by_worker,
+        _FsspecOpen(options),
+        _wds_samples,
+        wds.shuffle(1000),
+        wds.map(_wds_decode),
+    )
+    return DataLoader(pipeline, batch_size=BATCH, num_workers=workers, persistent_workers=workers > 0, **(MP if workers else {}))
 
 
 def _lit_item(item):
@@ -167,13 +172,17 @@ def litdata_loader(url: str, workers: int, options: dict | None, cache: str | No
     Decoded = globals().get("LitDecoded") or _lit_decoded()
     kwargs = {"shuffle": True, "seed": 0}
     if options:
-        kwargs["storage_options"] = {"endpoint_url": options["endpoint_url"], "aws_access_key_id": options["key"],
-                                     "aws_secret_access_key": options["secret"]}
+        kwargs["storage_options"] = {
+            "endpoint_url": options["endpoint_url"],
+            "aws_access_key_id": options["key"],
+            "aws_secret_access_key": options["secret"],
+        }
     if cache:
         kwargs["cache_dir"] = cache
     ds = Decoded(url, **kwargs)
-    return litdata.StreamingDataLoader(ds, batch_size=BATCH, num_workers=workers, persistent_workers=workers > 0,
-                                       **(MP if workers else {}))
+    return litdata.StreamingDataLoader(
+        ds, batch_size=BATCH, num_workers=workers, persistent_workers=workers > 0, **(MP if workers else {})
+    )
 
 
 def mds_write(samples, out: str) -> None:
@@ -247,16 +256,25 @@ def main() -> None:
     try:
         server, endpoint = start_s3()
         options = {"key": "bench", "secret": "bench-secret", "endpoint_url": endpoint}
-        os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench-secret", AWS_ENDPOINT_URL=endpoint,
-                          S3_ENDPOINT_URL=endpoint, AWS_DEFAULT_REGION="us-east-1")
+        os.environ.update(
+            AWS_ACCESS_KEY_ID="bench",
+            AWS_SECRET_ACCESS_KEY="bench-secret",
+            AWS_ENDPOINT_URL=endpoint,
+            S3_ENDPOINT_URL=endpoint,
+            AWS_DEFAULT_REGION="us-east-1",
+        )
         import s3fs
 
         fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
         fs.mkdir("bench")
 
         local = os.path.join(tmp, "fs")
-        definition = DatasetDefinition(categories=load_preset("fractaldb-100"), instances=args.instances,
-                                       render=RenderSettings(mode="official"), shard_size=250)
+        definition = DatasetDefinition(
+            categories=load_preset("fractaldb-100"),
+            instances=args.instances,
+            render=RenderSettings(mode="official"),
+            shard_size=250,
+        )
         build(definition, local, workers=2, log_fn=lambda s: None)
         total = definition.num_samples
         shard_names = sorted(p for p in os.listdir(local) if p.endswith(".tar"))
@@ -288,14 +306,17 @@ def main() -> None:
         def factories(peer: str, workers: int):
             """(local loader, remote loader) makers for one peer."""
             if peer == "fractalshards":
-                return (lambda: ours(local, workers, None, None),
-                        lambda: ours("s3://bench/fs", workers, options, cache("fs")))
+                return (lambda: ours(local, workers, None, None), lambda: ours("s3://bench/fs", workers, options, cache("fs")))
             if peer == "webdataset":
-                return (lambda: webdataset_loader([os.path.join(local, n) for n in shard_names], workers, None),
-                        lambda: webdataset_loader([f"s3://bench/fs/{n}" for n in shard_names], workers, options))
+                return (
+                    lambda: webdataset_loader([os.path.join(local, n) for n in shard_names], workers, None),
+                    lambda: webdataset_loader([f"s3://bench/fs/{n}" for n in shard_names], workers, options),
+                )
             if peer == "litdata":
-                return (lambda: litdata_loader(lit_dir, workers, None, None),
-                        lambda: litdata_loader("s3://bench/lit", workers, options, cache("lit")))
+                return (
+                    lambda: litdata_loader(lit_dir, workers, None, None),
+                    lambda: litdata_loader("s3://bench/lit", workers, options, cache("lit")),
+                )
             if peer == "mosaic":
                 from streaming.base.util import clean_stale_shared_memory
 
@@ -306,6 +327,7 @@ def main() -> None:
                 def remote_loader():
                     clean_stale_shared_memory()
                     return mosaic_loader("s3://bench/mds", cache("mds"), workers)
+
                 return local_loader, remote_loader
             raise ValueError(peer)
 
@@ -334,8 +356,10 @@ def main() -> None:
 
         # Gap between epochs, 2 workers, local disk.
         def make_gap(persistent: bool):
-            return lambda: FractalLoader(FractalStream(local, seed=0), batch_size=BATCH, num_workers=2,
-                                         persistent_workers=persistent, **MP)
+            return lambda: FractalLoader(
+                FractalStream(local, seed=0), batch_size=BATCH, num_workers=2, persistent_workers=persistent, **MP
+            )
+
         gap_fresh, gap_persistent = epoch_gap(make_gap(False)), epoch_gap(make_gap(True))
         # What verify=True (the default) costs: sha256 of the shard bytes against decoding their samples.
         blobs = [open(os.path.join(local, n), "rb").read() for n in shard_names]
@@ -352,22 +376,34 @@ def main() -> None:
             server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print(f"\ndataset: fractaldb-100 x {args.instances} = {total} samples at 362 px; batch {BATCH}; torch {torch.__version__}; "
-          f"{os.cpu_count()} CPUs")
-    print("| loader | workers | local disk (samples/s) | S3 cold epoch | S3 cached epoch | fetched per epoch, cold / cached (GETs) |")
+    print(
+        f"\ndataset: fractaldb-100 x {args.instances} = {total} samples at 362 px; batch {BATCH}; torch {torch.__version__}; "
+        f"{os.cpu_count()} CPUs"
+    )
+    print(
+        "| loader | workers | local disk (samples/s) | S3 cold epoch | S3 cached epoch "
+        "| fetched per epoch, cold / cached (GETs) |"
+    )
     print("|---|---|---|---|---|---|")
     for row in rows:
         if "error" in row:
             print(f"| {row['peer']} | {row['workers']} | could not run: {row['error']} | | | |")
             continue
         size = store_bytes.get(row["peer"], 0)
-        print(f"| {row['peer']} | {row['workers']} | {row['local']:,.0f} | {row['cold']:,.0f} | {row['cached']:,.0f} | "
-              f"{row['cold_bytes'] / 1e6:.1f} MB ({row['cold_bytes'] / max(1, size):.2f}x the data, {row['cold_gets']} GETs) / "
-              f"{row['cached_bytes'] / 1e6:.1f} MB |")
-    print(f"\ngap between epochs (2 workers, local): fresh workers {gap_fresh * 1e3:.0f} ms, persistent workers "
-          f"{gap_persistent * 1e3:.0f} ms")
-    print(f"verify=True (sha256 of every shard): {hash_ms:.4f} ms per sample, {hash_ms / decode_ms * 100:.1f}% of decoding "
-          f"({decode_ms:.3f} ms per sample)")
+        print(
+            f"| {row['peer']} | {row['workers']} | {row['local']:,.0f} | {row['cold']:,.0f} | {row['cached']:,.0f} | "
+            f"{row['cold_bytes'] / 1e6:.1f} MB ({row['cold_bytes'] / max(1, size):.2f}x the data, {row['cold_gets']} GETs) / "
+            f"{row['cached_bytes'] / 1e6:.1f} MB |"
+        )
+    print(
+        f"\ngap between epochs (2 workers, local): fresh workers {gap_fresh * 1e3:.0f} ms, persistent workers "
+        f"{gap_persistent * 1e3:.0f} ms"
+    )
+    print(
+        f"verify=True (sha256 of every shard): {hash_ms:.4f} ms per sample, {hash_ms / decode_ms * 100:.1f}% of decoding "
+        f"({decode_ms:.3f} ms per sample)"
+    )
+
 
 if __name__ == "__main__":
     main()

@@ -26,39 +26,22 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Iterator
 
 from .errors import ConfigError, ShardIntegrityError, check_file_name, check_version
+from .storage import atomic_write, cache_root, locked
 
-__all__ = ["ShardCache", "cache_root", "default_cache_dir", "locked", "DEFAULT_CACHE_LIMIT"]
+__all__ = ["ShardCache", "default_cache_dir", "DEFAULT_CACHE_LIMIT"]
 
 #: Default bound of a cache folder: 20 GiB.
 DEFAULT_CACHE_LIMIT = 20 * 2**30
 _CHUNK = 4 << 20
 
 
-def cache_root() -> Path:
-    """Where fractalshards keeps derived data: ``$FRACTALSHARDS_CACHE``, else ``~/.cache/fractalshards``."""
-    base = os.environ.get("FRACTALSHARDS_CACHE")
-    return Path(base) if base else Path.home() / ".cache" / "fractalshards"
-
-
 def default_cache_dir() -> Path:
     """``<cache_root>/shards``: the node cache of remote shards."""
     return cache_root() / "shards"
-
-
-@contextlib.contextmanager
-def locked(path: Path, mode: int = fcntl.LOCK_EX) -> Iterator[int]:
-    """Hold an ``flock`` on ``path`` (created if missing) for the ``with`` block; a dead holder's lock is released."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, mode)
-        yield fd
-    finally:
-        os.close(fd)  # closing drops the lock
 
 
 class ShardCache:
@@ -102,17 +85,11 @@ class ShardCache:
             data = fetch()
             digest = hashlib.sha256(data).hexdigest()
             if digest != sha256:
-                raise ShardIntegrityError(f"{shard}: downloaded {len(data)} bytes with sha256 {digest[:16]}... but the "
-                                          f"manifest says {sha256[:16]}...; the stored shard is truncated or altered")
-            tmp = path.parent / f".{shard}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-            try:
-                with open(tmp, "wb") as out:
-                    view = memoryview(data)
-                    for at in range(0, len(view), _CHUNK):
-                        out.write(view[at : at + _CHUNK])
-                os.replace(tmp, path)
-            finally:
-                tmp.unlink(missing_ok=True)
+                raise ShardIntegrityError(
+                    f"{shard}: downloaded {len(data)} bytes with sha256 {digest[:16]}... but the "
+                    f"manifest says {sha256[:16]}...; the stored shard is truncated or altered"
+                )
+            atomic_write(path, data)
         self.evict(keep=path)
         return data
 

@@ -36,17 +36,43 @@ PREVIEW_NAME = "preview.png"
 
 #: The JSON-LD context of Croissant 1.1 documents (the terms this file uses and the standard prefixes).
 _CONTEXT = {
-    "@language": "en", "@vocab": "https://schema.org/", "sc": "https://schema.org/",
-    "cr": "http://mlcommons.org/croissant/", "rai": "http://mlcommons.org/croissant/RAI/",
-    "dct": "http://purl.org/dc/terms/", "citeAs": "cr:citeAs", "column": "cr:column", "conformsTo": "dct:conformsTo",
-    "containedIn": "cr:containedIn", "data": {"@id": "cr:data", "@type": "@json"},
-    "dataType": {"@id": "cr:dataType", "@type": "@vocab"}, "examples": {"@id": "cr:examples", "@type": "@json"},
-    "extract": "cr:extract", "field": "cr:field", "fileProperty": "cr:fileProperty", "fileObject": "cr:fileObject",
-    "fileSet": "cr:fileSet", "format": "cr:format", "includes": "cr:includes", "isLiveDataset": "cr:isLiveDataset",
-    "jsonPath": "cr:jsonPath", "key": "cr:key", "md5": "cr:md5", "parentField": "cr:parentField", "path": "cr:path",
-    "recordSet": "cr:recordSet", "references": "cr:references", "regex": "cr:regex", "repeated": "cr:repeated",
-    "replace": "cr:replace", "separator": "cr:separator", "source": "cr:source", "subField": "cr:subField",
-    "transform": "cr:transform", "equivalentProperty": "cr:equivalentProperty", "samplingRate": "cr:samplingRate",
+    "@language": "en",
+    "@vocab": "https://schema.org/",
+    "sc": "https://schema.org/",
+    "cr": "http://mlcommons.org/croissant/",
+    "rai": "http://mlcommons.org/croissant/RAI/",
+    "dct": "http://purl.org/dc/terms/",
+    "citeAs": "cr:citeAs",
+    "column": "cr:column",
+    "conformsTo": "dct:conformsTo",
+    "containedIn": "cr:containedIn",
+    "data": {"@id": "cr:data", "@type": "@json"},
+    "dataType": {"@id": "cr:dataType", "@type": "@vocab"},
+    "examples": {"@id": "cr:examples", "@type": "@json"},
+    "extract": "cr:extract",
+    "field": "cr:field",
+    "fileProperty": "cr:fileProperty",
+    "fileObject": "cr:fileObject",
+    "fileSet": "cr:fileSet",
+    "format": "cr:format",
+    "includes": "cr:includes",
+    "isLiveDataset": "cr:isLiveDataset",
+    "jsonPath": "cr:jsonPath",
+    "key": "cr:key",
+    "md5": "cr:md5",
+    "parentField": "cr:parentField",
+    "path": "cr:path",
+    "recordSet": "cr:recordSet",
+    "references": "cr:references",
+    "regex": "cr:regex",
+    "repeated": "cr:repeated",
+    "replace": "cr:replace",
+    "separator": "cr:separator",
+    "source": "cr:source",
+    "subField": "cr:subField",
+    "transform": "cr:transform",
+    "equivalentProperty": "cr:equivalentProperty",
+    "samplingRate": "cr:samplingRate",
 }
 
 _TAGS = ["formula-driven", "synthetic", "fdsl", "webdataset", "image-classification", "pre-training"]
@@ -54,8 +80,15 @@ _TAGS = ["formula-driven", "synthetic", "fdsl", "webdataset", "image-classificat
 
 def size_category(samples: int) -> str:
     """The Hugging Face ``size_categories`` bucket of ``samples``."""
-    bounds = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
-              (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B")]
+    bounds = [
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+        (10_000_000, "1M<n<10M"),
+        (100_000_000, "10M<n<100M"),
+        (1_000_000_000, "100M<n<1B"),
+    ]
     for bound, name in bounds:
         if samples < bound:
             return name
@@ -69,10 +102,12 @@ def _family(manifest: DatasetManifest):
 def _description(manifest: DatasetManifest) -> str:
     d = manifest.definition()
     t = manifest.totals
-    return (f"{manifest.name}: a formula-driven image-classification dataset of the {d.family.name} family "
-            f"({d.family.paper}), {t['categories']:,} categories x {t['instances_per_category']:,} instances = "
-            f"{t['samples']:,} images rendered from formulas by fractalshards. No real image and no personal data is "
-            f"involved. WebDataset tar shards; version {manifest.version} ({manifest.fingerprint}).")
+    return (
+        f"{manifest.name}: a formula-driven image-classification dataset of the {d.family.name} family "
+        f"({d.family.paper}), {t['categories']:,} categories x {t['instances_per_category']:,} instances = "
+        f"{t['samples']:,} images rendered from formulas by fractalshards. No real image and no personal data is "
+        f"involved. WebDataset tar shards; version {manifest.version} ({manifest.fingerprint})."
+    )
 
 
 def croissant(manifest: DatasetManifest, url: str = "") -> dict:
@@ -81,27 +116,57 @@ def croissant(manifest: DatasetManifest, url: str = "") -> dict:
     ``url`` (the dataset's public location, if any) goes into the ``url`` property.
     """
     label_regex = "^([0-9]+)-[0-9]+\\.png$"  # plan.KEY_FORMAT: the category index before the dash
-    shards = [{"@type": "cr:FileObject", "@id": s.name, "name": s.name, "contentUrl": s.name,
-               "contentSize": f"{s.bytes} B", "encodingFormat": "application/x-tar", "sha256": s.sha256}
-              for s in manifest.shards]
+    shards = [
+        {
+            "@type": "cr:FileObject",
+            "@id": s.name,
+            "name": s.name,
+            "contentUrl": s.name,
+            "contentSize": f"{s.bytes} B",
+            "encodingFormat": "application/x-tar",
+            "sha256": s.sha256,
+        }
+        for s in manifest.shards
+    ]
     contained = [{"@id": s.name} for s in manifest.shards]
     files = [
-        {"@type": "cr:FileSet", "@id": "png-files", "name": "png-files", "description": "the images, one per sample",
-         "containedIn": contained, "encodingFormat": "image/png", "includes": "*.png"},
-        {"@type": "cr:FileSet", "@id": "cls-files", "name": "cls-files",
-         "description": "the labels, one per sample: the category index as decimal text",
-         "containedIn": contained, "encodingFormat": "text/plain", "includes": "*.cls"},
+        {
+            "@type": "cr:FileSet",
+            "@id": "png-files",
+            "name": "png-files",
+            "description": "the images, one per sample",
+            "containedIn": contained,
+            "encodingFormat": "image/png",
+            "includes": "*.png",
+        },
+        {
+            "@type": "cr:FileSet",
+            "@id": "cls-files",
+            "name": "cls-files",
+            "description": "the labels, one per sample: the category index as decimal text",
+            "containedIn": contained,
+            "encodingFormat": "text/plain",
+            "includes": "*.cls",
+        },
     ]
 
     def field(name: str, data_type: str, description: str, prop: str, regex: str | None = None) -> dict:
         source: dict = {"fileSet": {"@id": "png-files"}, "extract": {"fileProperty": prop}}
         if regex:
             source["transform"] = {"regex": regex}
-        return {"@type": "cr:Field", "@id": f"samples/{name}", "name": name, "description": description,
-                "dataType": data_type, "source": source}
+        return {
+            "@type": "cr:Field",
+            "@id": f"samples/{name}",
+            "name": name,
+            "description": description,
+            "dataType": data_type,
+            "source": source,
+        }
 
     record = {
-        "@type": "cr:RecordSet", "@id": "samples", "name": "samples",
+        "@type": "cr:RecordSet",
+        "@id": "samples",
+        "name": "samples",
         "description": "one record per image: the image, its label (category index) and its webdataset key",
         "key": {"@id": "samples/key"},
         "field": [
@@ -135,6 +200,7 @@ def card_markdown(manifest: DatasetManifest, url: str = "") -> str:
     """The ``README.md`` dataset card (Hugging Face YAML header and a Markdown body)."""
     d = manifest.definition()
     t = manifest.totals
+    per_image = t["bytes"] / max(1, t["samples"]) / 1024
     family = d.family
     names = [s.name for s in manifest.shards]
     features = [{"name": "png", "dtype": "image"}, {"name": "cls", "dtype": "int64"}, {"name": "json", "dtype": "string"}]
@@ -145,9 +211,12 @@ def card_markdown(manifest: DatasetManifest, url: str = "") -> str:
         "size_categories": [size_category(t["samples"])],
         "tags": _TAGS + [family.name],
         "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": names}]}],
-        "dataset_info": {"features": features,
-                         "splits": [{"name": "train", "num_bytes": t["bytes"], "num_examples": t["samples"]}],
-                         "download_size": t["bytes"], "dataset_size": t["bytes"]},
+        "dataset_info": {
+            "features": features,
+            "splits": [{"name": "train", "num_bytes": t["bytes"], "num_examples": t["samples"]}],
+            "download_size": t["bytes"],
+            "dataset_size": t["bytes"],
+        },
     }
     where = url or "<URL of this folder>"
     settings = family.describe_settings(d.render)
@@ -162,14 +231,14 @@ point of FDSL: no privacy, copyright or labelling cost.
 | | |
 |---|---|
 | family | `{family.name}`: {family.paper} |
-| categories | {t['categories']:,} ({d.categories.name}, {d.categories.content_hash}) |
-| instances per category | {t['instances_per_category']:,} |
-| images | {t['samples']:,} ({t['diverged']} diverged) |
-| shards | {t['shards']:,} WebDataset tars, {t['bytes'] / 1e6:,.1f} MB ({t['bytes'] / max(1, t['samples']) / 1024:.1f} KiB per image) |
+| categories | {t["categories"]:,} ({d.categories.name}, {d.categories.content_hash}) |
+| instances per category | {t["instances_per_category"]:,} |
+| images | {t["samples"]:,} ({t["diverged"]} diverged) |
+| shards | {t["shards"]:,} WebDataset tars, {t["bytes"] / 1e6:,.1f} MB ({per_image:.1f} KiB per image) |
 | render settings | {settings} |
 | version | `{manifest.version}` ({manifest.fingerprint}) |
 | license | {manifest.license} |
-| made by | fractalshards {manifest.generator.get('version', '')} |
+| made by | fractalshards {manifest.generator.get("version", "")} |
 
 Each sample is `<key>.png` (the image), `<key>.cls` (the category index as text) and `<key>.json`
 (everything needed to render it again); keys are `<category:06d>-<instance:04d>`. `{MANIFEST_NAME}`
@@ -251,8 +320,7 @@ def write_card(manifest: DatasetManifest, shards: Store, out: Store, url: str = 
         family = _family(manifest)
         rows = min(4, manifest.totals["categories"])
         cols = min(6, manifest.totals["instances_per_category"]) if family.instances_per_category > 1 else 1
-        grid = grid_from_shards(manifest, shards, rows if cols > 1 else min(16, manifest.totals["categories"]), cols,
-                                tile=96)
+        grid = grid_from_shards(manifest, shards, rows if cols > 1 else min(16, manifest.totals["categories"]), cols, tile=96)
         buf = io.BytesIO()
         grid.save(buf, format="PNG", optimize=True)
         out.write_bytes(PREVIEW_NAME, buf.getvalue())

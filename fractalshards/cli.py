@@ -9,18 +9,16 @@ import logging
 import os
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from . import __version__, png
+from .categories import CategoryManifest
+from .definition import DatasetDefinition
 from .errors import DEFAULT_LICENSE, ConfigError
-from .families import DEFAULT_FAMILY, family_names, get_family
-from .ifs import SAMPLERS
-from .manifest import CategoryManifest, atomic_write_bytes, write_official_csv
-from .presets import PRESETS, get_preset, load_preset
-from .render import COLORS, DRAWS
-from .shards import encode_png
-from .storage import redact
+from .families import DEFAULT_FAMILY, family_names, flagged_fields, get_family
+from .presets import all_presets, get_preset, load_preset
+from .storage import atomic_write, redact
 
 __all__ = ["main", "build_parser"]
 
@@ -67,58 +65,161 @@ def _positive(text: str) -> int:
 def _add_source(p: argparse.ArgumentParser, dataset: bool = False, like: bool = False, recipe: bool = False) -> None:
     # preview may take a positional URL instead, so its group is checked by hand.
     src = p.add_mutually_exclusive_group(required=not dataset)
-    src.add_argument("--preset", choices=None, metavar="NAME", help=f"a named category set ('fractalshards presets' "
-                     f"lists them): {', '.join(PRESETS)}")
-    src.add_argument("--manifest", metavar="FILE", help="a category manifest JSON written by 'fractalshards search' "
-                     "(or a dataset's manifest.json: its embedded categories)")
+    src.add_argument(
+        "--preset",
+        choices=None,
+        metavar="NAME",
+        help=f"a named category set ('fractalshards presets' lists them): {', '.join(all_presets())}",
+    )
+    src.add_argument(
+        "--manifest",
+        metavar="FILE",
+        help="a category manifest JSON written by 'fractalshards search' (or a dataset's manifest.json: its embedded categories)",
+    )
     if dataset:
         src.add_argument("--dataset", metavar="URL", help="a built dataset (folder or URL): the grid comes from its shards")
     if recipe:
-        src.add_argument("--recipe", metavar="URL", help="build a recipe written by 'fractalshards recipe' (a file or "
-                         "URL; a dataset's manifest.json serves too); no other definition flag may be given")
+        src.add_argument(
+            "--recipe",
+            metavar="URL",
+            help="build a recipe written by 'fractalshards recipe' (a file or "
+            "URL; a dataset's manifest.json serves too); no other definition flag may be given",
+        )
     if like:
-        src.add_argument("--like", metavar="URL", help="rebuild exactly the definition of an existing dataset (a folder, "
-                         "URL or published PREFIX@tag) from its manifest; no other definition flag may be given")
+        src.add_argument(
+            "--like",
+            metavar="URL",
+            help="rebuild exactly the definition of an existing dataset (a folder, "
+            "URL or published PREFIX@tag) from its manifest; no other definition flag may be given",
+        )
     if not dataset:  # preview's --categories is its number of rows, and slices the preset the same way
-        p.add_argument("--categories", type=_positive, default=None, metavar="N",
-                       help="only the first N categories of the preset (a generated preset searches only those)")
-    g = p.add_argument_group("generated presets (1p-frac)")
-    g.add_argument("--sigma", type=float, default=None, metavar="S", help="1p-frac: the base system's sigma-factor "
-                   "(default 3.5)")
-    g.add_argument("--delta", type=float, default=None, metavar="D", help="1p-frac: the perturbation range, each "
-                   "coefficient times uniform(1 - D, 1 + D) (default 0.1)")
+        p.add_argument(
+            "--categories",
+            type=_positive,
+            default=None,
+            metavar="N",
+            help="only the first N categories of the preset (a generated preset searches only those)",
+        )
+    _add_setting_flags(p.add_argument_group("generated presets (their search settings)"), "search", preset_override=True)
 
 
-#: Defaults of the definition flags of `build` (None there, so that --like can tell what was given);
-#: instances and the render flags default to the preset's and the family's.
-_BUILD_DEFAULTS = {"shard_size": 1000, "png_compress_level": 1, "png_encoder": png.DEFAULT_ENCODER}
-_RENDER_FLAGS = ("mode", "draw", "color", "size", "points", "seed")
-_DEFINITION_FLAGS = ("instances", "categories", *_BUILD_DEFAULTS, *_RENDER_FLAGS, "name", "sigma", "delta")
+#: The definition fields that build/recipe flags set, and their defaults (declared once, on DatasetDefinition);
+#: the flags default to None so that --like can tell what was given.
+_BUILD_DEFAULTS = {
+    name: DatasetDefinition.__dataclass_fields__[name].default for name in ("shard_size", "png_compress_level", "png_encoder")
+}
+
+
+def _settings_flags(kind: str, preset_override: bool = False) -> dict[str, dict]:
+    """Every registered family's flagged settings of ``kind`` ("search" or "render"), merged by name:
+    ``{name: {"field": Field, "defaults": {family: default}}}`` in declaration order."""
+    flags: dict[str, dict] = {}
+    for name in family_names():
+        family = get_family(name)
+        cls = family.SearchSettings if kind == "search" else family.Settings
+        defaults = family.search_defaults() if kind == "search" else family.render_defaults()
+        for f in flagged_fields(cls):
+            if preset_override and not f.metadata["preset_override"]:
+                continue
+            entry = flags.setdefault(f.name, {"field": f, "defaults": {}})
+            entry["defaults"][name] = defaults.get(f.name, f.default)
+    return flags
+
+
+def _flag_type(f) -> object:
+    default = f.default
+    if isinstance(default, bool) or f.metadata["choices"]:
+        return None
+    if isinstance(default, int):
+        return _non_negative if f.metadata["minimum"] == 0 else _positive
+    if isinstance(default, float):
+        return float
+    return None
+
+
+def _default_text(defaults: dict) -> str:
+    values = set(map(repr, defaults.values()))
+    if len(values) == 1:
+        text = f"default {next(iter(defaults.values()))}"
+        return text if len(defaults) == len(family_names()) else f"{', '.join(defaults)}; {text}"
+    return "defaults: " + ", ".join(f"{family} {value}" for family, value in defaults.items())
+
+
+def _add_setting_flags(group, kind: str, preset_override: bool = False, skip: tuple = ()) -> None:
+    """One flag per flagged settings field of any family (help and defaults from the field itself)."""
+    for name, entry in _settings_flags(kind, preset_override).items():
+        if name in skip:
+            continue
+        f = entry["field"]
+        group.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            type=_flag_type(f),
+            choices=f.metadata["choices"],
+            default=None,
+            metavar=None if f.metadata["choices"] else name.split("_")[-1][0].upper(),
+            help=f"{f.metadata['help']} ({_default_text(entry['defaults'])})",
+        )
+
+
+def _export_formats() -> dict[str, list[str]]:
+    formats: dict[str, list[str]] = {}
+    for name in family_names():
+        for fmt in get_family(name).export_formats:
+            formats.setdefault(fmt, []).append(name)
+    return formats
+
+
+def _render_flags() -> tuple[str, ...]:
+    return ("mode", *_settings_flags("render"))
+
+
+def _definition_flags() -> tuple[str, ...]:
+    return ("instances", "categories", *_BUILD_DEFAULTS, *_render_flags(), "name", *_settings_flags("search", True))
 
 
 def _add_definition_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--instances", type=_positive, default=None, metavar="K", help="instances per category (default: "
-                   "the preset's, else 1000 or the family's whole instance space if smaller)")
-    p.add_argument("--shard-size", type=_positive, default=1000, metavar="N", help="samples per shard (default 1000)")
+    p.add_argument(
+        "--instances",
+        type=_positive,
+        default=None,
+        metavar="K",
+        help="instances per category (default: the preset's, else 1000 or the family's whole instance space if smaller)",
+    )
+    p.add_argument(
+        "--shard-size",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help=f"samples per shard (default {_BUILD_DEFAULTS['shard_size']})",
+    )
     p.add_argument("--name", default=None, help="dataset name (default: the category set's)")
-    p.add_argument("--png-compress-level", type=int, default=1, choices=range(10), metavar="L", help="PNG zlib level 0..9 (default 1)")
-    p.add_argument("--png-encoder", choices=png.ENCODERS, default=png.DEFAULT_ENCODER,
-                   help="direct: two-level grey images written from their 1-bit rows, unfiltered (fast); pillow: "
-                        "everything through Pillow, as in datasets built before encoders were named (default direct)")
+    p.add_argument(
+        "--png-compress-level",
+        type=int,
+        default=None,
+        choices=range(10),
+        metavar="L",
+        help=f"PNG zlib level 0..9 (default {_BUILD_DEFAULTS['png_compress_level']})",
+    )
+    p.add_argument(
+        "--png-encoder",
+        choices=png.ENCODERS,
+        default=None,
+        help="direct: two-level grey images written from their 1-bit rows, unfiltered (fast); pillow: everything "
+        f"through Pillow, as in datasets built before encoders were named (default {_BUILD_DEFAULTS['png_encoder']})",
+    )
 
 
 def _add_render_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("render settings (a flag that the family has not is an error)")
-    g.add_argument("--mode", choices=("official", "native"), help="official: the released generator's random streams "
-                   "(pixel-identical renders); native: every stream from (seed, category, instance). Default: the preset's")
-    g.add_argument("--draw", choices=DRAWS, default=None, help="IFS families: 3x3 patches (default) or 1x1 points")
-    g.add_argument("--color", choices=COLORS, default=None, help="IFS families: grey (default) or colour")
-    g.add_argument("--size", type=_positive, default=None, metavar="S", help="IFS families: image size in pixels "
-                   "(default 362; 1p-frac 512; VisualAtom and RCDB are 512)")
-    g.add_argument("--points", type=_positive, default=None, metavar="N", help="IFS families: chaos-game points "
-                   "(default 200000; 1p-frac 100000)")
-    g.add_argument("--seed", type=_non_negative, default=None, help="dataset seed of the sample order and native "
-                   "streams (default 0)")
+    g.add_argument(
+        "--mode",
+        choices=("official", "native"),
+        help="official: the released generator's random streams "
+        "(pixel-identical renders); native: every stream from (seed, category, instance). Default: the preset's",
+    )
+    _add_setting_flags(g, "render")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,133 +236,194 @@ def build_parser() -> argparse.ArgumentParser:
     # SUPPRESS: given after the command it counts, absent it leaves the top-level value.
     common.add_argument("--no-progress", action="store_true", default=argparse.SUPPRESS, help="hide progress bars")
 
-    s = sub.add_parser("search", parents=[common], help="search the categories of a family into a manifest",
-                       description="Search categories of a family (--family). Official mode reproduces a released "
-                                   "set's draws exactly (seed 1: FractalDB-1k, VisualAtom-1k, RCDB-1k); native mode "
-                                   "gives each category its own (seed, index) stream. Family-specific flags given to "
-                                   "another family are an error.")
-    s.add_argument("--family", default=DEFAULT_FAMILY, metavar="NAME",
-                   help=f"the formula family: {', '.join(family_names())} (default {DEFAULT_FAMILY})")
+    s = sub.add_parser(
+        "search",
+        parents=[common],
+        help="search the categories of a family into a manifest",
+        description="Search categories of a family (--family). Official mode reproduces a released "
+        "set's draws exactly (seed 1: FractalDB-1k, VisualAtom-1k, RCDB-1k); native mode "
+        "gives each category its own (seed, index) stream. Family-specific flags given to "
+        "another family are an error.",
+    )
+    s.add_argument(
+        "--family",
+        default=DEFAULT_FAMILY,
+        metavar="NAME",
+        help=f"the formula family: {', '.join(family_names())} (default {DEFAULT_FAMILY})",
+    )
     s.add_argument("--mode", choices=("official", "native"), default="native", help="native (default) or official")
     s.add_argument("--categories", type=_positive, default=1000, metavar="N", help="number of categories (default 1000)")
     s.add_argument("--seed", type=_non_negative, default=None, help="seed (default: 1 official, 0 native)")
-    f = s.add_argument_group("fractaldb")
-    f.add_argument("--sampler", choices=SAMPLERS, default=None, help="fractaldb (default) or sigma (native mode only)")
-    f.add_argument("--fill-threshold", type=float, default=None, metavar="F", help="minimum fill rate to accept "
-                   "(default 0.2; 1p-frac: more than 0.05)")
-    f.add_argument("--points", type=_positive, default=None, metavar="N", help="points of the quality check (default 100000)")
-    f.add_argument("--canvas", type=_positive, default=None, metavar="S", help="canvas of the quality check (default 512)")
-    f.add_argument("--min-maps", type=_positive, default=None, metavar="N", help="fewest maps per system (default 2)")
-    f.add_argument("--max-maps", type=_positive, default=None, metavar="N", help="most maps per system (default 7)")
-    c = s.add_argument_group("visualatom and rcdb")
-    c.add_argument("--min-vertices", type=_positive, default=None, metavar="N", help="fewest vertices (VisualAtom 200, RCDB 3)")
-    c.add_argument("--max-vertices", type=_positive, default=None, metavar="N", help="most vertices (VisualAtom 1000, RCDB 200)")
-    c.add_argument("--min-lines", type=_positive, default=None, metavar="N", help="fewest lines (default 1)")
-    c.add_argument("--max-lines", type=_positive, default=None, metavar="N", help="most lines (default 200)")
-    o = s.add_argument_group("1p-frac")
-    o.add_argument("--sigma", type=float, default=None, metavar="S", help="the base system's sigma-factor (default 3.5)")
-    o.add_argument("--delta", type=float, default=None, metavar="D", help="perturbation range (default 0.1)")
-    s.add_argument("--format", choices=("manifest", "official-csv"), default="manifest",
-                   help="manifest: one JSON file (default); official-csv: OUT/00000.csv ... as FractalDB's release (IFS families)")
+    _add_setting_flags(s.add_argument_group("search settings (a flag that the family has not is an error)"), "search")
+    s.add_argument(
+        "--format",
+        choices=("manifest", *_export_formats()),
+        default="manifest",
+        help="manifest: one JSON file (default); the others are families' own formats, written into the folder OUT: "
+        + "; ".join(f"{fmt} ({', '.join(fams)})" for fmt, fams in _export_formats().items()),
+    )
     s.add_argument("--name", default=None, help="dataset name stored in the manifest (default: derived)")
-    s.add_argument("--workers", type=_positive, default=None, metavar="N", help="threads for the fill checks (default: all cores)")
+    s.add_argument(
+        "--workers", type=_positive, default=None, metavar="N", help="threads for the fill checks (default: all cores)"
+    )
     s.add_argument("--out", required=True, help="manifest file (manifest format) or folder (official-csv)")
 
-    pr = sub.add_parser("presets", parents=[common], help="list the named category sets of every family",
-                        description="List the presets: family, categories, instances per category, image size and paper.")
+    pr = sub.add_parser(
+        "presets",
+        parents=[common],
+        help="list the named category sets of every family",
+        description="List the presets: family, categories, instances per category, image size and paper.",
+    )
     pr.add_argument("--json", action="store_true", help="print them as JSON")
 
-    r = sub.add_parser("render", parents=[common], help="render one instance of a category to a PNG",
-                       description="Render one image. Name the instance by index, or (FractalDB) by its weight row, "
-                                   "flip and patch variant as in the official file names.")
+    r = sub.add_parser(
+        "render",
+        parents=[common],
+        help="render one instance of a category to a PNG",
+        description="Render one image. Name the instance by index, or (FractalDB) by its weight row, "
+        "flip and patch variant as in the official file names.",
+    )
     _add_source(r)
     r.add_argument("--category", type=_non_negative, required=True, metavar="C", help="category index")
-    r.add_argument("--instance", type=_non_negative, metavar="I", help="instance index (FractalDB: 0..999, weight fastest)")
-    r.add_argument("--weight", type=_non_negative, metavar="W", help="FractalDB: weight row 0..24 (official 'ww')")
-    r.add_argument("--flip", type=_non_negative, metavar="F", help="FractalDB: flip 0..3")
-    r.add_argument("--patch", type=_non_negative, metavar="P", help="FractalDB: patch variant 0..9 (official 'count')")
+    r.add_argument(
+        "--instance", type=_non_negative, metavar="I", help="instance index (0 .. the family's instances per category - 1)"
+    )
+    for part, (text, fams) in _instance_parts().items():
+        r.add_argument(f"--{part}", type=_non_negative, metavar=part[0].upper(), help=f"{', '.join(fams)}: {text}")
     _add_render_options(r)
     r.add_argument("--out", required=True, metavar="FILE.png", help="output PNG")
 
-    p = sub.add_parser("preview", parents=[common], help="a labelled grid of renders (categories x instances)",
-                       description="Render the first K categories, M instances each (spread over weight rows, "
-                                   "flips and patches), into one labelled PNG; with --dataset URL (or a URL as the "
-                                   "first argument) the pictures come from a built dataset's shards.")
+    p = sub.add_parser(
+        "preview",
+        parents=[common],
+        help="a labelled grid of renders (categories x instances)",
+        description="Render the first K categories, M instances each (spread over weight rows, "
+        "flips and patches), into one labelled PNG; with --dataset URL (or a URL as the "
+        "first argument) the pictures come from a built dataset's shards.",
+    )
     p.add_argument("url", nargs="?", metavar="URL", help="a built dataset (same as --dataset URL)")
     _add_source(p, dataset=True)
     p.add_argument("--categories", type=_positive, default=8, metavar="K", help="number of categories, from 0 (default 8)")
-    p.add_argument("--instances", type=_positive, default=None, metavar="M", help="instances per category (default 8, "
-                   "or all of them when a category has fewer)")
+    p.add_argument(
+        "--instances",
+        type=_positive,
+        default=None,
+        metavar="M",
+        help="instances per category (default 8, or all of them when a category has fewer)",
+    )
     p.add_argument("--tile", type=_positive, default=128, metavar="PX", help="tile size in pixels (default 128)")
     _add_render_options(p)
     p.add_argument("--out", required=True, metavar="grid.png", help="output PNG")
 
-    b = sub.add_parser("build", parents=[common], help="build WebDataset shards and a manifest (Ray or inline)",
-                       description="Render K instances of every category into deterministic WebDataset tar shards "
-                                   "plus manifest.json, written to a folder or an fsspec URL (s3://bucket/prefix). "
-                                   "Runs on an embedded local Ray by default, on a cluster with --address, or "
-                                   "inline with --workers 0; re-running resumes.")
+    b = sub.add_parser(
+        "build",
+        parents=[common],
+        help="build WebDataset shards and a manifest (Ray or inline)",
+        description="Render K instances of every category into deterministic WebDataset tar shards "
+        "plus manifest.json, written to a folder or an fsspec URL (s3://bucket/prefix). "
+        "Runs on an embedded local Ray by default, on a cluster with --address, or "
+        "inline with --workers 0; re-running resumes.",
+    )
     _add_source(b, like=True, recipe=True)
     _add_definition_options(b)
     b.add_argument("--out", required=True, metavar="URL", help="destination folder or URL, e.g. ./data or s3://bucket/prefix")
     where = b.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=_non_negative, default=None, metavar="N",
-                       help="embedded local Ray with N CPUs (default: all cores); 0 builds inline without Ray")
+    where.add_argument(
+        "--workers",
+        type=_non_negative,
+        default=None,
+        metavar="N",
+        help="embedded local Ray with N CPUs (default: all cores); 0 builds inline without Ray",
+    )
     where.add_argument("--address", metavar="ADDR", help="join a Ray cluster (auto, host:6379, ray://host:10001)")
     b.add_argument("--max-retries", type=_non_negative, default=3, metavar="N", help="retries of a failed shard task (default 3)")
-    b.add_argument("--license", default=DEFAULT_LICENSE, metavar="SPDX", help=f"license recorded in the manifest and "
-                   f"its cards (default {DEFAULT_LICENSE}, the FractalDB release's)")
-    b.add_argument("--max-in-flight", type=_positive, default=None, metavar="N", help="most shard tasks pending (default: 2 x CPUs)")
+    b.add_argument(
+        "--license",
+        default=DEFAULT_LICENSE,
+        metavar="SPDX",
+        help=f"license recorded in the manifest and its cards (default {DEFAULT_LICENSE}, the FractalDB release's)",
+    )
+    b.add_argument(
+        "--max-in-flight", type=_positive, default=None, metavar="N", help="most shard tasks pending (default: 2 x CPUs)"
+    )
     _add_render_options(b)
-    b.set_defaults(**{key: None for key in _BUILD_DEFAULTS})
 
-    r = sub.add_parser("recipe", parents=[common], help="write a dataset definition (a recipe): nothing rendered",
-                       description="Write recipe.json: the categories, K instances, render settings, seed and shard "
-                                   "plan of a dataset, with its version id (hash of the definition). 'build --recipe' "
-                                   "builds it byte for byte; FractalStream renders it on the fly; 'publish' publishes it.")
+    r = sub.add_parser(
+        "recipe",
+        parents=[common],
+        help="write a dataset definition (a recipe): nothing rendered",
+        description="Write recipe.json: the categories, K instances, render settings, seed and shard "
+        "plan of a dataset, with its version id (hash of the definition). 'build --recipe' "
+        "builds it byte for byte; FractalStream renders it on the fly; 'publish' publishes it.",
+    )
     _add_source(r, like=True)
     _add_definition_options(r)
     _add_render_options(r)
     r.add_argument("--out", required=True, metavar="recipe.json", help="output file")
-    r.set_defaults(**{key: None for key in _BUILD_DEFAULTS})
 
-    pub = sub.add_parser("publish", parents=[common], help="publish a dataset as an immutable version under a prefix",
-                         description="Copy a built dataset to DEST/<version>/ (server-side within one store), check "
-                                     "every shard's sha256, write the manifest, then record the version (and tags) in "
-                                     "DEST/index.json. Existing versions and tags are refused unless --force.")
+    pub = sub.add_parser(
+        "publish",
+        parents=[common],
+        help="publish a dataset as an immutable version under a prefix",
+        description="Copy a built dataset to DEST/<version>/ (server-side within one store), check "
+        "every shard's sha256, write the manifest, then record the version (and tags) in "
+        "DEST/index.json. Existing versions and tags are refused unless --force.",
+    )
     pub.add_argument("src", metavar="SRC", help="a built dataset (folder or URL)")
     pub.add_argument("dest", metavar="DEST", help="publication prefix, e.g. s3://bucket/datasets/fractaldb-1k")
     pub.add_argument("--tag", action="append", default=[], metavar="TAG", help="a human tag such as v1 (repeatable)")
     pub.add_argument("--force", action="store_true", help="publish again / move tags that name another version")
-    pub.add_argument("--license", default=None, metavar="SPDX", help="license of the published copy (default: the "
-                     "dataset manifest's)")
+    pub.add_argument(
+        "--license", default=None, metavar="SPDX", help="license of the published copy (default: the dataset manifest's)"
+    )
     pub.add_argument("--no-card", action="store_true", help="do not write README.md, preview.png and croissant.json")
 
-    cd = sub.add_parser("card", parents=[common], help="write a dataset card (README.md, preview.png, croissant.json)",
-                        description="Write the Hugging Face dataset card (README.md with YAML metadata), a preview grid "
-                                    "read from the shards and Croissant 1.1 metadata (croissant.json) of a built or "
-                                    "published dataset; 'publish' writes them into every version.")
+    cd = sub.add_parser(
+        "card",
+        parents=[common],
+        help="write a dataset card (README.md, preview.png, croissant.json)",
+        description="Write the Hugging Face dataset card (README.md with YAML metadata), a preview grid "
+        "read from the shards and Croissant 1.1 metadata (croissant.json) of a built or "
+        "published dataset; 'publish' writes them into every version.",
+    )
     cd.add_argument("url", metavar="URL", help="dataset folder or URL (PREFIX@tag resolves)")
     cd.add_argument("--out", default=None, metavar="DIR", help="where to write them (default: beside the shards)")
     cd.add_argument("--license", default=None, metavar="SPDX", help="license for the card (default: the manifest's)")
     cd.add_argument("--no-preview", action="store_true", help="skip preview.png (reads a few shards)")
 
-    ls = sub.add_parser("ls", parents=[common], help="list the versions and tags published under a prefix",
-                        description="List the versions and tags in DEST/index.json.")
+    ls = sub.add_parser(
+        "ls",
+        parents=[common],
+        help="list the versions and tags published under a prefix",
+        description="List the versions and tags in DEST/index.json.",
+    )
     ls.add_argument("dest", metavar="DEST", help="publication prefix")
     ls.add_argument("--json", action="store_true", help="print the index as JSON")
 
-    v = sub.add_parser("verify", parents=[common], help="check a dataset's shards and re-render samples",
-                       description="Check every shard's size, sha256 and sample count against the manifest, and "
-                                   "re-render N random samples and compare their pixels. Exit 0 only when all match.")
+    v = sub.add_parser(
+        "verify",
+        parents=[common],
+        help="check a dataset's shards and re-render samples",
+        description="Check every shard's size, sha256 and sample count against the manifest, and "
+        "re-render N random samples and compare their pixels. Exit 0 only when all match.",
+    )
     v.add_argument("url", metavar="URL", help="dataset folder or URL (PREFIX@tag, @latest and @<version> resolve)")
     v.add_argument("--render-sample", type=_non_negative, default=0, metavar="N", help="samples to re-render (default 0)")
     v.add_argument("--seed", type=_non_negative, default=0, help="which samples are picked (default 0)")
-    v.add_argument("--recipe", metavar="URL", default=None, help="check the dataset against this recipe (file, URL or "
-                   "PREFIX@tag): same definition, samples re-rendered from the recipe")
+    v.add_argument(
+        "--recipe",
+        metavar="URL",
+        default=None,
+        help="check the dataset against this recipe (file, URL or "
+        "PREFIX@tag): same definition, samples re-rendered from the recipe",
+    )
 
-    i = sub.add_parser("info", parents=[common], help="describe a built dataset",
-                       description="Print a dataset's name, version, counts, sizes and settings.")
+    i = sub.add_parser(
+        "info",
+        parents=[common],
+        help="describe a built dataset",
+        description="Print a dataset's name, version, counts, sizes and settings.",
+    )
     i.add_argument("url", metavar="URL", help="dataset folder or URL")
     i.add_argument("--json", action="store_true", help="print the whole manifest as JSON")
     return parser
@@ -302,62 +464,75 @@ def _check_output_dir(path: str) -> Path:
 
 
 def _load_source(args: argparse.Namespace, progress: bool) -> CategoryManifest:
-    search = {"sigma": getattr(args, "sigma", None), "delta": getattr(args, "delta", None)}
+    search = {k: getattr(args, k, None) for k in _settings_flags("search", preset_override=True)}
     if args.preset is not None:
         return load_preset(args.preset, progress=progress, search=search, categories=getattr(args, "categories", None))
     given = [k for k, v in search.items() if v is not None]
     if given:
-        raise ConfigError(f"{given[0]}: applies to a generated --preset (1p-frac); a --manifest keeps its categories")
+        flag = "--" + given[0].replace("_", "-")
+        raise ConfigError(f"{given[0]}: {flag} applies to a generated --preset; a --manifest keeps its categories")
     manifest = CategoryManifest.load(args.manifest)
     count = getattr(args, "categories", None)
     return manifest.subset(count) if count is not None and count < len(manifest) else manifest
 
 
-def _render_settings(args: argparse.Namespace, manifest: CategoryManifest):
-    """The family's render settings from the render flags (a flag the family has not is an error)."""
-    return manifest.family.render_settings(manifest, {k: getattr(args, k) for k in _RENDER_FLAGS})
+def _render_options(args: argparse.Namespace) -> dict:
+    """The render flags given (a flag the family has not is an error where the settings are made)."""
+    return {k: getattr(args, k) for k in _render_flags()}
 
 
-_SEARCH_FLAGS = ("sampler", "fill_threshold", "points", "canvas", "min_maps", "max_maps", "min_vertices",
-                 "max_vertices", "min_lines", "max_lines", "sigma", "delta")
+def _instance_parts() -> dict[str, tuple[str, list[str]]]:
+    parts: dict[str, tuple[str, list[str]]] = {}
+    for name in family_names():
+        for part, text in get_family(name).instance_parts:
+            parts.setdefault(part, (text, []))[1].append(name)
+    return parts
 
 
 def _cmd_presets(args: argparse.Namespace, progress: bool) -> int:
     rows = []
-    for p in PRESETS.values():
+    for p in all_presets().values():
         size = get_family(p.family).image_size
-        rows.append({"name": p.name, "family": p.family, "categories": p.categories, "instances": p.instances,
-                     "images": p.categories * p.instances, "size": size, "render_mode": p.render_mode,
-                     "paper": p.paper, "description": p.description,
-                     "source": "committed" if p.file or p.base else "generated on first use, cached"})
+        rows.append(
+            {
+                "name": p.name,
+                "family": p.family,
+                "categories": p.categories,
+                "instances": p.instances,
+                "images": p.categories * p.instances,
+                "size": size,
+                "render_mode": p.render_mode,
+                "paper": p.paper,
+                "description": p.description,
+                "source": "committed" if p.file or p.base else "generated on first use, cached",
+            }
+        )
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
     print(f"{'preset':15s} {'family':11s} {'categories':>10s} {'instances':>9s} {'images':>10s} {'size':>5s}  paper")
     for r in rows:
-        print(f"{r['name']:15s} {r['family']:11s} {r['categories']:10,d} {r['instances']:9,d} {r['images']:10,d} "
-              f"{r['size']:5d}  {r['paper']}")
+        print(
+            f"{r['name']:15s} {r['family']:11s} {r['categories']:10,d} {r['instances']:9,d} {r['images']:10,d} "
+            f"{r['size']:5d}  {r['paper']}"
+        )
     return 0
 
 
 def _cmd_search(args: argparse.Namespace, progress: bool) -> int:
     family = get_family(args.family)
-    if args.mode not in family.search_modes:
-        raise ConfigError(f"mode: the {family.name} family searches in {', '.join(family.search_modes)} mode; "
-                          f"use --mode {family.search_modes[0]}")
-    settings = family.search_settings({k: getattr(args, k) for k in _SEARCH_FLAGS})
-    if args.mode == "official" and getattr(settings, "sampler", "fractaldb") != "fractaldb":
-        raise ConfigError("sampler: official mode draws with the 'fractaldb' sampler; use --mode native for 'sigma'")
-    out = _check_output_dir(args.out) if args.format == "official-csv" else _check_output_file(args.out)
+    family.check_search_mode(args.mode)
+    settings = family.search_settings({k: getattr(args, k) for k in _settings_flags("search")})
+    if args.format != "manifest" and args.format not in family.export_formats:
+        family.export(None, args.format, None)  # the family's one-line error
+    out = _check_output_dir(args.out) if args.format != "manifest" else _check_output_file(args.out)
     seed = args.seed if args.seed is not None else family.default_seed(args.mode)
-    result = family.search(args.categories, mode=args.mode, seed=seed, settings=settings, workers=args.workers,
-                           progress=progress)
-    flavour = getattr(settings, "sampler", family.name)
-    name = args.name or f"{args.mode}-{flavour}-seed{seed}-{args.categories}"
+    result = family.search(args.categories, mode=args.mode, seed=seed, settings=settings, workers=args.workers, progress=progress)
+    name = args.name or family.default_name(args.mode, seed, settings, args.categories)
     manifest = CategoryManifest.from_search(name, args.mode, seed, settings, result, family=family.name)
-    if args.format == "official-csv":
-        files = write_official_csv(manifest, out)
-        log.info("wrote %d category files to %s (%d trials)", len(files), out, result.trials)
+    if args.format != "manifest":
+        files = family.export(manifest, args.format, out)
+        log.info("wrote %d %s files to %s (%d trials)", len(files), args.format, out, result.trials)
     else:
         manifest.save(out)
         log.info("wrote %s: %d categories, %d trials, %s", out, len(manifest), result.trials, manifest.content_hash)
@@ -366,9 +541,9 @@ def _cmd_search(args: argparse.Namespace, progress: bool) -> int:
 
 def _cmd_render(args: argparse.Namespace, progress: bool) -> int:
     out = _check_output_file(args.out)
-    parts = {k: getattr(args, k) for k in ("weight", "flip", "patch") if getattr(args, k) is not None}
+    parts = {k: getattr(args, k) for k in _instance_parts() if getattr(args, k) is not None}
     if args.instance is not None and parts:
-        raise ConfigError("instance: give either --instance or --weight/--flip/--patch, not both")
+        raise ConfigError(f"instance: give either --instance or --{'/--'.join(_instance_parts())}, not both")
     manifest = _load_source(args, progress)
     family = manifest.family
     if args.instance is not None:
@@ -378,15 +553,22 @@ def _cmd_render(args: argparse.Namespace, progress: bool) -> int:
     elif family.instances_per_category == 1:
         instance = 0
     else:
-        raise ConfigError("instance: give --instance I" + (", or all three of --weight W --flip F --patch P"
-                                                          if family.name == DEFAULT_FAMILY else ""))
+        named = " ".join(f"--{p} {p[0].upper()}" for p, _ in family.instance_parts)
+        raise ConfigError("instance: give --instance I" + (f", or all of {named}" if named else ""))
     manifest.category(args.category)
-    settings = _render_settings(args, manifest)
+    settings = family.render_settings(manifest, _render_options(args))
     result = family.render(manifest, args.category, instance, settings)
-    atomic_write_bytes(out, encode_png(result.image))
+    atomic_write(out, png.encode(result.image))
     label = family.instance_label(instance)
-    log.info("wrote %s: %s category %d instance %s fill %.4f%s", out, family.name, args.category, label, result.fill,
-             " diverged" if result.diverged else "")
+    log.info(
+        "wrote %s: %s category %d instance %s fill %.4f%s",
+        out,
+        family.name,
+        args.category,
+        label,
+        result.fill,
+        " diverged" if result.diverged else "",
+    )
     return 0
 
 
@@ -401,63 +583,76 @@ def _cmd_preview(args: argparse.Namespace, progress: bool) -> int:
         grid = preview_from_dataset(dataset_url, args.categories, args.instances or 8, tile=args.tile, progress=progress)
         buf = io.BytesIO()
         grid.save(buf, format="PNG")
-        atomic_write_bytes(out, buf.getvalue())
+        atomic_write(out, buf.getvalue())
         log.info("wrote %s (%dx%d) from %s", out, grid.width, grid.height, dataset_url)
         return 0
     if not (args.preset or args.manifest):
         raise ConfigError("source: give a dataset URL, --dataset URL, --preset NAME or --manifest FILE")
     manifest = _load_source(args, progress)
     if args.categories > len(manifest):
-        raise ConfigError(f"categories: {args.categories} is more than the {len(manifest)} of {manifest.name!r}; use 1..{len(manifest)}")
-    settings = _render_settings(args, manifest)
+        raise ConfigError(
+            f"categories: {args.categories} is more than the {len(manifest)} of {manifest.name!r}; use 1..{len(manifest)}"
+        )
+    settings = manifest.family.render_settings(manifest, _render_options(args))
     available = get_preset(args.preset).instances if args.preset else manifest.family.instances_per_category
     count = args.instances or min(8, available)
-    grid = preview_grid(manifest, range(args.categories), preview_instances(count, manifest.family, available),
-                        settings, tile=args.tile, progress=progress)
+    grid = preview_grid(
+        manifest,
+        range(args.categories),
+        preview_instances(count, manifest.family, available),
+        settings,
+        tile=args.tile,
+        progress=progress,
+    )
     buf = io.BytesIO()
     grid.save(buf, format="PNG")
-    atomic_write_bytes(out, buf.getvalue())
+    atomic_write(out, buf.getvalue())
     log.info("wrote %s (%dx%d)", out, grid.width, grid.height)
     return 0
 
 
-def _definition_from_args(args: argparse.Namespace, progress: bool):
+def _definition_from_args(args: argparse.Namespace, progress: bool) -> DatasetDefinition:
     """The dataset definition that `build` / `recipe` flags describe (or --like / --recipe copy exactly)."""
     from .dataset import open_definition
-    from .plan import DatasetDefinition
 
     like = args.like or getattr(args, "recipe", None)
     if like:
         flag = "--like" if args.like else "--recipe"
-        given = [f for f in _DEFINITION_FLAGS if getattr(args, f) is not None]
+        given = [f for f in _definition_flags() if getattr(args, f, None) is not None]
         if given:
             raise ConfigError(f"{flag}: takes the definition exactly as it is; drop --{given[0].replace('_', '-')}")
         kind, document, _ = open_definition(like)
         return document.definition() if kind == "dataset" else document.definition
-    else:
-        for key, value in _BUILD_DEFAULTS.items():
-            if getattr(args, key) is None:
-                setattr(args, key, value)
-        manifest = _load_source(args, progress)
-        settings = _render_settings(args, manifest)
-        top = get_preset(args.preset).instances if args.preset else min(1000, manifest.family.instances_per_category)
-        if args.instances is None:
-            args.instances = top
-        elif args.preset and args.instances > top:
-            raise ConfigError(f"instances: {args.preset} has {top} image(s) per category; use --instances 1..{top} "
-                              "(or build its categories with --manifest for more)")
-        definition = DatasetDefinition(categories=manifest, instances=args.instances, render=settings,
-                                       shard_size=args.shard_size, name=args.name or "", png_compress_level=args.png_compress_level,
-                                       png_encoder=args.png_encoder)
-    return definition
+    options = {key: getattr(args, key) for key in (*_BUILD_DEFAULTS, "name")}
+    if args.preset is not None:
+        search = {k: getattr(args, k, None) for k in _settings_flags("search", preset_override=True)}
+        return DatasetDefinition.from_preset(
+            args.preset,
+            categories=args.categories,
+            search=search,
+            progress=progress,
+            instances=args.instances,
+            render=_render_options(args),
+            **options,
+        )
+    manifest = _load_source(args, progress)
+    return DatasetDefinition.from_manifest(manifest, instances=args.instances, render=_render_options(args), **options)
 
 
 def _cmd_build(args: argparse.Namespace, progress: bool) -> int:
-    from .build import build
+    from .builder import build
 
     definition = _definition_from_args(args, progress)
-    build(definition, args.out, workers=args.workers, address=args.address, max_in_flight=args.max_in_flight,
-          max_retries=args.max_retries, progress=progress, license=args.license)
+    build(
+        definition,
+        args.out,
+        workers=args.workers,
+        address=args.address,
+        max_in_flight=args.max_in_flight,
+        max_retries=args.max_retries,
+        progress=progress,
+        license=args.license,
+    )
     return 0
 
 
@@ -466,10 +661,18 @@ def _cmd_recipe(args: argparse.Namespace, progress: bool) -> int:
 
     out = _check_output_file(args.out)
     recipe = Recipe(_definition_from_args(args, progress))
-    atomic_write_bytes(out, recipe.to_json().encode())
+    atomic_write(out, recipe.to_json().encode())
     d = recipe.definition
-    log.info("wrote recipe %s version %s: %d categories x %d instances = %d samples in %d shards (%s)", recipe.name,
-             recipe.version, d.num_categories, d.instances, d.num_samples, d.num_shards, out)
+    log.info(
+        "wrote recipe %s version %s: %d categories x %d instances = %d samples in %d shards (%s)",
+        recipe.name,
+        recipe.version,
+        d.num_categories,
+        d.instances,
+        d.num_samples,
+        d.num_shards,
+        out,
+    )
     return 0
 
 
@@ -497,21 +700,29 @@ def describe_dataset(manifest, url: str) -> str:
         f"generator {manifest.generator.get('name')} {manifest.generator.get('version')}",
         f"samples   {t['samples']} = {t['categories']} categories x {t['instances_per_category']} instances "
         f"({t['diverged']} diverged)",
-        f"shards    {t['shards']} of {d['shard_size']} samples, {min(sizes) / 1e6:.2f}-{max(sizes) / 1e6:.2f} MB each",
+        f"shards    {t['shards']} of {definition.shard_size} samples, {min(sizes) / 1e6:.2f}-{max(sizes) / 1e6:.2f} MB each",
         f"size      {t['bytes'] / 1e6:.1f} MB ({t['bytes'] / max(1, t['samples']) / 1024:.2f} KiB per sample)",
         f"family    {definition.family.name}",
         f"render    {definition.family.describe_settings(definition.render)}",
-        f"categories {d['categories']['name']} ({d['categories']['content_hash']})",
-        f"order     {d['order']}, keys {d['key_format']}",
+        f"categories {definition.categories.name} ({definition.categories.content_hash})",
+        f"order     {d['order']}, keys {d['key_format']}, definition format {definition.definition_format}",
     ]
     return "\n".join(lines)
 
 
 def _cmd_publish(args: argparse.Namespace, progress: bool) -> int:
-    from .publish import publish
+    from .publisher import publish
 
-    publish(args.src, args.dest, tags=args.tag, force=args.force, progress=progress, say=log.info, license=args.license,
-            card=not args.no_card)
+    publish(
+        args.src,
+        args.dest,
+        tags=args.tag,
+        force=args.force,
+        progress=progress,
+        say=log.info,
+        license=args.license,
+        card=not args.no_card,
+    )
     return 0
 
 
@@ -536,7 +747,7 @@ def _cmd_card(args: argparse.Namespace, progress: bool) -> int:
 
 
 def _cmd_ls(args: argparse.Namespace, progress: bool) -> int:
-    from .index import read_index
+    from .catalog import read_index
     from .storage import open_store
 
     store = open_store(args.dest)
@@ -553,17 +764,22 @@ def _cmd_ls(args: argparse.Namespace, progress: bool) -> int:
     for e in versions:
         tags = list(e.get("tags", [])) + (["latest"] if e["version"] == index.get("latest") else [])
         kind = e.get("kind", "dataset")
-        print(f"{e['version']:16s}  {kind:7s}  {e['created']:27s}  {e['samples']:9d}  {e.get('shards', 0) if kind == 'dataset' else '-':>6}  "
-              f"{e['bytes'] / 1e6:8.3f}MB  {', '.join(tags)}")
+        print(
+            f"{e['version']:16s}  {kind:7s}  {e['created']:27s}  {e['samples']:9d}  "
+            f"{e.get('shards', 0) if kind == 'dataset' else '-':>6}  "
+            f"{e['bytes'] / 1e6:8.3f}MB  {', '.join(tags)}"
+        )
     return 0
 
 
 def _cmd_verify(args: argparse.Namespace, progress: bool) -> int:
-    from .verify import verify
+    from .verifier import verify
 
     report = verify(args.url, render_sample=args.render_sample, seed=args.seed, progress=progress, recipe=args.recipe)
-    head = (f"{args.url}: version {report.version}, {report.shards} shards, {report.samples} samples checked, "
-            f"{report.rendered} re-rendered")
+    head = (
+        f"{args.url}: version {report.version}, {report.shards} shards, {report.samples} samples checked, "
+        f"{report.rendered} re-rendered"
+    )
     if report.ok:
         print(f"ok: {head}")
         return 0

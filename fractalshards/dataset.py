@@ -1,20 +1,7 @@
 """The dataset manifest, ``manifest.json`` beside the shards: written last, so a
 folder without it is not a dataset.
 
-Schema (``format_version`` 1; see the README)::
-
-    {
-      "format": "fractalshards.dataset", "format_version": 1,
-      "name": "fractaldb-100",
-      "version": "<16 hex>",                 # id: hash of the definition and the shard hashes
-      "fingerprint": "sha256:<hex>",         # the full hash behind "version"
-      "generator": {"name": "fractalshards", "version": "0.1.0"},
-      "license": "CC-BY-4.0",                # SPDX id; metadata, not part of the fingerprint
-      "definition": {...},                   # plan.DatasetDefinition.to_dict(): render settings, K, seed, ...
-      "categories": {...},                   # the category manifest, embedded (with its content_hash)
-      "shards": [{"name", "samples", "bytes", "sha256", "diverged"}, ...],
-      "totals": {"shards", "samples", "bytes", "categories", "instances_per_category", "diverged"}
-    }
+The schema is described once, in the docs (``docs/formats.md``).
 
 Everything read back is validated (:meth:`DatasetManifest.from_dict`) before any shard
 byte is fetched or written: a manifest is untrusted input. ``build --like URL`` rebuilds
@@ -29,15 +16,24 @@ import re
 from dataclasses import dataclass, field
 
 from . import __version__, png
+from .catalog import resolve
+from .categories import CategoryManifest
+from .definition import DatasetDefinition
 from .errors import DEFAULT_LICENSE, ConfigError, check_dataset_name, check_file_name, check_license, check_version
-from .manifest import CategoryManifest, canonical_hash
-from .plan import DatasetDefinition
-from .index import resolve
+from .hashing import canonical_hash, version_id
 from .recipe import RECIPE_NAME, Recipe, definition_from_data, definition_id
 from .storage import Store, open_store, redact
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST_NAME", "ManifestShard", "DatasetManifest", "load_dataset", "check_file_name",
-           "open_definition"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "MANIFEST_NAME",
+    "ManifestShard",
+    "DatasetManifest",
+    "load_dataset",
+    "check_file_name",
+    "open_definition",
+]
 
 FORMAT = "fractalshards.dataset"
 FORMAT_VERSION = 1
@@ -64,7 +60,7 @@ class ManifestShard:
     diverged: int = 0
 
     @classmethod
-    def from_dict(cls, data: object, field: str = "shard", source: str = MANIFEST_NAME) -> "ManifestShard":
+    def from_dict(cls, data: object, field: str = "shard", source: str = MANIFEST_NAME) -> ManifestShard:
         """Validate every field (the data comes from storage)."""
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: {field} must be an object with name, samples, bytes, sha256")
@@ -101,7 +97,7 @@ class DatasetManifest:
     _definition: DatasetDefinition | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def create(cls, definition: DatasetDefinition, shards: list[dict], license: str = DEFAULT_LICENSE) -> "DatasetManifest":
+    def create(cls, definition: DatasetDefinition, shards: list[dict], license: str = DEFAULT_LICENSE) -> DatasetManifest:
         """Assemble the manifest of a finished build (deterministic: no clock, no host)."""
         defn = definition.to_dict()
         fingerprint = canonical_hash({"definition": defn, "shards": [s["sha256"] for s in shards]})
@@ -110,7 +106,7 @@ class DatasetManifest:
         entries = tuple(ManifestShard.from_dict(s, f"shards[{i}]", "build") for i, s in enumerate(shards))
         return cls(
             name=definition.name,
-            version=fingerprint.split(":", 1)[1][:16],
+            version=version_id(fingerprint),
             fingerprint=fingerprint,
             generator={"name": "fractalshards", "version": __version__, "png_libraries": png.library_versions()},
             definition_data=defn,
@@ -130,7 +126,7 @@ class DatasetManifest:
 
     # -- reading -------------------------------------------------------------------------
     @classmethod
-    def from_json(cls, text: str | bytes, source: str = MANIFEST_NAME) -> "DatasetManifest":
+    def from_json(cls, text: str | bytes, source: str = MANIFEST_NAME) -> DatasetManifest:
         """Parse and validate."""
         try:
             data = json.loads(text)
@@ -139,7 +135,7 @@ class DatasetManifest:
         return cls.from_dict(data, source)
 
     @classmethod
-    def from_dict(cls, data: object, source: str = MANIFEST_NAME) -> "DatasetManifest":
+    def from_dict(cls, data: object, source: str = MANIFEST_NAME) -> DatasetManifest:
         """Validate every field read from storage; a violation is a one-line :class:`ConfigError` naming it.
 
         Shard names must be plain file names, the version 16 hex digits of a fingerprint
@@ -150,7 +146,8 @@ class DatasetManifest:
             raise ConfigError(f"{source}: not a fractalshards dataset manifest (format must be {FORMAT!r})")
         if data.get("format_version") not in SUPPORTED_VERSIONS:
             raise ConfigError(
-                f"{source}: format_version {data.get('format_version')!r} is not supported; this fractalshards reads {list(SUPPORTED_VERSIONS)}"
+                f"{source}: format_version {data.get('format_version')!r} is not supported; "
+                f"this fractalshards reads {list(SUPPORTED_VERSIONS)}"
             )
         for key in ("name", "version", "fingerprint", "definition", "categories", "shards", "totals"):
             if key not in data:
@@ -160,7 +157,7 @@ class DatasetManifest:
         fingerprint = data["fingerprint"]
         if not isinstance(fingerprint, str) or not fingerprint.startswith("sha256:") or not _SHA256.match(fingerprint[7:]):
             raise ConfigError(f"{source}: fingerprint {fingerprint!r} is not 'sha256:' and 64 hex digits")
-        if fingerprint[7:23] != version:
+        if version_id(fingerprint) != version:
             raise ConfigError(f"{source}: version {version} is not the start of the fingerprint; the manifest was edited")
         raw_shards = data["shards"]
         if not isinstance(raw_shards, list) or not raw_shards:
@@ -172,26 +169,44 @@ class DatasetManifest:
         if not isinstance(definition, dict):
             raise ConfigError(f"{source}: definition must be an object")
         if canonical_hash({"definition": definition, "shards": [s.sha256 for s in shards]}) != fingerprint:
-            raise ConfigError(f"{source}: fingerprint does not match the definition and shard hashes; "
-                              "the manifest was edited or is damaged, rebuild or re-publish it")
+            raise ConfigError(
+                f"{source}: fingerprint does not match the definition and shard hashes; "
+                "the manifest was edited or is damaged, rebuild or re-publish it"
+            )
         if not isinstance(data["categories"], dict):
             raise ConfigError(f"{source}: categories must be a category manifest object")
         generator = data.get("generator", {})
         license = check_license(data.get("license", DEFAULT_LICENSE), "license", source)
-        manifest = cls(name, version, fingerprint, generator if isinstance(generator, dict) else {}, definition,
-                       data["categories"], shards, data["totals"] if isinstance(data["totals"], dict) else {}, license)
+        manifest = cls(
+            name,
+            version,
+            fingerprint,
+            generator if isinstance(generator, dict) else {},
+            definition,
+            data["categories"],
+            shards,
+            data["totals"] if isinstance(data["totals"], dict) else {},
+            license,
+        )
         defn = manifest.definition(source)  # validates the render settings, counts and the categories
         if definition.get("categories", {}).get("content_hash") != defn.categories.content_hash:
             raise ConfigError(f"{source}: definition.categories.content_hash does not match the embedded categories")
         totals = manifest.totals
-        expected = {"shards": len(shards), "samples": sum(s.samples for s in shards), "bytes": sum(s.bytes for s in shards),
-                    "categories": defn.num_categories, "instances_per_category": defn.instances,
-                    "diverged": sum(s.diverged for s in shards)}
+        expected = {
+            "shards": len(shards),
+            "samples": sum(s.samples for s in shards),
+            "bytes": sum(s.bytes for s in shards),
+            "categories": defn.num_categories,
+            "instances_per_category": defn.instances,
+            "diverged": sum(s.diverged for s in shards),
+        }
         for key, value in expected.items():
             if totals.get(key) != value:
                 raise ConfigError(f"{source}: totals.{key} is {totals.get(key)!r} but the shards and definition give {value}")
         if expected["samples"] != defn.num_samples:
-            raise ConfigError(f"{source}: the shards hold {expected['samples']} samples but the definition has {defn.num_samples}")
+            raise ConfigError(
+                f"{source}: the shards hold {expected['samples']} samples but the definition has {defn.num_samples}"
+            )
         return manifest
 
     @property
@@ -243,8 +258,10 @@ def load_dataset(url: str, storage_options: dict | None = None) -> tuple[Dataset
     read (and validate) its manifest; a recipe is refused with a one-line error."""
     kind, document, store = open_definition(url, storage_options)
     if kind != "dataset":
-        raise ConfigError(f"url: {url!r} is a recipe, not a built dataset; build it with "
-                          f"'fractalshards build --like {url} --out ...' or stream it with FractalStream")
+        raise ConfigError(
+            f"url: {url!r} is a recipe, not a built dataset; build it with "
+            f"'fractalshards build --like {url} --out ...' or stream it with FractalStream"
+        )
     return document, store
 
 
@@ -254,11 +271,12 @@ def _read_optional(store: Store, name: str, url: str) -> bytes | None:
     except FileNotFoundError:
         return None
     except Exception as exc:  # noqa: BLE001 - backends raise many types
-        raise ConfigError(f"url: cannot read {url!r} ({redact(str(exc), store.storage_options).splitlines()[0]}); "
-                          "check the URL and credentials") from None
+        raise ConfigError(
+            f"url: cannot read {url!r} ({redact(str(exc), store.storage_options).splitlines()[0]}); check the URL and credentials"
+        ) from None
 
 
-def open_definition(url: str, storage_options: dict | None = None) -> tuple[str, "DatasetManifest | Recipe", Store]:
+def open_definition(url: str, storage_options: dict | None = None) -> tuple[str, DatasetManifest | Recipe, Store]:
     """What ``url`` holds: ``("dataset", DatasetManifest, store)`` or ``("recipe", Recipe, store)``.
 
     ``url`` is a dataset folder or URL, a published ``PREFIX@ref`` (a dataset or a recipe

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["ConfigError", "ShardIntegrityError", "TransferError", "check_choice", "check_int", "is_version_id",
-           "check_version", "check_file_name", "check_dataset_name"]
+__all__ = [
+    "ConfigError",
+    "ShardIntegrityError",
+    "TransferError",
+    "check_choice",
+    "check_int",
+    "is_version_id",
+    "check_version",
+    "check_file_name",
+    "check_dataset_name",
+]
 
 
 class ConfigError(ValueError):
@@ -53,8 +62,10 @@ def check_file_name(value: object, field: str, source: str) -> str:
     """``value`` if it is a plain file name (letters, digits, ``.``, ``_``, ``-``; no path, ``..``,
     leading dot or control character), else a one-line :class:`ConfigError`."""
     if not isinstance(value, str) or not _FILE_NAME.match(value) or ".." in value:
-        raise ConfigError(f"{source}: {field} {value!r} is not a plain file name (letters, digits, '.', '_', '-'; "
-                          "no path, '..' or leading dot); the data is damaged or crafted, do not use it")
+        raise ConfigError(
+            f"{source}: {field} {value!r} is not a plain file name (letters, digits, '.', '_', '-'; "
+            "no path, '..' or leading dot); the data is damaged or crafted, do not use it"
+        )
     return value
 
 
@@ -73,6 +84,8 @@ _SPDX = re.compile(r"^(LicenseRef-[A-Za-z0-9.-]{1,64}|[A-Za-z0-9][A-Za-z0-9.+-]{
 def check_license(value: object, field: str = "license", source: str = "license") -> str:
     """``value`` if it looks like an SPDX license id (``CC-BY-4.0``, ``MIT``, ``LicenseRef-...``)."""
     if not isinstance(value, str) or not _SPDX.match(value):
-        raise ConfigError(f"{source}: {field} {value!r} is not an SPDX license id; use one such as CC-BY-4.0, MIT "
-                          "or LicenseRef-<name> (https://spdx.org/licenses/)")
+        raise ConfigError(
+            f"{source}: {field} {value!r} is not an SPDX license id; use one such as CC-BY-4.0, MIT "
+            "or LicenseRef-<name> (https://spdx.org/licenses/)"
+        )
     return value

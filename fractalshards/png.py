@@ -85,8 +85,16 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def _png(width: int, height: int, depth: int, colour_type: int, palette: bytes | None, rows: np.ndarray,
-         compress_level: int, strategy: int) -> bytes:
+def _png(
+    width: int,
+    height: int,
+    depth: int,
+    colour_type: int,
+    palette: bytes | None,
+    rows: np.ndarray,
+    compress_level: int,
+    strategy: int,
+) -> bytes:
     header = struct.pack(">IIBBBBB", width, height, depth, colour_type, 0, 0, 0)  # deflate, no interlace
     chunks = [_SIGNATURE, _chunk(b"IHDR", header)]
     if palette is not None:
@@ -103,8 +111,9 @@ def _direct(image: np.ndarray | TwoLevelImage, compress_level: int) -> bytes:
         level = packed.level
         # Run-length matches only: on random mask bits and empty runs, 25% faster than zlib's
         # default search and 5% smaller (FractalDB-1k renders; 10% smaller than Pillow's PNG).
-        return _png(packed.width, packed.height, 1, 3, bytes((0, 0, 0, level, level, level)), packed.scanlines,
-                    compress_level, zlib.Z_RLE)
+        return _png(
+            packed.width, packed.height, 1, 3, bytes((0, 0, 0, level, level, level)), packed.scanlines, compress_level, zlib.Z_RLE
+        )
     height, width = image.shape[:2]
     channels = 1 if image.ndim == 2 else image.shape[2]
     if image.dtype != np.uint8 or channels not in (1, 3):

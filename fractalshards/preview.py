@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
+from .categories import CategoryManifest
 from .errors import ConfigError
 from .families import DEFAULT_FAMILY, Family, get_family
-from .manifest import CategoryManifest
 
 __all__ = ["Tile", "preview_instances", "grid_image", "preview_grid", "preview_from_dataset", "grid_from_shards"]
 
@@ -107,8 +107,9 @@ def preview_grid(
     return grid_image(rows, tile=tile, title=title)
 
 
-def preview_from_dataset(url: str, categories: int, instances: int, *, tile: int = 128, progress: bool = False,
-                         storage_options: dict | None = None) -> Image.Image:
+def preview_from_dataset(
+    url: str, categories: int, instances: int, *, tile: int = 128, progress: bool = False, storage_options: dict | None = None
+) -> Image.Image:
     """A grid of the stored images of a built dataset: the first ``categories`` categories
     met in shard order, ``instances`` samples each (reading only as many shards as needed)."""
     from .dataset import load_dataset
@@ -117,8 +118,7 @@ def preview_from_dataset(url: str, categories: int, instances: int, *, tile: int
     return grid_from_shards(manifest, store, categories, instances, tile=tile, progress=progress)
 
 
-def grid_from_shards(manifest, store, categories: int, instances: int, *, tile: int = 128,
-                     progress: bool = False) -> Image.Image:
+def grid_from_shards(manifest, store, categories: int, instances: int, *, tile: int = 128, progress: bool = False) -> Image.Image:
     """:func:`preview_from_dataset` for a loaded (validated) manifest and the store of its shards."""
     from .shards import decode_png, read_samples
 

@@ -25,8 +25,15 @@ from .storage import open_store
 __all__ = ["read_dataset"]
 
 
-def read_dataset(url: str, *, storage_options: dict | None = None, verify: bool = True, decode: bool = True,
-                 shards: list[str] | None = None, ray_remote_args: dict | None = None) -> Any:
+def read_dataset(
+    url: str,
+    *,
+    storage_options: dict | None = None,
+    verify: bool = True,
+    decode: bool = True,
+    shards: list[str] | None = None,
+    ray_remote_args: dict | None = None,
+) -> Any:
     """A :class:`ray.data.Dataset` of the samples of the dataset at ``url`` (folder, URL or ``PREFIX@tag``).
 
     Rows are ``{"image": uint8 array, "label": int, "key": str}`` (with ``decode=False``:
@@ -51,16 +58,18 @@ def read_dataset(url: str, *, storage_options: dict | None = None, verify: bool 
     if unknown:
         from .errors import ConfigError
 
-        raise ConfigError(f"shards: {unknown[0]!r} is not a shard of {manifest.name} {manifest.version}; "
-                          "use names from its manifest")
+        raise ConfigError(
+            f"shards: {unknown[0]!r} is not a shard of {manifest.name} {manifest.version}; use names from its manifest"
+        )
     base, options = store.url, dict(storage_options or {})
     items = [{"shard": n, "sha256": listed[n].sha256, "samples": listed[n].samples} for n in names]
 
     def read(row: dict) -> list[dict]:
         data = open_store(base, options).read_bytes(row["shard"])
         if verify and hashlib.sha256(data).hexdigest() != row["sha256"]:
-            raise ShardIntegrityError(f"{row['shard']}: sha256 does not match the manifest; the shard is damaged "
-                                      "or was replaced, verify the dataset")
+            raise ShardIntegrityError(
+                f"{row['shard']}: sha256 does not match the manifest; the shard is damaged or was replaced, verify the dataset"
+            )
         out = []
         for sample in read_samples(data, row["shard"]):
             label = int(sample["cls"])

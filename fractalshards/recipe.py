@@ -6,16 +6,7 @@ seed and the shard plan. Its version is the first 16 hex digits of the hash of i
 definition, so the same definition always has the same id. A built dataset's
 ``manifest.json`` serves as a recipe too (its definition is the same dictionary).
 
-Schema (``format_version`` 1)::
-
-    {
-      "format": "fractalshards.recipe", "format_version": 1,
-      "name": "fractaldb-1k", "version": "<16 hex>", "fingerprint": "sha256:<hex of the definition>",
-      "generator": {"name": "fractalshards", "version": "0.1.0"},
-      "definition": {...},                   # as in a dataset manifest
-      "categories": {...},                   # the category manifest, embedded (with its content_hash)
-      "totals": {"shards", "samples", "categories", "instances_per_category"}
-    }
+The schema is described once, in the docs (``docs/formats.md``).
 """
 
 from __future__ import annotations
@@ -24,9 +15,10 @@ import json
 from dataclasses import dataclass
 
 from . import __version__
+from .categories import CategoryManifest
+from .definition import DEFINITION_FORMATS, DatasetDefinition
 from .errors import ConfigError, check_dataset_name, check_version
-from .manifest import CategoryManifest, canonical_hash
-from .plan import DatasetDefinition
+from .hashing import canonical_hash, version_id
 from .png import LEGACY_ENCODER
 
 __all__ = ["RECIPE_FORMAT", "RECIPE_NAME", "Recipe", "definition_from_data", "definition_id"]
@@ -38,7 +30,7 @@ RECIPE_NAME = "recipe.json"
 
 def definition_id(definition_data: dict) -> str:
     """16 hex digits identifying a definition (a recipe's version; the same for the dataset built from it)."""
-    return canonical_hash(definition_data).split(":", 1)[1][:16]
+    return version_id(canonical_hash(definition_data))
 
 
 def definition_from_data(definition_data: object, categories_data: object, name: str, source: str) -> DatasetDefinition:
@@ -50,13 +42,22 @@ def definition_from_data(definition_data: object, categories_data: object, name:
     d = definition_data
     categories = CategoryManifest.from_dict(categories_data, source=f"{source}: categories")
     if d.get("family", categories.family_name) != categories.family_name:
-        raise ConfigError(f"{source}: definition names family {d.get('family')!r} but its categories are "
-                          f"{categories.family_name!r}; rebuild or re-publish it")
+        raise ConfigError(
+            f"{source}: definition names family {d.get('family')!r} but its categories are "
+            f"{categories.family_name!r}; rebuild or re-publish it"
+        )
     if not isinstance(d.get("png"), dict):
         raise ConfigError(f"{source}: definition png must be an object with compress_level; rebuild or re-publish it")
+    wire = d.get("definition_format", 1)  # format 1 had no such field
+    if wire not in DEFINITION_FORMATS or isinstance(wire, bool):
+        raise ConfigError(
+            f"{source}: definition_format {wire!r} is not supported; this fractalshards reads {list(DEFINITION_FORMATS)} "
+            "(upgrade fractalshards to read newer definitions)"
+        )
     try:
         render = categories.family.Settings.from_dict(dict(d["render"]))
         definition = DatasetDefinition(
+            definition_format=wire,
             categories=categories,
             instances=d["instances_per_category"],
             render=render,
@@ -65,11 +66,12 @@ def definition_from_data(definition_data: object, categories_data: object, name:
             png_compress_level=d["png"]["compress_level"],
             png_encoder=d["png"].get("encoder", LEGACY_ENCODER),
         )
-    except (KeyError, TypeError) as exc:
-        raise ConfigError(f"{source}: definition is incomplete ({type(exc).__name__}: {exc}); rebuild or re-publish it") from None
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"{source}: definition is incomplete ({type(exc).__name__}: {exc}); rebuild or re-publish it") from exc
     if definition.to_dict() != d:
-        raise ConfigError(f"{source}: definition was not written by this fractalshards (fields differ from a rebuild); "
-                          "it cannot be reproduced")
+        raise ConfigError(
+            f"{source}: definition was not written by this fractalshards (fields differ from a rebuild); it cannot be reproduced"
+        )
     return definition
 
 
@@ -92,7 +94,7 @@ class Recipe:
     @property
     def version(self) -> str:
         """16 hex digits of the fingerprint."""
-        return self.fingerprint.split(":", 1)[1][:16]
+        return version_id(self.fingerprint)
 
     def to_dict(self) -> dict:
         """The recipe as JSON-able data."""
@@ -100,11 +102,20 @@ class Recipe:
         categories["content_hash"] = self.definition.categories.content_hash
         d = self.definition
         return {
-            "format": RECIPE_FORMAT, "format_version": 1, "name": d.name, "version": self.version,
-            "fingerprint": self.fingerprint, "generator": {"name": "fractalshards", "version": __version__},
-            "definition": d.to_dict(), "categories": categories,
-            "totals": {"shards": d.num_shards, "samples": d.num_samples, "categories": d.num_categories,
-                       "instances_per_category": d.instances},
+            "format": RECIPE_FORMAT,
+            "format_version": 1,
+            "name": d.name,
+            "version": self.version,
+            "fingerprint": self.fingerprint,
+            "generator": {"name": "fractalshards", "version": __version__},
+            "definition": d.to_dict(),
+            "categories": categories,
+            "totals": {
+                "shards": d.num_shards,
+                "samples": d.num_samples,
+                "categories": d.num_categories,
+                "instances_per_category": d.instances,
+            },
         }
 
     def to_json(self) -> str:
@@ -112,7 +123,7 @@ class Recipe:
         return json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n"
 
     @classmethod
-    def from_json(cls, text: str | bytes, source: str = RECIPE_NAME) -> "Recipe":
+    def from_json(cls, text: str | bytes, source: str = RECIPE_NAME) -> Recipe:
         """Parse and validate (a dataset manifest used as a recipe is read by :func:`fractalshards.dataset.open_definition`)."""
         try:
             data = json.loads(text)
@@ -121,17 +132,21 @@ class Recipe:
         return cls.from_dict(data, source)
 
     @classmethod
-    def from_dict(cls, data: object, source: str = RECIPE_NAME) -> "Recipe":
+    def from_dict(cls, data: object, source: str = RECIPE_NAME) -> Recipe:
         """Validate: the format, the version against the definition's hash, the definition and categories."""
         if not isinstance(data, dict) or data.get("format") != RECIPE_FORMAT:
             raise ConfigError(f"{source}: not a fractalshards recipe (format must be {RECIPE_FORMAT!r}) or dataset manifest")
         if data.get("format_version") not in RECIPE_VERSIONS:
-            raise ConfigError(f"{source}: format_version {data.get('format_version')!r} is not supported; "
-                              f"this fractalshards reads {list(RECIPE_VERSIONS)}")
+            raise ConfigError(
+                f"{source}: format_version {data.get('format_version')!r} is not supported; "
+                f"this fractalshards reads {list(RECIPE_VERSIONS)}"
+            )
         name = check_dataset_name(data.get("name"), "name", source)
         version = check_version(data.get("version"), "version", source)
         recipe = cls(definition_from_data(data.get("definition"), data.get("categories"), name, source))
         if recipe.version != version or data.get("fingerprint") != recipe.fingerprint:
-            raise ConfigError(f"{source}: version {version} does not match its definition (hash {recipe.version}); "
-                              "the recipe was edited, write it again with 'fractalshards recipe'")
+            raise ConfigError(
+                f"{source}: version {version} does not match its definition (hash {recipe.version}); "
+                "the recipe was edited, write it again with 'fractalshards recipe'"
+            )
         return recipe

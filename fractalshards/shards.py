@@ -22,22 +22,34 @@ import json
 import logging
 import re
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
-from typing import Iterable, Iterator
 
 import numpy as np
 from PIL import Image
 
-from .errors import ShardIntegrityError
 from . import png
-from .families import Rendered
-from .plan import DatasetDefinition, ShardSpec, sample_key
+from .definition import DatasetDefinition, ShardSpec, sample_key
+from .errors import ShardIntegrityError
+from .results import Rendered
 from .storage import Store, sha256_bytes
 
 __all__ = [
-    "TAR_MTIME", "SAFE_EXTENSIONS", "ShardEntry", "TarSample", "sample_record", "tar_bytes", "render_sample", "sample_png", "render_shard",
+    "TAR_MTIME",
+    "SAFE_EXTENSIONS",
+    "ShardEntry",
+    "TarSample",
+    "sample_record",
+    "tar_bytes",
+    "render_sample",
+    "sample_png",
+    "render_shard",
     "build_shard",
-    "journal_dir", "journal_name", "encode_png", "decode_png", "index_tar", "read_samples", "ShardIntegrityError",
+    "journal_dir",
+    "journal_name",
+    "decode_png",
+    "index_tar",
+    "read_samples",
 ]
 
 log = logging.getLogger(__name__)
@@ -71,8 +83,14 @@ def sample_record(definition: DatasetDefinition, category: int, instance: int, r
     """The ``.json`` member of a sample: its key, category, instance, the family's parameters
     (everything needed to re-render it), whether it diverged and its fill rate."""
     fields = definition.family.record(definition.categories, category, instance, definition.render, rendered)
-    return {**fields, "key": sample_key(category, instance), "category": category, "instance": instance,
-            "diverged": bool(rendered.diverged), "fill": rendered.fill}
+    return {
+        **fields,
+        "key": sample_key(category, instance),
+        "category": category,
+        "instance": instance,
+        "diverged": bool(rendered.diverged),
+        "fill": rendered.fill,
+    }
 
 
 #: The constant fields of every member header (mode 0444, uid/gid 0, mtime, regular file, ustar magic;
@@ -119,8 +137,7 @@ def tar_bytes(members: Iterable[tuple[str, bytes]]) -> bytes:
     return b"".join(parts)
 
 
-def render_sample(definition: DatasetDefinition, category: int, instance: int,
-                  record: bool = True) -> tuple[dict, Rendered]:
+def render_sample(definition: DatasetDefinition, category: int, instance: int, record: bool = True) -> tuple[dict, Rendered]:
     """One sample as a shard stores it, less the PNG: ``({"__key__", "cls", "json"}, rendered)``.
 
     Shards (:func:`render_shard`) and the rendered stream share it, so both give the same
@@ -156,7 +173,7 @@ def render_shard(definition: DatasetDefinition, spec: ShardSpec) -> tuple[bytes,
 
 def journal_dir(definition: DatasetDefinition) -> str:
     """The folder where a build of ``definition`` records its finished shards (for resuming)."""
-    return f"_build/{definition.fingerprint.split(':', 1)[1][:16]}"
+    return f"_build/{definition.version}"
 
 
 def journal_name(definition: DatasetDefinition, shard: str) -> str:
@@ -174,8 +191,15 @@ def build_shard(store: Store, definition: DatasetDefinition, spec: ShardSpec, ex
     """
     start = time.perf_counter()
     if expected is not None and store.size(spec.name) == expected["bytes"] and store.sha256(spec.name) == expected["sha256"]:
-        return ShardEntry(spec.name, spec.samples, int(expected["bytes"]), str(expected["sha256"]), int(expected.get("diverged", 0)),
-                          skipped=True, seconds=time.perf_counter() - start)
+        return ShardEntry(
+            spec.name,
+            spec.samples,
+            int(expected["bytes"]),
+            str(expected["sha256"]),
+            int(expected.get("diverged", 0)),
+            skipped=True,
+            seconds=time.perf_counter() - start,
+        )
     data, diverged = render_shard(definition, spec)
     entry = ShardEntry(spec.name, spec.samples, len(data), sha256_bytes(data), diverged)
     store.write_bytes(spec.name, data)
@@ -185,17 +209,6 @@ def build_shard(store: Store, definition: DatasetDefinition, spec: ShardSpec, ex
 
 
 # -- the PNG codec ------------------------------------------------------------------------
-
-
-def encode_png(image: np.ndarray, compress_level: int = 1, encoder: str = png.DEFAULT_ENCODER) -> bytes:
-    """Encode an image as PNG bytes, losslessly and deterministically (:func:`fractalshards.png.encode`).
-
-    A grey image whose pixels take only 0 and one other value (every grey render)
-    is stored as a 1-bit palette PNG: faster to write and half the bytes of an 8-bit
-    grey PNG. Other grey images are 1-channel, colour images RGB. Any PNG reader
-    gives back the same values (:func:`decode_png`, ``PIL.Image.convert``).
-    """
-    return png.encode(image, compress_level, encoder)
 
 
 def decode_png(data: bytes) -> np.ndarray:
@@ -255,7 +268,9 @@ def _octal(field: bytes, shard: str, what: str) -> int:
 def _check_name(shard: str, name: str) -> None:
     parts = name.split("/")
     if name.startswith("/") or ".." in parts or "\\" in name or any(ord(c) < 32 for c in name):
-        raise ShardIntegrityError(f"{shard}: unsafe member name {name!r} (absolute path, '..' or control character); refusing to read it")
+        raise ShardIntegrityError(
+            f"{shard}: unsafe member name {name!r} (absolute path, '..' or control character); refusing to read it"
+        )
 
 
 def index_tar(data: bytes | memoryview, shard: str = "shard") -> list[TarSample]:
@@ -286,7 +301,9 @@ def index_tar(data: bytes | memoryview, shard: str = "shard") -> list[TarSample]
         start = pos + _BLOCK
         end = start + size
         if end > size_total:
-            raise ShardIntegrityError(f"{shard}: member at byte {pos} runs past the end ({end} > {size_total} bytes); it is truncated")
+            raise ShardIntegrityError(
+                f"{shard}: member at byte {pos} runs past the end ({end} > {size_total} bytes); it is truncated"
+            )
         pos = start + -(-size // _BLOCK) * _BLOCK
         if kind == b"L":  # GNU long name: the next member's name
             long_name = bytes(view[start:end]).rstrip(b"\0").decode("utf-8", "replace")

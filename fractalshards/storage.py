@@ -8,28 +8,83 @@ endpoints come from the environment as each backend reads them (``AWS_*``,
 into manifests or messages.
 
 Atomicity: on a local filesystem a file is written to a temporary name beside its
-target and renamed. Object stores make an object visible only when its upload
-completes, so a whole object is written in one put; a dataset as a whole is
-committed by its manifest, written last.
+target (:func:`temp_name`) and renamed (:func:`atomic_write`, the one implementation:
+the file gets a plain write's permissions, and nothing is left behind on failure).
+Object stores make an object visible only when its upload completes, so a whole object
+is written in one put; a dataset as a whole is committed by its manifest, written last.
+
+Local helpers that several layers share live here too: :func:`cache_root` (where derived
+data is kept) and :func:`locked` (an ``flock`` held for a block).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import posixpath
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterator
+from pathlib import Path
+from typing import IO, Any
 
 from fsspec.config import set_conf_env
 from fsspec.core import split_protocol, url_to_fs
 
 from .errors import ConfigError
 
-__all__ = ["Store", "open_store", "sha256_bytes", "redact"]
+__all__ = ["Store", "open_store", "sha256_bytes", "redact", "atomic_write", "temp_name", "cache_root", "locked"]
 
 _CHUNK = 1 << 20
+
+
+def temp_name(path: str | os.PathLike) -> str:
+    """A temporary name beside ``path``: ``.<name>.<pid>.<random>.tmp`` (hidden, and never a dataset file)."""
+    folder, name = os.path.split(os.fspath(path))
+    return os.path.join(folder, f".{name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+
+
+def atomic_write(path: str | os.PathLike, data: bytes | Callable[[IO[bytes]], Any]) -> None:
+    """Write a local file whole: into :func:`temp_name` beside it, then rename over ``path``.
+
+    ``data`` is the bytes, or a function that writes into the open binary file (``np.savez``,
+    ``torch.save``). The file gets the permissions of a plain ``open(path, "wb")`` (0666 under
+    the umask); on any failure the temporary file is removed and ``path`` is untouched.
+    """
+    tmp = temp_name(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            if callable(data):
+                data(fh)
+            else:
+                view = memoryview(data)
+                for at in range(0, len(view), _CHUNK):
+                    fh.write(view[at : at + _CHUNK])
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def cache_root() -> Path:
+    """Where fractalshards keeps derived data: ``$FRACTALSHARDS_CACHE``, else ``~/.cache/fractalshards``."""
+    base = os.environ.get("FRACTALSHARDS_CACHE")
+    return Path(base) if base else Path.home() / ".cache" / "fractalshards"
+
+
+@contextlib.contextmanager
+def locked(path: str | os.PathLike, mode: int = fcntl.LOCK_EX) -> Iterator[int]:
+    """Hold an ``flock`` on ``path`` (created if missing) for the ``with`` block; a dead holder's lock is released."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, mode)
+        yield fd
+    finally:
+        os.close(fd)  # closing drops the lock
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -62,7 +117,7 @@ class Store:
     storage_options: dict = field(default_factory=dict, repr=False)
     pid: int = field(default_factory=os.getpid, repr=False)
 
-    def for_this_process(self) -> "Store":
+    def for_this_process(self) -> Store:
         """This store, or a reopened one in a forked child (async filesystems such as
         s3fs are not fork-safe: a DataLoader worker must make its own)."""
         if self.pid == os.getpid():
@@ -85,7 +140,7 @@ class Store:
         """Full path of ``name`` under the root."""
         return posixpath.join(self.root, name) if self.root else name
 
-    def sub(self, folder: str) -> "Store":
+    def sub(self, folder: str) -> Store:
         """The store rooted at ``folder`` under this one (same filesystem and options)."""
         # dataclasses.replace keeps a subclass (the tests' fault-injecting store, for one).
         return replace(self, url=self.url.rstrip("/") + "/" + folder, root=self.path(folder))
@@ -127,15 +182,7 @@ class Store:
         target = self.path(name)
         if self.is_local:
             self.fs.makedirs(posixpath.dirname(target) or ".", exist_ok=True)
-            tmp = posixpath.join(posixpath.dirname(target), f".{posixpath.basename(target)}.{uuid.uuid4().hex}.tmp")
-            try:
-                with self.fs.open(tmp, "wb") as fh:
-                    fh.write(data)
-                self.fs.mv(tmp, target)
-            except BaseException:
-                if self.fs.exists(tmp):
-                    self.fs.rm(tmp)
-                raise
+            atomic_write(target, data)
         else:
             self.fs.pipe_file(target, data)
         self.fs.invalidate_cache(target)
@@ -152,9 +199,8 @@ class Store:
         if self.is_local:
             folder = posixpath.dirname(target) or "."
             self.fs.makedirs(folder, exist_ok=True)
-            tmp = posixpath.join(folder, f".{posixpath.basename(target)}.{uuid.uuid4().hex}.tmp")
-            with open(tmp, "wb") as fh:
-                fh.write(data)
+            tmp = temp_name(target)
+            atomic_write(tmp, data)  # complete before it is linked
             try:
                 os.link(tmp, target)  # fails if the target exists, whoever made it
                 return True
@@ -227,7 +273,10 @@ class Store:
             else:
                 bucket = self.root.split("/", 1)[0]
                 if not self._probe_fs().exists(bucket):
-                    raise ConfigError(f"url: bucket {bucket!r} of {self.url!r} does not exist or is not visible; create it or check the credentials")
+                    raise ConfigError(
+                        f"url: bucket {bucket!r} of {self.url!r} does not exist or is not visible; "
+                        "create it or check the credentials"
+                    )
                 if create:
                     probe = f".fractalshards-probe-{uuid.uuid4().hex}"
                     self.write_bytes(probe, b"")
@@ -252,7 +301,9 @@ def open_store(url: str, storage_options: dict | None = None) -> Store:
     try:
         fs, root = url_to_fs(url, **options)
     except (ImportError, ValueError) as exc:
-        raise ConfigError(f"url: {url!r} cannot be opened ({exc}); use a local path or a URL fsspec knows, e.g. s3://bucket/prefix") from None
+        raise ConfigError(
+            f"url: {url!r} cannot be opened ({exc}); use a local path or a URL fsspec knows, e.g. s3://bucket/prefix"
+        ) from None
     protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
     if not root.strip("/") and not protocols & {"file", "local"}:
         raise ConfigError(f"url: {url!r} names no bucket or folder; use e.g. s3://bucket/prefix")
@@ -260,4 +311,3 @@ def open_store(url: str, storage_options: dict | None = None) -> Store:
     if hasattr(fs, "dircache"):
         fs.dircache.clear()
     return Store(url=url, fs=fs, root=root.rstrip("/") if root not in ("/", "") else root, storage_options=options)
-

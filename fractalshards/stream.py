@@ -1,6 +1,6 @@
 """Stream a built dataset into torch: ``FractalStream`` and ``FractalLoader`` (the torch glue).
 
-The order of an epoch is :mod:`fractalshards.layout`'s (a pure function of seed,
+The order of an epoch is :mod:`fractalshards.epochs`'s (a pure function of seed,
 epoch, rank, world size, shuffle buffer and resume history, never of the number of
 DataLoader workers); shards are read and parsed by :mod:`fractalshards.shards`;
 remote shards go through the node cache of :mod:`fractalshards.cache`, so every
@@ -27,9 +27,10 @@ import struct
 import time
 from bisect import bisect_right
 from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,9 +38,10 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .cache import DEFAULT_CACHE_LIMIT, ShardCache, default_cache_dir
 from .dataset import open_definition
+from .definition import DatasetDefinition
+from .epochs import EpochLayout, Level, RankLayout, deal
 from .errors import ConfigError, ShardIntegrityError, TransferError, check_choice
-from .layout import EpochLayout, Level, RankLayout, deal
-from .plan import DatasetDefinition
+from .hashing import VERSION_LENGTH
 from .shards import decode_png, index_tar, render_sample, sample_png
 from .storage import Store, redact
 
@@ -68,11 +70,12 @@ class _Position:
     history: tuple[Level, ...] = ()
 
     def to_bytes(self) -> bytes:
-        return json.dumps({"epoch": self.epoch, "start": self.start, "block": self.block,
-                           "history": [lv.to_dict() for lv in self.history]}).encode()
+        return json.dumps(
+            {"epoch": self.epoch, "start": self.start, "block": self.block, "history": [lv.to_dict() for lv in self.history]}
+        ).encode()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "_Position":
+    def from_bytes(cls, data: bytes) -> _Position:
         d = json.loads(data)
         return cls(d["epoch"], d["start"], d["block"], tuple(Level(**lv) for lv in d["history"]))
 
@@ -102,12 +105,13 @@ class _SharedPosition:
 class _ShardLoader:
     """Loads whole shards for one process: local files directly, remote ones through the node cache."""
 
-    def __init__(self, store: Store, hashes: dict[str, str], sizes: dict[str, int], verify: bool,
-                 cache: ShardCache | None, version: str) -> None:
+    def __init__(
+        self, store: Store, hashes: dict[str, str], sizes: dict[str, int], verify: bool, cache: ShardCache | None, version: str
+    ) -> None:
         self.store = store.for_this_process()
         self.hashes, self.sizes, self.verify, self.cache, self.version = hashes, sizes, verify, cache, version
 
-    def load(self, shard: str) -> "_StoredShard":
+    def load(self, shard: str) -> _StoredShard:
         """The shard's bytes and sample index; checked against the manifest (hash when verifying, count always)."""
         if self.cache is not None:
             data = self.cache.get(self.version, shard, self.hashes[shard], lambda: self._fetch(shard))
@@ -118,11 +122,13 @@ class _ShardLoader:
                 if digest != self.hashes[shard]:
                     raise ShardIntegrityError(
                         f"{shard}: sha256 {digest[:16]}... does not match the manifest's {self.hashes[shard][:16]}... "
-                        f"({len(data)} bytes read); the shard is truncated or altered")
+                        f"({len(data)} bytes read); the shard is truncated or altered"
+                    )
         index = index_tar(data, shard)
         if len(index) != self.sizes[shard]:
-            raise ShardIntegrityError(f"{shard}: holds {len(index)} samples but the manifest says {self.sizes[shard]}; "
-                                      "it is truncated or altered")
+            raise ShardIntegrityError(
+                f"{shard}: holds {len(index)} samples but the manifest says {self.sizes[shard]}; it is truncated or altered"
+            )
         return _StoredShard(memoryview(data), index, self.store.url_of(shard))
 
     def _fetch(self, shard: str) -> bytes:
@@ -136,8 +142,10 @@ class _ShardLoader:
             except Exception as exc:  # noqa: BLE001 - backends raise many types (botocore, aiohttp, OSError)
                 if attempt + 1 == FETCH_ATTEMPTS:
                     message = redact(f"{type(exc).__name__}: {exc}", self.store.storage_options).splitlines()[0][:300]
-                    raise TransferError(f"{shard}: could not be fetched from {self.store.url} after {FETCH_ATTEMPTS} "
-                                        f"attempts ({message}); check the network and the endpoint") from None
+                    raise TransferError(
+                        f"{shard}: could not be fetched from {self.store.url} after {FETCH_ATTEMPTS} "
+                        f"attempts ({message}); check the network and the endpoint"
+                    ) from None
                 time.sleep(0.5 * 2**attempt)
         raise AssertionError("unreachable")
 
@@ -245,16 +253,19 @@ class FractalStream(IterableDataset):
         self.source = "render" if source == "render" or kind == "recipe" else "shards"
         self.manifest = document if kind == "dataset" else None
         self.recipe = document if kind == "recipe" else None
-        self._definition = document.definition if kind == "recipe" else (
-            document.definition() if self.source == "render" else None)
+        self._definition = (
+            document.definition if kind == "recipe" else (document.definition() if self.source == "render" else None)
+        )
         self.definition_id = document.version if kind == "recipe" else document.definition_id
         self._version = document.version
         plan = self._definition.shard_sizes() if self._definition is not None else None
         if kind == "dataset":
             entries = list(document.shards)
             if plan is not None and [(s.name, s.samples) for s in entries] != plan:
-                raise ConfigError(f"source: the shards listed in {url!r} are not its definition's plan; "
-                                  "it cannot be rendered, use source='shards'")
+                raise ConfigError(
+                    f"source: the shards listed in {url!r} are not its definition's plan; "
+                    "it cannot be rendered, use source='shards'"
+                )
         else:
             entries = [_Entry(name, samples) for name, samples in plan]
         if shards is not None:
@@ -317,7 +328,9 @@ class FractalStream(IterableDataset):
     @property
     def shard_set(self) -> str:
         """A short hash of the streamed shard names (part of a saved state)."""
-        return hashlib.sha256("\n".join(self.shard_names).encode()).hexdigest()[:16]
+        return hashlib.sha256("\n".join(self.shard_names).encode()).hexdigest()[
+            :VERSION_LENGTH
+        ]  # states saved before keep theirs
 
     def epoch_keys(self) -> list[tuple[str, int]]:
         """``(shard, index in shard)`` of every sample this rank yields from the current position, in order.
@@ -339,9 +352,16 @@ class FractalStream(IterableDataset):
     def _rank_layout(self, position: _Position) -> RankLayout:
         key = (position.epoch, position.history)
         if self._layout_cache is None or self._layout_cache[0] != key:
-            epoch = EpochLayout(self.shard_samples, seed=self.seed, epoch=position.epoch, shuffle=self.shuffle,
-                                world_size=self.world_size, shuffle_buffer=self.shuffle_buffer, pad=self.pad,
-                                history=position.history)
+            epoch = EpochLayout(
+                self.shard_samples,
+                seed=self.seed,
+                epoch=position.epoch,
+                shuffle=self.shuffle,
+                world_size=self.world_size,
+                shuffle_buffer=self.shuffle_buffer,
+                pad=self.pad,
+                history=position.history,
+            )
             self._layout_cache = (key, epoch.rank(self.rank))
         return self._layout_cache[1]
 
@@ -357,8 +377,14 @@ class FractalStream(IterableDataset):
         if self.source == "render":
             loader = _RenderLoader(self._definition, self.store.url)
         else:
-            loader = _ShardLoader(self.store, self.hashes, dict(zip(self.shard_names, self.shard_samples.tolist())),
-                                  self.verify, self.cache, self.version)
+            loader = _ShardLoader(
+                self.store,
+                self.hashes,
+                dict(zip(self.shard_names, self.shard_samples.tolist())),
+                self.verify,
+                self.cache,
+                self.version,
+            )
         first_window = start // b
         segments = layout.segments(first_window * b)
         names = [self.shard_names[s] for s, _, _ in segments]
@@ -399,15 +425,21 @@ class FractalStream(IterableDataset):
             return sample
         key = sample.get("__key__")
         if ("png" not in sample and "pixels" not in sample) or "cls" not in sample:
-            raise ShardIntegrityError(f"{shard}: sample {key!r} has no png or cls member; the shard is not a fractalshards dataset")
+            raise ShardIntegrityError(
+                f"{shard}: sample {key!r} has no png or cls member; the shard is not a fractalshards dataset"
+            )
         try:
             label = int(sample["cls"])
         except ValueError:
-            raise ShardIntegrityError(f"{shard}: sample {key!r} has a label {sample['cls'][:20]!r} that is not an integer") from None
+            raise ShardIntegrityError(
+                f"{shard}: sample {key!r} has a label {sample['cls'][:20]!r} that is not an integer"
+            ) from None
         try:
             pixels = sample["pixels"] if "pixels" in sample else decode_png(sample["png"])
         except Exception as exc:  # noqa: BLE001 - Pillow raises many types for a damaged image
-            raise ShardIntegrityError(f"{shard}: sample {key!r} has an image that does not decode ({type(exc).__name__}: {exc})") from None
+            raise ShardIntegrityError(
+                f"{shard}: sample {key!r} has an image that does not decode ({type(exc).__name__}: {exc})"
+            ) from None
         if self.decode == "numpy":  # HWC, 3 channels, straight from the pixels
             image = np.ascontiguousarray(np.broadcast_to(pixels[..., None], (*pixels.shape, 3)) if pixels.ndim == 2 else pixels)
         else:
@@ -445,7 +477,7 @@ class FractalLoader(DataLoader):
     epoch moves on to the next one). ``load_state_dict(state)`` on a new loader makes it
     yield exactly the rest of that epoch, also when the state was saved with another
     world size, shuffle buffer, batch size or number of workers: the samples no old rank
-    consumed are re-split among the new ranks (see :mod:`fractalshards.layout`).
+    consumed are re-split among the new ranks (see :mod:`fractalshards.epochs`).
     ``persistent_workers=True`` is supported: live workers learn each new epoch and each
     loaded state from this process.
     """
@@ -520,17 +552,24 @@ class FractalLoader(DataLoader):
         shuffle buffer, padding, batch size and workers may differ (elastic resume).
         """
         if not isinstance(state, dict) or state.get("version") not in (1, STATE_VERSION):
-            raise ConfigError(f"state: version {state.get('version') if isinstance(state, dict) else None!r} is not supported; "
-                              f"this fractalshards reads versions 1 and {STATE_VERSION}")
+            raise ConfigError(
+                f"state: version {state.get('version') if isinstance(state, dict) else None!r} is not supported; "
+                f"this fractalshards reads versions 1 and {STATE_VERSION}"
+            )
         s = self.stream
         # The definition decides the order: a state of a shard stream resumes the rendered stream and back.
-        checks = [("definition", s.definition_id) if "definition" in state else ("dataset_version", s.version),
-                  ("seed", s.seed), ("shuffle", s.shuffle)]
+        checks = [
+            ("definition", s.definition_id) if "definition" in state else ("dataset_version", s.version),
+            ("seed", s.seed),
+            ("shuffle", s.shuffle),
+        ]
         if state["version"] >= 2:
             checks.append(("shard_set", s.shard_set))
         for key, mine in checks:
             if state.get(key) != mine:
-                raise ConfigError(f"state: {key} is {state.get(key)!r} but this stream has {mine!r}; build the stream as it was saved")
+                raise ConfigError(
+                    f"state: {key} is {state.get(key)!r} but this stream has {mine!r}; build the stream as it was saved"
+                )
         epoch = state.get("epoch")
         if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
             raise ConfigError(f"state: epoch {epoch!r} is not valid; use a non-negative integer")
@@ -538,14 +577,31 @@ class FractalLoader(DataLoader):
         if not isinstance(raw_history, list):
             raise ConfigError("state: history must be a list of levels")
         history = tuple(Level.from_dict(lv, "state: history") for lv in raw_history)
-        saved = Level.from_dict({"world_size": state.get("world_size"), "shuffle_buffer": state.get("shuffle_buffer"),
-                                 "pad": state.get("pad", s.pad), "samples_seen": state.get("samples_seen")}, "state")
+        saved = Level.from_dict(
+            {
+                "world_size": state.get("world_size"),
+                "shuffle_buffer": state.get("shuffle_buffer"),
+                "pad": state.get("pad", s.pad),
+                "samples_seen": state.get("samples_seen"),
+            },
+            "state",
+        )
         # Check the saved level against its own layout: the state must fit this dataset.
-        saved_layout = EpochLayout(s.shard_samples, seed=s.seed, epoch=epoch, shuffle=s.shuffle, world_size=saved.world_size,
-                                   shuffle_buffer=saved.shuffle_buffer, pad=saved.pad, history=history)
+        saved_layout = EpochLayout(
+            s.shard_samples,
+            seed=s.seed,
+            epoch=epoch,
+            shuffle=s.shuffle,
+            world_size=saved.world_size,
+            shuffle_buffer=saved.shuffle_buffer,
+            pad=saved.pad,
+            history=history,
+        )
         if state.get("samples_per_rank") != saved_layout.per_rank:
-            raise ConfigError(f"state: samples_per_rank is {state.get('samples_per_rank')!r} but the saved split gives "
-                              f"{saved_layout.per_rank}; the state belongs to another dataset or shard selection")
+            raise ConfigError(
+                f"state: samples_per_rank is {state.get('samples_per_rank')!r} but the saved split gives "
+                f"{saved_layout.per_rank}; the state belongs to another dataset or shard selection"
+            )
         if saved.samples_seen > saved_layout.per_rank:
             raise ConfigError(f"state: samples_seen {saved.samples_seen} is out of range 0..{saved_layout.per_rank}")
         same_split = (saved.world_size, saved.shuffle_buffer, saved.pad) == (s.world_size, s.shuffle_buffer, s.pad)

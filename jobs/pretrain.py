@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 from fractalshards.errors import ConfigError  # noqa: E402
 from fractalshards.train.flags import add_flags, config_from_args  # noqa: E402
-from fractalshards.train.pretrain import RECIPES, PretrainConfig, pretrain  # noqa: E402
+from fractalshards.train.pretrain import TRAINING_RECIPES, PretrainConfig, pretrain  # noqa: E402
 
 
 def parse(argv: list[str] | None = None) -> PretrainConfig:
@@ -32,7 +32,7 @@ def parse(argv: list[str] | None = None) -> PretrainConfig:
     add_flags(p, PretrainConfig, required=("data",))
     a = p.parse_args(argv)
     recipe = getattr(a, "recipe", "fractaldb-resnet")
-    return config_from_args(PretrainConfig, a, {**RECIPES[recipe], "recipe": recipe})
+    return config_from_args(PretrainConfig, a, {**TRAINING_RECIPES[recipe], "recipe": recipe})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fractalshards.ifs import IFS
+from fractalshards.families.fractaldb.ifs import IFS
 
 VECTORS = Path(__file__).parent / "vectors"
 
@@ -120,8 +120,11 @@ def _counting_moto_server(port: int):
 
 def shard_gets(bucket: str, since: int = 0) -> Counter:
     """GET requests for shard objects of ``bucket`` since request number ``since``, per shard path."""
-    return Counter(path for method, path, query in S3_REQUESTS[since:]
-                   if method == "GET" and path.startswith(f"/{bucket}/") and path.endswith(".tar"))
+    return Counter(
+        path
+        for method, path, query in S3_REQUESTS[since:]
+        if method == "GET" and path.startswith(f"/{bucket}/") and path.endswith(".tar")
+    )
 
 
 @pytest.fixture(scope="session")

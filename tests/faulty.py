@@ -21,7 +21,7 @@ class FaultyStore(Store):
     faults: dict = field(default_factory=dict)
 
     @classmethod
-    def open(cls, url: str, faults: dict, storage_options: dict | None = None) -> "FaultyStore":
+    def open(cls, url: str, faults: dict, storage_options: dict | None = None) -> FaultyStore:
         return cls(**vars(open_store(url, storage_options)), faults=faults)
 
     def write_bytes(self, name: str, data: bytes) -> None:
@@ -53,7 +53,7 @@ class SlowStore(Store):
     log_dir: str = ""
 
     @classmethod
-    def open(cls, url: str, delay: float, log_dir: str) -> "SlowStore":
+    def open(cls, url: str, delay: float, log_dir: str) -> SlowStore:
         return cls(**vars(open_store(url)), delay=delay, log_dir=log_dir)
 
     def write_bytes(self, name: str, data: bytes) -> None:

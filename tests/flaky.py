@@ -14,8 +14,9 @@ class FlakyProxy:
     reset after its first bytes (probability ``reset``), stalled ``stall_s`` seconds before
     forwarding (``stall``), or passed through. Stop it with :meth:`stop`."""
 
-    def __init__(self, target: tuple[str, int], *, reset: float = 0.15, stall: float = 0.1, stall_s: float = 1.5,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, target: tuple[str, int], *, reset: float = 0.15, stall: float = 0.1, stall_s: float = 1.5, seed: int = 0
+    ) -> None:
         self.target, self.reset, self.stall, self.stall_s = target, reset, stall, stall_s
         self.rng = random.Random(seed)
         self.counts = {"reset": 0, "stall": 0, "ok": 0}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fractalshards.manifest import canonical_hash
+from fractalshards.hashing import canonical_hash
 
 
 def reseal(manifest: dict) -> dict:

@@ -25,8 +25,19 @@ def visualatom_category(rng: random.Random) -> dict:
     ox, oy = rng.uniform(1, 2), rng.uniform(1, 2)
     cy = (512 + rng.randint(-512, 512)) / 2
     cx = (512 + rng.randint(-512, 512)) / 2
-    return dict(vertices=vertices, lines=lines, perlin=perlin, line_width=width, radius=radius, freq1=n1, freq2=n2,
-                oval_x=ox, oval_y=oy, center_y=cy, center_x=cx)
+    return dict(
+        vertices=vertices,
+        lines=lines,
+        perlin=perlin,
+        line_width=width,
+        radius=radius,
+        freq1=n1,
+        freq2=n2,
+        oval_x=ox,
+        oval_y=oy,
+        center_y=cy,
+        center_x=cx,
+    )
 
 
 def visualatom_instance(rng: random.Random, p: dict, cx: float, cy: float) -> np.ndarray:
@@ -79,8 +90,17 @@ def rcdb_category(rng: random.Random) -> dict:
     ox, oy = rng.uniform(1, 2), rng.uniform(1, 2)
     cy = (512 + rng.randint(-400, 400)) / 2
     cx = (512 + rng.randint(-400, 400)) / 2
-    return dict(vertices=vertices, lines=lines, perlin=perlin, line_width=width, radius=radius, oval_x=ox, oval_y=oy,
-                center_y=cy, center_x=cx)
+    return dict(
+        vertices=vertices,
+        lines=lines,
+        perlin=perlin,
+        line_width=width,
+        radius=radius,
+        oval_x=ox,
+        oval_y=oy,
+        center_y=cy,
+        center_x=cx,
+    )
 
 
 def rcdb_instance(rng: random.Random, p: dict, radius: int, ox: float, oy: float, cx: float, cy: float) -> np.ndarray:

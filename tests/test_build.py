@@ -12,16 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import webdataset as wds
+from faulty import FaultyStore, ship_by_value
 from PIL import Image
 
-from fractalshards.build import build
+from fractalshards.builder import build
 from fractalshards.cli import main
+from fractalshards.definition import DatasetDefinition
 from fractalshards.errors import ConfigError
-from fractalshards.plan import DatasetDefinition
+from fractalshards.families.fractaldb.instances import instance_from_index
+from fractalshards.families.fractaldb.render import RenderSettings, render
 from fractalshards.presets import load_preset
-from fractalshards.render import RenderSettings, render
-from fractalshards.instances import instance_from_index
-from faulty import FaultyStore, ship_by_value
 
 
 def small_definition(**kwargs) -> DatasetDefinition:
@@ -48,7 +48,11 @@ def test_plan_is_a_seeded_permutation_mixing_categories():
     assert pairs != sorted(pairs)
     assert all(len({c for c, _ in s.pairs}) > 3 for s in specs)  # every shard mixes categories
     assert [p for s in small_definition().shard_specs() for p in s.pairs] == pairs
-    other = [p for s in small_definition(render=RenderSettings(mode="official", size=96, points=20_000, seed=4)).shard_specs() for p in s.pairs]
+    other = [
+        p
+        for s in small_definition(render=RenderSettings(mode="official", size=96, points=20_000, seed=4)).shard_specs()
+        for p in s.pairs
+    ]
     assert other != pairs
 
 
@@ -71,7 +75,9 @@ def test_inline_one_and_two_ray_workers_give_identical_bytes(tmp_path):
 def test_shards_read_with_tar_and_plain_webdataset(tmp_path):
     d = small_definition()
     build(d, str(tmp_path), workers=0)
-    names = subprocess.run(["tar", "tf", str(tmp_path / "shard-000000.tar")], capture_output=True, text=True, check=True).stdout.split()
+    names = subprocess.run(
+        ["tar", "tf", str(tmp_path / "shard-000000.tar")], capture_output=True, text=True, check=True
+    ).stdout.split()
     assert len(names) == 3 * 12
     assert names[:3] == [names[0].rsplit(".", 1)[0] + ext for ext in (".cls", ".json", ".png")]
     with tarfile.open(tmp_path / "shard-000000.tar") as tar:
@@ -86,10 +92,12 @@ def test_shards_read_with_tar_and_plain_webdataset(tmp_path):
         assert int(s["cls"]) == meta["category"]
         img = np.asarray(Image.open(io.BytesIO(s["png"])).convert("L"))
         assert Image.open(io.BytesIO(s["png"])).mode in ("P", "L")  # 1-channel
-        expected = render(manifest.system(meta["category"]), meta["category"], instance_from_index(meta["instance"]), d.render).image
+        expected = render(
+            manifest.category(meta["category"]).system, meta["category"], instance_from_index(meta["instance"]), d.render
+        ).image
         np.testing.assert_array_equal(img, expected)
         assert meta["render"] == d.render.to_dict()
-        assert len(meta["maps"]) == len(meta["probabilities"]) == manifest.system(meta["category"]).num_maps
+        assert len(meta["maps"]) == len(meta["probabilities"]) == manifest.category(meta["category"]).system.num_maps
 
 
 def test_build_to_s3_reads_back_with_webdataset(tmp_path, s3_bucket, s3_endpoint):
@@ -119,8 +127,10 @@ def test_killed_and_failing_tasks_are_retried_with_identical_result(tmp_path, mo
     clean = build(d, str(tmp_path / "clean"), workers=0)
     kill_marker, raise_marker = tmp_path / "killed", tmp_path / "raised"
     ship_by_value()
-    store = FaultyStore.open(str(tmp_path / "faulty"), {"shard-000001.tar": ("kill", str(kill_marker)),
-                                                        "shard-000003.tar": ("raise", str(raise_marker))})
+    store = FaultyStore.open(
+        str(tmp_path / "faulty"),
+        {"shard-000001.tar": ("kill", str(kill_marker)), "shard-000003.tar": ("raise", str(raise_marker))},
+    )
     result = build(d, store, workers=2, max_retries=2)
     assert kill_marker.exists() and raise_marker.exists()
     assert result.manifest.data == clean.manifest.data
@@ -173,8 +183,26 @@ def _cli(args, capsys):
 
 def test_cli_build_info_and_preview_from_shards(tmp_path, capsys):
     out = tmp_path / "data"
-    code, _ = _cli(["build", "--preset", "fractaldb-100", "--instances", "2", "--shard-size", "50", "--size", "64",
-                    "--points", "10000", "--workers", "0", "--out", str(out)], capsys)
+    code, _ = _cli(
+        [
+            "build",
+            "--preset",
+            "fractaldb-100",
+            "--instances",
+            "2",
+            "--shard-size",
+            "50",
+            "--size",
+            "64",
+            "--points",
+            "10000",
+            "--workers",
+            "0",
+            "--out",
+            str(out),
+        ],
+        capsys,
+    )
     assert code == 0
     assert len(list(out.glob("shard-*.tar"))) == 4
     code, cap = _cli(["info", str(out)], capsys)
@@ -188,8 +216,28 @@ def test_cli_build_info_and_preview_from_shards(tmp_path, capsys):
     with Image.open(grid) as im:
         assert im.width > 2 * 32 and im.height > 3 * 32
     # The dataset's manifest.json serves as the category source of a rebuild.
-    code, _ = _cli(["build", "--manifest", str(out / "manifest.json"), "--instances", "2", "--shard-size", "50", "--size", "64",
-                    "--points", "10000", "--workers", "0", "--name", "fractaldb-100", "--out", str(tmp_path / "again")], capsys)
+    code, _ = _cli(
+        [
+            "build",
+            "--manifest",
+            str(out / "manifest.json"),
+            "--instances",
+            "2",
+            "--shard-size",
+            "50",
+            "--size",
+            "64",
+            "--points",
+            "10000",
+            "--workers",
+            "0",
+            "--name",
+            "fractaldb-100",
+            "--out",
+            str(tmp_path / "again"),
+        ],
+        capsys,
+    )
     assert code == 0
     assert (tmp_path / "again" / "manifest.json").read_bytes() == (out / "manifest.json").read_bytes()
 
@@ -220,7 +268,9 @@ def test_unreachable_store_fails_fast_with_one_line(tmp_path, capsys, monkeypatc
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
     monkeypatch.setenv("FSSPEC_S3_ENDPOINT_URL", f"http://127.0.0.1:{dead}")
-    code, cap = _cli(["build", "--preset", "fractaldb-100", "--instances", "1", "--workers", "0", "--out", "s3://nobucket/x"], capsys)
+    code, cap = _cli(
+        ["build", "--preset", "fractaldb-100", "--instances", "1", "--workers", "0", "--out", "s3://nobucket/x"], capsys
+    )
     assert code == 2
     lines = [line for line in cap.err.splitlines() if line.strip() and "error" in line]
     assert len(lines) == 1 and "url:" in lines[0]
@@ -237,7 +287,15 @@ def _tarfile_archive(members) -> bytes:
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for name, data in members:
             info = tarfile.TarInfo(name)
-            info.size, info.mtime, info.mode, info.uid, info.gid, info.uname, info.gname = len(data), 946684800, 0o444, 0, 0, "", ""
+            info.size, info.mtime, info.mode, info.uid, info.gid, info.uname, info.gname = (
+                len(data),
+                946684800,
+                0o444,
+                0,
+                0,
+                "",
+                "",
+            )
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
 

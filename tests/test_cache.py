@@ -13,14 +13,14 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import S3_REQUESTS, shard_gets
-from fractalshards.build import build
+
+from fractalshards.builder import build
 from fractalshards.cache import ShardCache, default_cache_dir
+from fractalshards.definition import DatasetDefinition
 from fractalshards.errors import ConfigError, ShardIntegrityError
-from fractalshards.plan import DatasetDefinition
+from fractalshards.families.fractaldb.render import RenderSettings
 from fractalshards.presets import load_preset
-from fractalshards.render import RenderSettings
 from fractalshards.stream import FractalLoader, FractalStream
 
 SETTINGS = RenderSettings(mode="official", size=32, points=4_000, seed=1)
@@ -28,8 +28,9 @@ SETTINGS = RenderSettings(mode="official", size=32, points=4_000, seed=1)
 
 def _definition() -> DatasetDefinition:
     # 13 x 5 = 65 samples in 8 shards of up to 9.
-    return DatasetDefinition(categories=load_preset("fractaldb-100").subset(13, name="tiny13"), instances=5,
-                             render=SETTINGS, shard_size=9)
+    return DatasetDefinition(
+        categories=load_preset("fractaldb-100").subset(13, name="tiny13"), instances=5, render=SETTINGS, shard_size=9
+    )
 
 
 @pytest.fixture
@@ -46,8 +47,9 @@ def _labels(loader) -> list[int]:
 @pytest.mark.parametrize("workers", [0, 1, 2, 4, 8])
 def test_each_shard_is_fetched_once_per_epoch_whatever_the_workers(s3_dataset, tmp_path, workers):
     bucket, options = s3_dataset
-    reference = _labels(FractalLoader(FractalStream(f"s3://{bucket}/ds", seed=3, cache_dir=False, storage_options=options),
-                                      batch_size=4))
+    reference = _labels(
+        FractalLoader(FractalStream(f"s3://{bucket}/ds", seed=3, cache_dir=False, storage_options=options), batch_size=4)
+    )
     mark = len(S3_REQUESTS)
     stream = FractalStream(f"s3://{bucket}/ds", seed=3, cache_dir=str(tmp_path / "cache"), storage_options=options)
     assert _labels(FractalLoader(stream, batch_size=4, num_workers=workers)) == reference
@@ -73,8 +75,14 @@ def test_two_ranks_on_one_node_share_the_cache(s3_dataset, tmp_path):
     bucket, options = s3_dataset
     cache = str(tmp_path / "cache")
     mark = len(S3_REQUESTS)
-    procs = [subprocess.Popen([sys.executable, "-c", _RANK_SCRIPT, f"s3://{bucket}/ds", cache, str(r), json.dumps(options)],
-                              stdout=subprocess.PIPE, text=True) for r in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _RANK_SCRIPT, f"s3://{bucket}/ds", cache, str(r), json.dumps(options)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for r in range(2)
+    ]
     outs = [json.loads(p.communicate(timeout=240)[0]) for p in procs]
     assert all(p.returncode == 0 for p in procs)
     assert len(outs[0]) == len(outs[1]) == 33
@@ -104,7 +112,9 @@ def test_a_download_killed_midway_leaves_nothing_complete_and_its_lock_is_taken_
     local.write_bytes(probe.store.read_bytes(shard))
     root = tmp_path / "cache"
     root.mkdir()
-    proc = subprocess.Popen([sys.executable, "-c", _KILLED_SCRIPT, str(root), probe.version, shard, probe.hashes[shard], str(local)])
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_SCRIPT, str(root), probe.version, shard, probe.hashes[shard], str(local)]
+    )
     try:
         deadline = time.time() + 60
         while not (root / "started").exists():

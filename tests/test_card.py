@@ -34,9 +34,33 @@ print(json.dumps(out))
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("card") / "ds"
-    assert main(["--no-progress", "build", "--preset", "fractaldb-100", "--categories", "3", "--instances", "4",
-                 "--size", "40", "--points", "3000", "--shard-size", "5", "--workers", "0", "--license", "MIT",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--no-progress",
+                "build",
+                "--preset",
+                "fractaldb-100",
+                "--categories",
+                "3",
+                "--instances",
+                "4",
+                "--size",
+                "40",
+                "--points",
+                "3000",
+                "--shard-size",
+                "5",
+                "--workers",
+                "0",
+                "--license",
+                "MIT",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -69,8 +93,9 @@ def test_publish_writes_a_card_and_croissant_that_mlcroissant_reads(built, s3_bu
     assert doc["license"].endswith("/MIT.html") and doc["conformsTo"] == "http://mlcommons.org/croissant/1.1"
 
     env = {**os.environ, "CROISSANT_CACHE": str(tmp_path / "croissant-cache")}
-    out = subprocess.run([sys.executable, "-c", _READ, str(local / "croissant.json")], capture_output=True, text=True,
-                         env=env, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", _READ, str(local / "croissant.json")], capture_output=True, text=True, env=env, timeout=300
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     records = {r["key"]: r for r in json.loads(out.stdout)}
     stored = {s["__key__"]: s for shard in manifest.shards for s in read_samples(store.read_bytes(shard.name), shard.name)}
@@ -91,8 +116,27 @@ def test_card_command_writes_elsewhere_and_refuses_a_bad_license(built, tmp_path
     err = capsys.readouterr().err.strip()
     assert "not an SPDX license id" in err and "\n" not in err and not (tmp_path / "bad").exists()
     capsys.readouterr()
-    assert main(["--no-progress", "build", "--preset", "fractaldb-100", "--categories", "2", "--instances", "1",
-                 "--license", "MIT License", "--out", str(tmp_path / "b"), "--workers", "0"]) == 2
+    assert (
+        main(
+            [
+                "--no-progress",
+                "build",
+                "--preset",
+                "fractaldb-100",
+                "--categories",
+                "2",
+                "--instances",
+                "1",
+                "--license",
+                "MIT License",
+                "--out",
+                str(tmp_path / "b"),
+                "--workers",
+                "0",
+            ]
+        )
+        == 2
+    )
     assert not (tmp_path / "b").exists()
 
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import read_vectors
 from PIL import Image
 
-from conftest import read_vectors
 from fractalshards.cli import main
-from fractalshards.instances import Instance
-from fractalshards.render import RenderSettings, render
+from fractalshards.families.fractaldb.instances import Instance
+from fractalshards.families.fractaldb.render import RenderSettings, render
 from fractalshards.shards import decode_png
 
 CSV_HASHES = dict(read_vectors("official-csv-sha256-first10.txt"))
@@ -35,7 +35,9 @@ def test_console_script_help():
 
 
 def test_search_official_csv_files(tmp_path, capsys):
-    code, _ = _run(["search", "--mode", "official", "--categories", "3", "--format", "official-csv", "--out", str(tmp_path / "csv")], capsys)
+    code, _ = _run(
+        ["search", "--mode", "official", "--categories", "3", "--format", "official-csv", "--out", str(tmp_path / "csv")], capsys
+    )
     assert code == 0
     files = sorted(p.name for p in (tmp_path / "csv").iterdir())
     assert files == ["00000.csv", "00001.csv", "00002.csv"]
@@ -50,17 +52,35 @@ def test_search_manifest_then_render_from_it(tmp_path, capsys):
     png = tmp_path / "one.png"
     code, _ = _run(["render", "--manifest", str(manifest), "--category", "1", "--instance", "7", "--out", str(png)], capsys)
     assert code == 0
-    from fractalshards.manifest import CategoryManifest
+    from fractalshards.categories import CategoryManifest
 
     m = CategoryManifest.load(manifest)
-    expected = render(m.system(1), 1, Instance(7, 0, 0), RenderSettings(mode="native")).image
+    expected = render(m.category(1).system, 1, Instance(7, 0, 0), RenderSettings(mode="native")).image
     np.testing.assert_array_equal(decode_png(png.read_bytes()), expected)
 
 
 def test_render_by_official_numbers_matches_the_official_pixels(tmp_path, capsys):
     png = tmp_path / "r.png"
-    code, _ = _run(["render", "--preset", "fractaldb-1k", "--category", "7", "--weight", "13", "--flip", "2", "--patch", "0",
-                    "--draw", "point", "--out", str(png)], capsys)
+    code, _ = _run(
+        [
+            "render",
+            "--preset",
+            "fractaldb-1k",
+            "--category",
+            "7",
+            "--weight",
+            "13",
+            "--flip",
+            "2",
+            "--patch",
+            "0",
+            "--draw",
+            "point",
+            "--out",
+            str(png),
+        ],
+        capsys,
+    )
     assert code == 0
     digest = {r[0]: r[2] for r in read_vectors("official-point-gray-pixels-sha256-sample.txt")}["00007_13_count_0_flip2.png"]
     assert hashlib.sha256(decode_png(png.read_bytes()).tobytes()).hexdigest() == digest
@@ -68,8 +88,24 @@ def test_render_by_official_numbers_matches_the_official_pixels(tmp_path, capsys
 
 def test_preview_grid(tmp_path, capsys):
     png = tmp_path / "grid.png"
-    code, _ = _run(["preview", "--preset", "fractaldb-100", "--categories", "2", "--instances", "3", "--tile", "64",
-                    "--points", "20000", "--out", str(png)], capsys)
+    code, _ = _run(
+        [
+            "preview",
+            "--preset",
+            "fractaldb-100",
+            "--categories",
+            "2",
+            "--instances",
+            "3",
+            "--tile",
+            "64",
+            "--points",
+            "20000",
+            "--out",
+            str(png),
+        ],
+        capsys,
+    )
     assert code == 0
     with Image.open(png) as im:
         assert im.mode == "RGB"
@@ -99,10 +135,13 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, needle
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("args", [["search", "--categories", "-3"], ["preview", "--preset", "fractaldb-100", "--instances", "-1"]])
+@pytest.mark.parametrize(
+    "args", [["search", "--categories", "-3"], ["preview", "--preset", "fractaldb-100", "--instances", "-1"]]
+)
 def test_negative_counts_are_rejected(tmp_path, args):
-    out = subprocess.run([str(Path(sys.executable).parent / "fractalshards"), *args, "--out", str(tmp_path / "o")],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "fractalshards"), *args, "--out", str(tmp_path / "o")], capture_output=True, text=True
+    )
     assert out.returncode == 2
     assert "negative" in out.stderr
     assert list(tmp_path.iterdir()) == []

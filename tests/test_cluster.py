@@ -14,10 +14,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from fractalshards.build import build
-from fractalshards.plan import DatasetDefinition
+from fractalshards.builder import build
+from fractalshards.definition import DatasetDefinition
+from fractalshards.families.fractaldb.render import RenderSettings
 from fractalshards.presets import load_preset
-from fractalshards.render import RenderSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 RAY = str(Path(sys.executable).parent / "ray")
@@ -56,9 +56,22 @@ def ray_head(tmp_path):
     port, dash = _free_port(), _free_port()
     log = open(tmp_path / "head.log", "w")
     proc = subprocess.Popen(
-        [RAY, "start", "--head", "--block", f"--port={port}", f"--dashboard-port={dash}", "--dashboard-host=127.0.0.1",
-         "--num-cpus=2", "--include-dashboard=true", "--disable-usage-stats"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            RAY,
+            "start",
+            "--head",
+            "--block",
+            f"--port={port}",
+            f"--dashboard-port={dash}",
+            "--dashboard-host=127.0.0.1",
+            "--num-cpus=2",
+            "--include-dashboard=true",
+            "--disable-usage-stats",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     address = f"http://127.0.0.1:{dash}"
     try:
@@ -81,17 +94,50 @@ def ray_head(tmp_path):
 def test_ray_job_submit_builds_the_same_bytes(tmp_path, ray_head):
     address, env = ray_head
     out = tmp_path / "cluster-out"
-    args = ["--preset", "fractaldb-100", "--instances", "2", "--shard-size", "40", "--size", "64", "--points", "10000",
-            "--seed", "5", "--no-progress"]
+    args = [
+        "--preset",
+        "fractaldb-100",
+        "--instances",
+        "2",
+        "--shard-size",
+        "40",
+        "--size",
+        "64",
+        "--points",
+        "10000",
+        "--seed",
+        "5",
+        "--no-progress",
+    ]
     job = subprocess.run(
-        [RAY, "job", "submit", "--address", address, "--working-dir", str(ROOT), "--",
-         sys.executable, "jobs/build_shards.py", *args, "--out", str(out)],
-        env=env, capture_output=True, text=True, timeout=300,
+        [
+            RAY,
+            "job",
+            "submit",
+            "--address",
+            address,
+            "--working-dir",
+            str(ROOT),
+            "--",
+            sys.executable,
+            "jobs/build_shards.py",
+            *args,
+            "--out",
+            str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
     assert "succeeded" in job.stdout
-    definition = DatasetDefinition(categories=load_preset("fractaldb-100"), instances=2, shard_size=40,
-                                   render=RenderSettings(mode="official", size=64, points=10_000, seed=5))
+    definition = DatasetDefinition(
+        categories=load_preset("fractaldb-100"),
+        instances=2,
+        shard_size=40,
+        render=RenderSettings(mode="official", size=64, points=10_000, seed=5),
+    )
     build(definition, str(tmp_path / "inline"), workers=0)
     assert (out / "manifest.json").read_bytes() == (tmp_path / "inline" / "manifest.json").read_bytes()
     for shard in sorted((tmp_path / "inline").glob("shard-*.tar")):

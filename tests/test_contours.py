@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from official_contours import digest, rcdb_category, rcdb_thread, visualatom_category, visualatom_thread
 from PIL import Image, ImageDraw
 
-from fractalshards.contours import rcdb_image, visualatom_image
-from fractalshards.lines import draw_polyline
-from fractalshards.perlin import GRAD, pnoise1_array
-from official_contours import digest, rcdb_category, rcdb_thread, visualatom_category, visualatom_thread
+from fractalshards.families.contours.kernels import rcdb_image, visualatom_image
+from fractalshards.families.contours.lines import draw_polyline
+from fractalshards.families.contours.perlin import GRAD, pnoise1_array
 
 SAMPLE = Path(__file__).resolve().parent / "vectors" / "official-contours-sample.txt"  # copied from shared/
 
@@ -36,8 +36,15 @@ def test_pnoise1_equals_the_noise_package_bit_for_bit():
     import noise  # the dev extra installs it (it builds from source)
 
     rng = np.random.default_rng(0)
-    u = np.concatenate([rng.uniform(0, 10000, 200_000), rng.uniform(-3000, 3000, 50_000), np.arange(-300, 300, 0.125),
-                        rng.uniform(0, 1e6, 2_000), np.array([0.0, -0.0, 1.0, -1.0, 1023.999, 1024.0, 255.5, 256.0])])
+    u = np.concatenate(
+        [
+            rng.uniform(0, 10000, 200_000),
+            rng.uniform(-3000, 3000, 50_000),
+            np.arange(-300, 300, 0.125),
+            rng.uniform(0, 1e6, 2_000),
+            np.array([0.0, -0.0, 1.0, -1.0, 1023.999, 1024.0, 255.5, 256.0]),
+        ]
+    )
     out = np.empty_like(u)
     pnoise1_array(u, GRAD, out)
     reference = np.array([noise.pnoise1(float(x)) for x in u])
@@ -66,7 +73,7 @@ def test_the_python_replay_reproduces_the_official_vectors():
     """The oracle itself: official parameters and pixels of each family's first category."""
     pixels, params = _vectors()
     for family, replay in (("visualatom", visualatom_thread), ("rcdb", rcdb_thread)):
-        (p, images), = list(replay(0, 1, 3))
+        ((p, images),) = list(replay(0, 1, 3))
         for key, value in params[(family, 0, 0)].items():
             assert math.isclose(float(p[key]), float(value), rel_tol=0, abs_tol=0), (family, key)
         assert [digest(im) for im in images] == [pixels[(family, 0, 0, k)] for k in range(3)]
@@ -90,8 +97,23 @@ def test_kernels_draw_the_official_instances():
     cx, cy = p["center_x"], p["center_y"]
     for k in range(3):
         greys, ux, uy = _visualatom_draws(rng, p)
-        image = visualatom_image(512, p["vertices"], p["radius"], p["oval_x"], p["oval_y"], p["perlin"], p["line_width"],
-                                 p["freq1"], p["freq2"], cx, cy, greys, ux, uy, GRAD)
+        image = visualatom_image(
+            512,
+            p["vertices"],
+            p["radius"],
+            p["oval_x"],
+            p["oval_y"],
+            p["perlin"],
+            p["line_width"],
+            p["freq1"],
+            p["freq2"],
+            cx,
+            cy,
+            greys,
+            ux,
+            uy,
+            GRAD,
+        )
         assert digest(image) == pixels[("visualatom", 0, 0, k)]
         cy = (512 + rng.randint(-512, 512)) / 2
         cx = (512 + rng.randint(-512, 512)) / 2
@@ -115,7 +137,7 @@ def test_kernels_draw_the_official_instances():
 
 
 def test_python_random_replayed_in_compiled_code():
-    from fractalshards import pyrandom as P
+    from fractalshards.families.contours import pyrandom as P
 
     for s in (1, 2, 20, 12345, 2**31 + 5):
         r, st = random.Random(s), P.new_state(s)
@@ -142,12 +164,13 @@ def test_python_random_replayed_in_compiled_code():
 
 @pytest.mark.parametrize("family", ["visualatom", "rcdb"])
 def test_official_category_replay_matches_the_scripts(family):
-    from fractalshards.contours import PARAM_FIELDS, rcdb_official_categories, visualatom_official_categories
     from fractalshards.families import get_family
-    from fractalshards.pyrandom import new_state
+    from fractalshards.families.contours.kernels import PARAM_FIELDS, rcdb_official_categories, visualatom_official_categories
+    from fractalshards.families.contours.pyrandom import new_state
 
-    replay = {"visualatom": (visualatom_official_categories, visualatom_thread),
-              "rcdb": (rcdb_official_categories, rcdb_thread)}[family]
+    replay = {"visualatom": (visualatom_official_categories, visualatom_thread), "rcdb": (rcdb_official_categories, rcdb_thread)}[
+        family
+    ]
     fam = get_family(family)
     spec = fam.spec(fam.search_settings({}))
     _, params = _vectors()
@@ -163,10 +186,15 @@ def test_official_category_replay_matches_the_scripts(family):
 
 
 def test_native_streams_are_deterministic_in_range_and_render():
-    from fractalshards.contours import (PARAM_FIELDS, native_instance_draws, native_shape, rcdb_native_category,
-                                        visualatom_native_category)
     from fractalshards.families import get_family
-    from fractalshards.render import stream_key
+    from fractalshards.families.contours.kernels import (
+        PARAM_FIELDS,
+        native_instance_draws,
+        native_shape,
+        rcdb_native_category,
+        visualatom_native_category,
+    )
+    from fractalshards.seeds import stream_key
 
     va, rc = get_family("visualatom"), get_family("rcdb")
     va_spec, rc_spec = va.spec(va.search_settings({})), rc.spec(rc.search_settings({}))
@@ -194,8 +222,25 @@ def test_native_streams_are_deterministic_in_range_and_render():
         native_instance_draws(key, 256, greys, ux, uy)
         shape = np.zeros(5)
         native_shape(key, False, va_spec, shape)
-        images.append(visualatom_image(512, V, p["radius"], p["oval_x"], p["oval_y"], p["perlin"], p["line_width"],
-                                       p["freq1"], p["freq2"], shape[0], shape[1], greys, ux, uy, GRAD))
+        images.append(
+            visualatom_image(
+                512,
+                V,
+                p["radius"],
+                p["oval_x"],
+                p["oval_y"],
+                p["perlin"],
+                p["line_width"],
+                p["freq1"],
+                p["freq2"],
+                shape[0],
+                shape[1],
+                greys,
+                ux,
+                uy,
+                GRAD,
+            )
+        )
         assert greys.min() >= 0 and greys.max() <= 255 and ux.min() >= 0 and ux.max() < 10000
     assert np.array_equal(images[0], images[2]) and not np.array_equal(images[0], images[1])
     assert np.count_nonzero(images[0]) > 500

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_contours import _vectors
 
 from fractalshards.cli import main
-from fractalshards.contours import PARAM_FIELDS
 from fractalshards.families import family_names, get_family
+from fractalshards.families.contours.kernels import PARAM_FIELDS
+from fractalshards.families.contours.pyrandom import new_state
 from fractalshards.presets import PRESETS, load_preset
-from fractalshards.pyrandom import new_state
 from fractalshards.stream import FractalLoader, FractalStream
-from test_contours import _vectors
 
 
 def _sha(image: np.ndarray) -> str:
@@ -60,8 +60,10 @@ def test_official_pixels_through_the_cli_and_the_family(tmp_path):
         image = fam.render(manifest, category, instance, fam.render_settings(manifest, {}))
         assert _sha(image.image) == digest, (family, category, instance)
     out = tmp_path / "va.png"
-    assert main(["--no-progress", "render", "--preset", "visualatom-1k", "--category", "50", "--instance", "2",
-                 "--out", str(out)]) == 0
+    assert (
+        main(["--no-progress", "render", "--preset", "visualatom-1k", "--category", "50", "--instance", "2", "--out", str(out)])
+        == 0
+    )
     from fractalshards.shards import decode_png
 
     assert _sha(decode_png(out.read_bytes())) == pixels[("visualatom", 1, 50, 2)]
@@ -69,7 +71,7 @@ def test_official_pixels_through_the_cli_and_the_family(tmp_path):
 
 def test_official_states_are_saved_once_and_reused(tmp_path, monkeypatch):
     """A second process reads the saved states instead of replaying; a corrupt cache file is replayed again."""
-    from fractalshards.cache import cache_root
+    from fractalshards.storage import cache_root
 
     manifest = load_preset("rcdb-1k")
     fam = manifest.family
@@ -84,7 +86,7 @@ def test_official_states_are_saved_once_and_reused(tmp_path, monkeypatch):
     fam._threads.clear()
     assert np.array_equal(fam.render(manifest, 3, 57, settings).image, first)
     # Instance 57 from the state saved at instance 50 equals skipping all 57 instances from the category's start.
-    from fractalshards.contours import official_instance_draws
+    from fractalshards.families.contours.kernels import official_instance_draws
 
     saved = fam._extend(1, fam.search_settings({}), 0, None, 3)
     assert np.array_equal(saved["params"][3], np.asarray(manifest.category(3).params))
@@ -111,8 +113,9 @@ def test_native_renders_are_the_same_in_another_process(preset, cat, inst):
     m = load_preset(preset, categories=cat + 1)
     f = m.family
     here = hashlib.sha256(f.render(m, cat, inst, f.render_settings(m, {"mode": "native", "seed": 3})).image.tobytes()).hexdigest()
-    there = subprocess.run([sys.executable, "-c", _NATIVE, preset, str(cat), str(inst)], capture_output=True, text=True,
-                           check=True).stdout.strip()
+    there = subprocess.run(
+        [sys.executable, "-c", _NATIVE, preset, str(cat), str(inst)], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert here == there
     other = f.render(m, cat, inst, f.render_settings(m, {"mode": "native", "seed": 4})).image
     assert preset == "1p-frac" or hashlib.sha256(other.tobytes()).hexdigest() != here  # the seed matters
@@ -182,21 +185,33 @@ def test_a_slice_of_every_preset_builds_verifies_and_streams(preset, tmp_path):
     assert got == again and len(got) == manifest["totals"]["samples"] and {y for _, y in got} == {0, 1, 2}
 
 
-@pytest.mark.parametrize("argv,needle", [
-    (["search", "--family", "nope", "--out", "{tmp}/m.json"], "family: 'nope' is not known"),
-    (["search", "--family", "visualatom", "--min-vertices", "900", "--max-vertices", "200", "--out", "{tmp}/m.json"],
-     "min_vertices/max_vertices: 900..200 is out of order"),
-    (["search", "--family", "1p-frac", "--delta", "-0.1", "--out", "{tmp}/m.json"], "delta: -0.1 is out of range"),
-    (["build", "--preset", "1p-frac", "--delta", "-0.1", "--out", "{tmp}/d"], "delta: -0.1 is out of range"),
-    (["search", "--family", "visualatom", "--min-maps", "3", "--out", "{tmp}/m.json"],
-     "min_maps: not a search setting of the visualatom family"),
-    (["build", "--preset", "rcdb-1k", "--draw", "point", "--out", "{tmp}/d"], "draw: not a render setting of the rcdb family"),
-    (["build", "--preset", "ofdb-1k", "--instances", "5", "--out", "{tmp}/d"], "ofdb-1k has 1 image(s) per category"),
-    (["build", "--preset", "visualatom-21k", "--categories", "2", "--mode", "official", "--out", "{tmp}/d"],
-     "searched in native mode; use --mode native"),
-    (["search", "--family", "1p-frac", "--mode", "official", "--out", "{tmp}/m.json"], "use --mode native"),
-    (["build", "--preset", "visualatom-1k", "--sigma", "3", "--out", "{tmp}/d"], "is a fixed set of categories"),
-])
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["search", "--family", "nope", "--out", "{tmp}/m.json"], "family: 'nope' is not known"),
+        (
+            ["search", "--family", "visualatom", "--min-vertices", "900", "--max-vertices", "200", "--out", "{tmp}/m.json"],
+            "min_vertices/max_vertices: 900..200 is out of order",
+        ),
+        (["search", "--family", "1p-frac", "--delta", "-0.1", "--out", "{tmp}/m.json"], "delta: -0.1 is out of range"),
+        (["build", "--preset", "1p-frac", "--delta", "-0.1", "--out", "{tmp}/d"], "delta: -0.1 is out of range"),
+        (
+            ["search", "--family", "visualatom", "--min-maps", "3", "--out", "{tmp}/m.json"],
+            "min_maps: not a search setting of the visualatom family",
+        ),
+        (
+            ["build", "--preset", "rcdb-1k", "--draw", "point", "--out", "{tmp}/d"],
+            "draw: not a render setting of the rcdb family",
+        ),
+        (["build", "--preset", "ofdb-1k", "--instances", "5", "--out", "{tmp}/d"], "ofdb-1k has 1 image(s) per category"),
+        (
+            ["build", "--preset", "visualatom-21k", "--categories", "2", "--mode", "official", "--out", "{tmp}/d"],
+            "searched in native mode; use --mode native",
+        ),
+        (["search", "--family", "1p-frac", "--mode", "official", "--out", "{tmp}/m.json"], "use --mode native"),
+        (["build", "--preset", "visualatom-1k", "--sigma", "3", "--out", "{tmp}/d"], "is a fixed set of categories"),
+    ],
+)
 def test_bad_family_settings_are_one_line_errors(argv, needle, tmp_path, capsys):
     code = main(["--no-progress", *[a.replace("{tmp}", str(tmp_path)) for a in argv]])
     err = capsys.readouterr().err.strip()
@@ -209,8 +224,23 @@ def test_a_manifest_naming_an_unknown_family_is_refused(tmp_path, capsys):
     data["family"] = "nope"
     path = tmp_path / "m.json"
     path.write_text(json.dumps(data))
-    assert main(["--no-progress", "render", "--manifest", str(path), "--category", "0", "--instance", "0",
-                 "--out", str(tmp_path / "x.png")]) == 2
+    assert (
+        main(
+            [
+                "--no-progress",
+                "render",
+                "--manifest",
+                str(path),
+                "--category",
+                "0",
+                "--instance",
+                "0",
+                "--out",
+                str(tmp_path / "x.png"),
+            ]
+        )
+        == 2
+    )
     assert "family: 'nope' is not known" in capsys.readouterr().err
 
 

@@ -10,27 +10,31 @@ import textwrap
 import time
 from pathlib import Path
 
-from fractalshards.build import build
-from fractalshards.plan import DatasetDefinition
+from fractalshards.builder import build
+from fractalshards.definition import DatasetDefinition
+from fractalshards.families.fractaldb.render import RenderSettings
 from fractalshards.presets import load_preset
-from fractalshards.render import RenderSettings
 
 TESTS = Path(__file__).resolve().parent
 
 
 def _definition() -> DatasetDefinition:
-    return DatasetDefinition(categories=load_preset("fractaldb-100").subset(14, name="tiny14"), instances=3,
-                             render=RenderSettings(mode="official", size=48, points=5_000, seed=4), shard_size=3)
+    return DatasetDefinition(
+        categories=load_preset("fractaldb-100").subset(14, name="tiny14"),
+        instances=3,
+        render=RenderSettings(mode="official", size=48, points=5_000, seed=4),
+        shard_size=3,
+    )
 
 
 _DRIVER = textwrap.dedent("""
     import sys
     sys.path.insert(0, sys.argv[1])
     from faulty import SlowStore, ship_by_value
-    from fractalshards.build import build
-    from fractalshards.plan import DatasetDefinition
+    from fractalshards.builder import build
+    from fractalshards.definition import DatasetDefinition
     from fractalshards.presets import load_preset
-    from fractalshards.render import RenderSettings
+    from fractalshards.families.fractaldb.render import RenderSettings
     ship_by_value()
     d = DatasetDefinition(categories=load_preset("fractaldb-100").subset(14, name="tiny14"), instances=3,
                           render=RenderSettings(mode="official", size=48, points=5_000, seed=4), shard_size=3)
@@ -41,8 +45,10 @@ _DRIVER = textwrap.dedent("""
 def test_a_node_killed_mid_build_leaves_the_same_bytes(tmp_path):
     from ray.cluster_utils import Cluster
 
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 1, "_system_config": {"health_check_period_ms": 300, "health_check_failure_threshold": 3}})
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 1, "_system_config": {"health_check_period_ms": 300, "health_check_failure_threshold": 3}},
+    )
     driver = None
     try:
         doomed = cluster.add_node(num_cpus=1)
@@ -50,8 +56,13 @@ def test_a_node_killed_mid_build_leaves_the_same_bytes(tmp_path):
         log = tmp_path / "log"
         log.mkdir()
         env = dict(os.environ, RAY_AUTH_MODE="disabled")
-        driver = subprocess.Popen([sys.executable, "-c", _DRIVER, str(TESTS), str(tmp_path / "cluster"), str(log), cluster.address],
-                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        driver = subprocess.Popen(
+            [sys.executable, "-c", _DRIVER, str(TESTS), str(tmp_path / "cluster"), str(log), cluster.address],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         deadline = time.time() + 120
         while not list(log.glob(f"*.{doomed.node_id}")):
             assert time.time() < deadline and driver.poll() is None, "no task reached the second node"
@@ -71,8 +82,10 @@ def test_a_node_killed_mid_build_leaves_the_same_bytes(tmp_path):
     inline = sorted(p.name for p in (tmp_path / "inline").iterdir())
     assert inline == sorted(p.name for p in (tmp_path / "cluster").iterdir())  # no journal or temp name left
     for name in inline:
-        assert hashlib.sha256((tmp_path / "cluster" / name).read_bytes()).digest() == \
-            hashlib.sha256((tmp_path / "inline" / name).read_bytes()).digest(), name
+        assert (
+            hashlib.sha256((tmp_path / "cluster" / name).read_bytes()).digest()
+            == hashlib.sha256((tmp_path / "inline" / name).read_bytes()).digest()
+        ), name
 
 
 def _digest(stream) -> list[tuple[int, str]]:
@@ -84,10 +97,11 @@ def test_streaming_and_publishing_through_a_flaky_network(tmp_path, s3_bucket, s
     from urllib.parse import urlparse
 
     from flaky import FlakyProxy
-    from fractalshards.index import read_index
-    from fractalshards.publish import publish
+
+    from fractalshards.catalog import read_index
+    from fractalshards.publisher import publish
     from fractalshards.stream import FractalLoader, FractalStream
-    from fractalshards.verify import verify
+    from fractalshards.verifier import verify
 
     bucket, options = s3_bucket
     definition = _definition()
@@ -101,8 +115,11 @@ def test_streaming_and_publishing_through_a_flaky_network(tmp_path, s3_bucket, s
         start = time.time()
         got = _digest(FractalStream(f"s3://{bucket}/ds", seed=3, cache_dir=False, storage_options=flaky))
         assert got == expected  # nothing skipped, duplicated or altered
-        loader = FractalLoader(FractalStream(f"s3://{bucket}/ds", seed=3, cache_dir=str(tmp_path / "cache"),
-                                             storage_options=flaky), batch_size=4, num_workers=2)
+        loader = FractalLoader(
+            FractalStream(f"s3://{bucket}/ds", seed=3, cache_dir=str(tmp_path / "cache"), storage_options=flaky),
+            batch_size=4,
+            num_workers=2,
+        )
         assert [int(x) for _, labels in loader for x in labels] == [label for label, _ in expected]
         result = publish(str(tmp_path / "local"), f"s3://{bucket}/pub", tags=["v1"], dest_options=flaky)
         assert time.time() - start < 240
@@ -117,8 +134,8 @@ def test_a_dead_network_fails_in_bounded_time_with_one_line_naming_the_shard(tmp
     from urllib.parse import urlparse
 
     import pytest
-
     from flaky import FlakyProxy
+
     from fractalshards.errors import TransferError
     from fractalshards.stream import FractalStream
 
@@ -127,9 +144,12 @@ def test_a_dead_network_fails_in_bounded_time_with_one_line_naming_the_shard(tmp
     target = urlparse(s3_endpoint)
     proxy = FlakyProxy((target.hostname, target.port), reset=0.0, stall=0.0, seed=1)
     try:
-        stream = FractalStream(f"s3://{bucket}/ds", shuffle=False, cache_dir=False,
-                               storage_options=dict(options, endpoint_url=proxy.endpoint,
-                                                    config_kwargs={"retries": {"max_attempts": 2}}))
+        stream = FractalStream(
+            f"s3://{bucket}/ds",
+            shuffle=False,
+            cache_dir=False,
+            storage_options=dict(options, endpoint_url=proxy.endpoint, config_kwargs={"retries": {"max_attempts": 2}}),
+        )
         proxy.reset = 1.0  # from now on every connection is reset
         start = time.time()
         with pytest.raises(TransferError) as err:

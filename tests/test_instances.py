@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fractalshards.errors import ConfigError
-from fractalshards.instances import INSTANCES_PER_CATEGORY, Instance, instance_from_index, official_filename
+from fractalshards.families.fractaldb.instances import INSTANCES_PER_CATEGORY, Instance, instance_from_index, official_filename
 
 
 def test_round_trip_covers_every_variant_once():
@@ -35,9 +35,14 @@ def test_out_of_range_index_is_a_clear_error(bad):
         instance_from_index(bad)
 
 
-@pytest.mark.parametrize("kwargs,field", [({"weight": 25, "flip": 0, "patch": 0}, "weight"),
-                                          ({"weight": 0, "flip": 4, "patch": 0}, "flip"),
-                                          ({"weight": 0, "flip": 0, "patch": -1}, "patch")])
+@pytest.mark.parametrize(
+    "kwargs,field",
+    [
+        ({"weight": 25, "flip": 0, "patch": 0}, "weight"),
+        ({"weight": 0, "flip": 4, "patch": 0}, "flip"),
+        ({"weight": 0, "flip": 0, "patch": -1}, "patch"),
+    ],
+)
 def test_out_of_range_variant_names_the_field(kwargs, field):
     with pytest.raises(ConfigError, match=field):
         Instance(**kwargs)

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from numba import njit
 
-from fractalshards import kernel
-from fractalshards.ifs import IFS, cumulative, map_probabilities, sample_fractaldb
+from fractalshards import seeds
+from fractalshards.families.fractaldb import kernels as kernel
+from fractalshards.families.fractaldb.ifs import IFS, cumulative, map_probabilities, sample_fractaldb
 
 
 def _reference_points(coef: np.ndarray, prob: np.ndarray, uniforms: np.ndarray, npoints: int):
@@ -103,7 +104,7 @@ def test_nan_rule_drops_window_before_first_nan_and_every_nan(divergent):
 
 def test_hash_streams_are_in_range_and_keyed():
     u = np.empty(100_000)
-    kernel.hash_uniforms(np.uint64(12345), u)
+    seeds.hash_uniforms(np.uint64(12345), u)
     assert 0.0 <= u.min() and u.max() < 1.0
     assert abs(u.mean() - 0.5) < 0.01
     m = np.empty(100_000, np.uint16)
@@ -112,11 +113,11 @@ def test_hash_streams_are_in_range_and_keyed():
     counts = np.bincount(m, minlength=512)[1:]
     assert counts.min() > 100  # every mask value occurs
     other = np.empty(100_000)
-    kernel.hash_uniforms(np.uint64(12346), other)
+    seeds.hash_uniforms(np.uint64(12346), other)
     assert not np.array_equal(u, other)
     # Value i depends only on (key, i): a prefix is the same stream.
     short = np.empty(10)
-    kernel.hash_uniforms(np.uint64(12345), short)
+    seeds.hash_uniforms(np.uint64(12345), short)
     np.testing.assert_array_equal(short, u[:10])
 
 

@@ -9,13 +9,21 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from fractalshards.epochs import EpochLayout, Level, Runs, deal
 from fractalshards.errors import ConfigError
-from fractalshards.layout import EpochLayout, Level, Runs, deal
 
 
 def _layout(sizes, *, world, buffer=7, pad=True, history=(), seed=3, epoch=1, shuffle=True) -> EpochLayout:
-    return EpochLayout(np.asarray(sizes), seed=seed, epoch=epoch, shuffle=shuffle, world_size=world,
-                       shuffle_buffer=buffer, pad=pad, history=tuple(history))
+    return EpochLayout(
+        np.asarray(sizes),
+        seed=seed,
+        epoch=epoch,
+        shuffle=shuffle,
+        world_size=world,
+        shuffle_buffer=buffer,
+        pad=pad,
+        history=tuple(history),
+    )
 
 
 def _outputs(layout: EpochLayout) -> list[np.ndarray]:
@@ -166,8 +174,9 @@ def test_internet_scale_layout_and_elastic_resume_in_seconds():
     dealt = np.concatenate([deal(0, per_rank, 0, batch, workers, w) for w in range(workers)])
     assert np.array_equal(np.sort(dealt), np.arange(per_rank))
 
-    resumed = EpochLayout(sizes, seed=0, epoch=5, shuffle=True, world_size=768, shuffle_buffer=buffer,
-                          history=(Level(world, buffer, True, seen),))
+    resumed = EpochLayout(
+        sizes, seed=0, epoch=5, shuffle=True, world_size=768, shuffle_buffer=buffer, history=(Level(world, buffer, True, seen),)
+    )
     counts = set()
     for r in range(768):
         rank = resumed.rank(r)

@@ -6,13 +6,13 @@ import hashlib
 
 import numpy as np
 import pytest
-
 from conftest import read_vectors
-from fractalshards.instances import Instance
-from fractalshards.manifest import official_csv
+
+from fractalshards.families.fractaldb.export import official_csv
+from fractalshards.families.fractaldb.instances import Instance
+from fractalshards.families.fractaldb.render import RenderSettings, render
+from fractalshards.families.fractaldb.search import search_official
 from fractalshards.presets import load_preset
-from fractalshards.render import RenderSettings, render
-from fractalshards.search import search_official
 
 CSV_HASHES = {name: digest for name, digest in read_vectors("official-csv-sha256-first10.txt")}
 
@@ -53,7 +53,7 @@ def test_official_point_renders_are_pixel_identical(row):
     category, weight, flip = int(name[:5]), int(name[6:8]), int(name.split("flip")[1][0])
     manifest = load_preset("fractaldb-1k")
     settings = RenderSettings(mode="official", draw="point", size=int(size.split("x")[0]))
-    out = render(manifest.system(category), category, Instance(weight=weight, flip=flip, patch=0), settings)
+    out = render(manifest.category(category).system, category, Instance(weight=weight, flip=flip, patch=0), settings)
     assert out.image.shape == (362, 362) and out.image.dtype == np.uint8
     assert _sha(out.image.tobytes()) == digest
     assert round(out.fill, 4) == float(fill.split("=")[1])

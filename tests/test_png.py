@@ -10,25 +10,25 @@ import tarfile
 import numpy as np
 import pytest
 import webdataset as wds
+from helpers import reseal
 from PIL import Image
 
 from fractalshards import png
-from fractalshards.build import build
+from fractalshards.builder import build
 from fractalshards.cli import main
+from fractalshards.definition import DatasetDefinition
 from fractalshards.errors import ConfigError
-from fractalshards.instances import Instance
-from fractalshards.plan import DatasetDefinition
+from fractalshards.families.fractaldb.instances import Instance
+from fractalshards.families.fractaldb.render import RenderSettings, render
 from fractalshards.presets import load_preset
-from fractalshards.render import RenderSettings, render
 from fractalshards.shards import decode_png
 from fractalshards.stream import FractalStream
-from fractalshards.verify import verify
-from helpers import reseal
+from fractalshards.verifier import verify
 
 
 def _reference_render(size: int = 362, **kwargs) -> np.ndarray:
     m = load_preset("fractaldb-100")
-    return render(m.system(5), 5, Instance(9, 3, 7), RenderSettings(mode="official", size=size, **kwargs))
+    return render(m.category(5).system, 5, Instance(9, 3, 7), RenderSettings(mode="official", size=size, **kwargs))
 
 
 def _pillow_pixels(data: bytes) -> np.ndarray:
@@ -104,8 +104,13 @@ def _vectors() -> dict:
 
 def _legacy_definition(mode: str, **kwargs) -> DatasetDefinition:
     # The definition behind tests/vectors/fractaldb-legacy-build.json, built with commit b9aef76.
-    return DatasetDefinition(categories=load_preset("fractaldb-100"), instances=3, shard_size=100,
-                             render=RenderSettings(mode=mode, size=64, points=3000, seed=1 if mode == "official" else 0), **kwargs)
+    return DatasetDefinition(
+        categories=load_preset("fractaldb-100"),
+        instances=3,
+        shard_size=100,
+        render=RenderSettings(mode=mode, size=64, points=3000, seed=1 if mode == "official" else 0),
+        **kwargs,
+    )
 
 
 @pytest.mark.parametrize("mode", ["official", "native"])
@@ -113,19 +118,19 @@ def test_pillow_encoder_rebuilds_datasets_of_before_byte_for_byte(tmp_path, mode
     # Shard hashes recorded with the byte-canvas renderer and Pillow encoder (commit b9aef76,
     # Pillow 13.0.0 and zlib 1.2.13 here): a definition stored without an encoder rebuilds them.
     expected = _vectors()[mode]
-    legacy = _legacy_definition(mode, png_encoder="pillow")
+    legacy = _legacy_definition(mode, png_encoder="pillow", definition_format=1)
     assert "encoder" not in legacy.to_dict()["png"] and legacy.fingerprint == expected["fingerprint"]
     build(legacy, str(tmp_path), workers=0)
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert {s["name"]: s["sha256"] for s in manifest["shards"]} == expected["shards"]
     assert manifest["generator"]["png_libraries"]["zlib"]
-    new = _legacy_definition(mode)
+    new = _legacy_definition(mode, definition_format=1)
     assert new.to_dict()["png"]["encoder"] == "direct" and new.fingerprint != expected["fingerprint"]
 
 
 def test_old_datasets_still_verify_and_stream_the_same_pixels_as_new_ones(tmp_path, capsys):
     old, new = tmp_path / "old", tmp_path / "new"
-    build(_legacy_definition("native", png_encoder="pillow"), str(old), workers=0)
+    build(_legacy_definition("native", png_encoder="pillow", definition_format=1), str(old), workers=0)
     build(_legacy_definition("native"), str(new), workers=0)
     assert main(["--no-progress", "verify", str(old), "--render-sample", "20"]) == 0
     report = verify(str(new), render_sample=20)
@@ -160,9 +165,32 @@ def test_a_manifest_naming_an_unknown_encoder_is_refused_in_one_line(tmp_path):
 
 def test_build_flag_chooses_the_encoder_and_like_keeps_it(tmp_path):
     out, again = tmp_path / "a", tmp_path / "b"
-    assert main(["--no-progress", "build", "--preset", "fractaldb-100", "--categories", "4", "--instances", "2",
-                 "--size", "48", "--points", "2000", "--png-encoder", "pillow", "--workers", "0", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--no-progress",
+                "build",
+                "--preset",
+                "fractaldb-100",
+                "--categories",
+                "4",
+                "--instances",
+                "2",
+                "--size",
+                "48",
+                "--points",
+                "2000",
+                "--png-encoder",
+                "pillow",
+                "--workers",
+                "0",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     manifest = json.loads((out / "manifest.json").read_text())
-    assert "encoder" not in manifest["definition"]["png"]
+    assert manifest["definition"]["png"]["encoder"] == "pillow"  # format 2 names every encoder
     assert main(["--no-progress", "build", "--like", str(out), "--workers", "0", "--out", str(again)]) == 0
     assert json.loads((again / "manifest.json").read_text())["fingerprint"] == manifest["fingerprint"]

@@ -13,23 +13,27 @@ import threading
 from pathlib import Path
 
 import pytest
-
-from fractalshards.build import build
-from fractalshards.errors import ConfigError
-from fractalshards.plan import DatasetDefinition
-from fractalshards.presets import load_preset
-from fractalshards.publish import publish, read_index
-from fractalshards.render import RenderSettings
-from fractalshards.stream import FractalStream
 from helpers import reseal
-from fractalshards.verify import verify
+
+from fractalshards.builder import build
+from fractalshards.definition import DatasetDefinition
+from fractalshards.errors import ConfigError
+from fractalshards.families.fractaldb.render import RenderSettings
+from fractalshards.presets import load_preset
+from fractalshards.publisher import publish, read_index
+from fractalshards.stream import FractalStream
+from fractalshards.verifier import verify
 
 EXE = str(Path(sys.executable).parent / "fractalshards")
 
 
 def _definition(seed: int = 0) -> DatasetDefinition:
-    return DatasetDefinition(categories=load_preset("fractaldb-100").subset(6, name="six"), instances=4,
-                             render=RenderSettings(mode="official", size=40, points=6_000, seed=seed), shard_size=7)
+    return DatasetDefinition(
+        categories=load_preset("fractaldb-100").subset(6, name="six"),
+        instances=4,
+        render=RenderSettings(mode="official", size=40, points=6_000, seed=seed),
+        shard_size=7,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +47,13 @@ def datasets(tmp_path_factory) -> tuple[Path, Path]:
 def _boto(options):
     import boto3
 
-    return boto3.client("s3", endpoint_url=options["endpoint_url"], aws_access_key_id=options["key"],
-                        aws_secret_access_key=options["secret"], region_name="us-east-1")
+    return boto3.client(
+        "s3",
+        endpoint_url=options["endpoint_url"],
+        aws_access_key_id=options["key"],
+        aws_secret_access_key=options["secret"],
+        region_name="us-east-1",
+    )
 
 
 def test_publish_resolve_and_read_with_boto3(datasets, s3_bucket):
@@ -62,7 +71,9 @@ def test_publish_resolve_and_read_with_boto3(datasets, s3_bucket):
     s3 = _boto(options)
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"datasets/six/{version}/")["Contents"]}
     card = {f"datasets/six/{version}/{name}" for name in ("README.md", "croissant.json", "preview.png")}
-    assert keys == {f"datasets/six/{version}/manifest.json"} | {f"datasets/six/{version}/shard-{i:06d}.tar" for i in range(4)} | card
+    assert (
+        keys == {f"datasets/six/{version}/manifest.json"} | {f"datasets/six/{version}/shard-{i:06d}.tar" for i in range(4)} | card
+    )
     body = s3.get_object(Bucket=bucket, Key=f"datasets/six/{version}/manifest.json")["Body"].read()
     assert body == (a / "manifest.json").read_bytes()
     shard = s3.get_object(Bucket=bucket, Key=f"datasets/six/{version}/shard-000000.tar")["Body"].read()
@@ -150,20 +161,26 @@ def test_interrupted_publish_leaves_the_index_intact_and_a_rerun_completes(datas
     publish(str(a), dest, tags=["v1"], dest_options=options)
     s3 = _boto(options)
     before = s3.get_object(Bucket=bucket, Key="crash/index.json")["Body"].read()
-    crash = ("import json, sys; sys.path.insert(0, sys.argv[1]); from faulty import FaultyStore; "
-             "from fractalshards.publish import publish; "
-             "publish(sys.argv[2], FaultyStore.open(sys.argv[3], {'shard-000002.tar': ('kill', sys.argv[4])}, "
-             "json.loads(sys.argv[5])), tags=['v2'])")
-    out = subprocess.run([sys.executable, "-c", crash, str(Path(__file__).parent), str(b), dest, str(tmp_path / "killed"),
-                          json.dumps(options)], capture_output=True, text=True)
+    crash = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); from faulty import FaultyStore; "
+        "from fractalshards.publisher import publish; "
+        "publish(sys.argv[2], FaultyStore.open(sys.argv[3], {'shard-000002.tar': ('kill', sys.argv[4])}, "
+        "json.loads(sys.argv[5])), tags=['v2'])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", crash, str(Path(__file__).parent), str(b), dest, str(tmp_path / "killed"), json.dumps(options)],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode != 0 and (tmp_path / "killed").exists()  # killed mid-copy (like kill -9)
     assert s3.get_object(Bucket=bucket, Key="crash/index.json")["Body"].read() == before
     version_b = json.loads((b / "manifest.json").read_text())["version"]
     listed = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"crash/{version_b}/").get("Contents", [])}
     assert f"crash/{version_b}/manifest.json" not in listed and len(listed) == 2  # two shards, no manifest
     assert verify(f"{dest}@v1", storage_options=options).ok  # the previous version is intact
-    out = subprocess.run([EXE, "--no-progress", "publish", str(b), dest, "--tag", "v2"], env=dict(os.environ),
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [EXE, "--no-progress", "publish", str(b), dest, "--tag", "v2"], env=dict(os.environ), capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stderr
     assert "2 shards copied" in out.stderr and "2 kept" in out.stderr
     index = read_index(dest, options)
@@ -230,8 +247,7 @@ def test_verify_finds_truncated_altered_and_rerendered_differences(datasets, tmp
 def test_verify_rejects_unsafe_member_names(datasets, tmp_path):
     a, _ = datasets
     shutil.copytree(a, tmp_path / "u")
-    _tamper(tmp_path / "u", "shard-000003.tar", True,
-            lambda ms: [(tarfile.TarInfo("/etc/evil.png"), ms[0][1])] + ms)
+    _tamper(tmp_path / "u", "shard-000003.tar", True, lambda ms: [(tarfile.TarInfo("/etc/evil.png"), ms[0][1])] + ms)
     report = verify(str(tmp_path / "u"))
     assert any("unsafe member name" in p for p in report.problems)
 
@@ -247,8 +263,23 @@ def test_credentials_never_appear_in_outputs_or_files(datasets, s3_endpoint, tmp
     env = dict(os.environ, AWS_ACCESS_KEY_ID=SECRET_KEY_ID, AWS_SECRET_ACCESS_KEY=SECRET, FSSPEC_S3_ENDPOINT_URL=s3_endpoint)
     s3fs.S3FileSystem(key=SECRET_KEY_ID, secret=SECRET, endpoint_url=s3_endpoint, skip_instance_cache=True).mkdir("secret-bucket")
     runs = [
-        ["build", "--preset", "fractaldb-100", "--instances", "1", "--size", "32", "--points", "3000", "--shard-size", "50",
-         "--workers", "0", "--out", "s3://secret-bucket/built"],
+        [
+            "build",
+            "--preset",
+            "fractaldb-100",
+            "--instances",
+            "1",
+            "--size",
+            "32",
+            "--points",
+            "3000",
+            "--shard-size",
+            "50",
+            "--workers",
+            "0",
+            "--out",
+            "s3://secret-bucket/built",
+        ],
         ["info", "s3://secret-bucket/built"],
         ["publish", str(a), "s3://secret-bucket/pub", "--tag", "v1"],
         ["ls", "s3://secret-bucket/pub"],
@@ -294,9 +325,12 @@ def test_wrong_credentials_are_a_one_line_error(tmp_path, datasets):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                              env=dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="0"),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        env=dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="0"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 30
         while time.time() < deadline:
@@ -305,8 +339,12 @@ def test_wrong_credentials_are_a_one_line_error(tmp_path, datasets):
                 break
             except OSError:
                 time.sleep(0.2)
-        env = dict(os.environ, AWS_ACCESS_KEY_ID=SECRET_KEY_ID, AWS_SECRET_ACCESS_KEY=SECRET,
-                   FSSPEC_S3_ENDPOINT_URL=f"http://127.0.0.1:{port}")
+        env = dict(
+            os.environ,
+            AWS_ACCESS_KEY_ID=SECRET_KEY_ID,
+            AWS_SECRET_ACCESS_KEY=SECRET,
+            FSSPEC_S3_ENDPOINT_URL=f"http://127.0.0.1:{port}",
+        )
         for args in (["publish", str(datasets[0]), "s3://bucket/x"], ["info", "s3://bucket/x"], ["ls", "s3://bucket/x"]):
             out = subprocess.run([EXE, "--no-progress", *args], env=env, capture_output=True, text=True, timeout=120)
             lines = [line for line in out.stderr.splitlines() if line.strip()]

@@ -17,23 +17,49 @@ from fractalshards.shards import decode_png, read_samples
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("readers") / "ds"
-    assert main(["--no-progress", "build", "--preset", "fractaldb-100", "--categories", "4", "--instances", "3",
-                 "--size", "40", "--points", "3000", "--shard-size", "5", "--workers", "0", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--no-progress",
+                "build",
+                "--preset",
+                "fractaldb-100",
+                "--categories",
+                "4",
+                "--instances",
+                "3",
+                "--size",
+                "40",
+                "--points",
+                "3000",
+                "--shard-size",
+                "5",
+                "--workers",
+                "0",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     return out
 
 
 def _truth(url: str) -> dict:
     """key -> (grey pixels, label) from our own reader."""
     manifest, store = load_dataset(url)
-    return {s["__key__"]: (decode_png(s["png"]), int(s["cls"]))
-            for shard in manifest.shards for s in read_samples(store.read_bytes(shard.name), shard.name)}
+    return {
+        s["__key__"]: (decode_png(s["png"]), int(s["cls"]))
+        for shard in manifest.shards
+        for s in read_samples(store.read_bytes(shard.name), shard.name)
+    }
 
 
 @pytest.fixture(scope="module")
 def local_ray():
     import ray
 
-    from fractalshards.build import ray_init_local
+    from fractalshards.builder import ray_init_local
 
     ray_init_local(2)
     yield
@@ -92,12 +118,17 @@ def test_plain_webdataset_and_tar(built):
 
     truth = _truth(str(built))
     urls = sorted(str(p) for p in built.glob("shard-*.tar"))
-    got = {s["__key__"]: (np.asarray(s["png"].convert("L")), s["cls"])
-           for s in wds.WebDataset(urls, shardshuffle=False).decode("pil")}
+    got = {
+        s["__key__"]: (np.asarray(s["png"].convert("L")), s["cls"])
+        for s in wds.WebDataset(urls, shardshuffle=False).decode("pil")
+    }
     assert set(got) == set(truth)
     for key, (pixels, label) in got.items():
         assert label == truth[key][1] and np.array_equal(pixels, truth[key][0])
     listing = subprocess.run(["tar", "tf", urls[0]], capture_output=True, text=True, check=True).stdout.split()
     with tarfile.open(urls[0]) as tar:
-        assert listing == tar.getnames() and listing[:3] == [f"{listing[0][:-4]}.cls", f"{listing[0][:-4]}.json",
-                                                             f"{listing[0][:-4]}.png"]
+        assert listing == tar.getnames() and listing[:3] == [
+            f"{listing[0][:-4]}.cls",
+            f"{listing[0][:-4]}.json",
+            f"{listing[0][:-4]}.png",
+        ]

@@ -8,15 +8,33 @@ from pathlib import Path
 
 import pytest
 
+from fractalshards.catalog import read_index
 from fractalshards.cli import main
 from fractalshards.errors import ConfigError
-from fractalshards.index import read_index
-from fractalshards.publish import publish
+from fractalshards.publisher import publish
 from fractalshards.recipe import Recipe
 from fractalshards.stream import FractalLoader, FractalStream
 
-ARGS = ["--preset", "fractaldb-100", "--instances", "3", "--shard-size", "7", "--size", "40", "--points", "3000",
-        "--seed", "2", "--mode", "native", "--png-compress-level", "3", "--name", "r100"]
+ARGS = [
+    "--preset",
+    "fractaldb-100",
+    "--instances",
+    "3",
+    "--shard-size",
+    "7",
+    "--size",
+    "40",
+    "--points",
+    "3000",
+    "--seed",
+    "2",
+    "--mode",
+    "native",
+    "--png-compress-level",
+    "3",
+    "--name",
+    "r100",
+]
 
 
 @pytest.fixture(scope="module")
@@ -41,23 +59,31 @@ def test_build_recipe_gives_the_bytes_of_the_equivalent_flags(made, tmp_path):
     # The recipe's version is the definition's: the built dataset says the same.
     assert FractalStream(str(ds)).definition_id == Recipe.from_json(text).version
     # A dataset's manifest.json serves as a recipe.
-    assert main(["--no-progress", "build", "--recipe", str(ds / "manifest.json"), "--out", str(tmp_path / "c"), "--workers", "0"]) == 0
+    assert (
+        main(["--no-progress", "build", "--recipe", str(ds / "manifest.json"), "--out", str(tmp_path / "c"), "--workers", "0"])
+        == 0
+    )
     assert _files(tmp_path / "c") == _files(ds)
 
 
 def _hashes(loader) -> list[str]:
-    return [hashlib.sha256(image.numpy().tobytes() + str(int(label)).encode()).hexdigest()
-            for images, labels in loader for image, label in zip(images, labels)]
+    return [
+        hashlib.sha256(image.numpy().tobytes() + str(int(label)).encode()).hexdigest()
+        for images, labels in loader
+        for image, label in zip(images, labels)
+    ]
 
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_rendered_stream_equals_the_shard_stream(made, workers):
     recipe, ds = made
     for rank in range(2):
+
         def loader(url, source):
             stream = FractalStream(url, rank=rank, world_size=2, seed=5, shuffle_buffer=9, source=source)
             stream.set_epoch(1)
             return FractalLoader(stream, batch_size=4, num_workers=workers)
+
         shards = _hashes(loader(str(ds), "shards"))
         assert len(shards) == 150
         assert _hashes(loader(str(recipe), "auto")) == shards
@@ -68,8 +94,9 @@ def test_rendered_raw_samples_equal_the_stored_members(made):
     recipe, ds = made
     stored = list(FractalStream(str(ds), decode="raw", shuffle=False))
     rendered = list(FractalStream(str(recipe), decode="raw", shuffle=False))
-    assert [(s["__key__"], s["png"], s["cls"], s["json"]) for s in stored] == \
-        [(s["__key__"], s["png"], s["cls"], s["json"]) for s in rendered]
+    assert [(s["__key__"], s["png"], s["cls"], s["json"]) for s in stored] == [
+        (s["__key__"], s["png"], s["cls"], s["json"]) for s in rendered
+    ]
 
 
 def test_state_resumes_across_sources(made):
@@ -132,7 +159,7 @@ def test_bad_recipes_are_one_line_errors(made, tmp_path, capsys):
 
 
 def test_verify_a_shard_version_against_its_recipe(made, tmp_path):
-    from fractalshards.verify import verify
+    from fractalshards.verifier import verify
 
     recipe, ds = made
     report = verify(str(ds), render_sample=10, recipe=str(recipe))

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 from fractalshards.errors import ConfigError
-from fractalshards.instances import Instance, instance_from_index
+from fractalshards.families.fractaldb.instances import Instance, instance_from_index
+from fractalshards.families.fractaldb.render import RenderSettings, _draw, _flip, point_cloud, render, render_flips
+from fractalshards.png import encode as encode_png
 from fractalshards.presets import load_preset
-from fractalshards.render import RenderSettings, _draw, _flip, point_cloud, render, render_flips
-from fractalshards.shards import decode_png, encode_png
+from fractalshards.shards import decode_png
 
 # sha256 of the raw pixels of a few renders, recorded when the renderer was written.
 # They change only if the rendered pixels change: a break of reproducibility.
@@ -29,21 +30,24 @@ GOLDEN = {
 _SCRIPT = r"""
 import hashlib, json, sys
 from fractalshards.presets import load_preset
-from fractalshards.instances import instance_from_index
-from fractalshards.render import RenderSettings, render
-from fractalshards.shards import encode_png
+from fractalshards.families.fractaldb.instances import instance_from_index
+from fractalshards.families.fractaldb.render import RenderSettings, render
+from fractalshards.png import encode as encode_png
 m = load_preset("fractaldb-100")
 out = {}
 for mode, draw, color, cat, inst in json.loads(sys.argv[1]):
-    img = render(m.system(cat), cat, instance_from_index(inst), RenderSettings(mode=mode, draw=draw, color=color)).image
-    out["/".join(map(str, (mode, draw, color, cat, inst)))] = [hashlib.sha256(img.tobytes()).hexdigest(), hashlib.sha256(encode_png(img)).hexdigest()]
+    img = render(m.category(cat).system, cat, instance_from_index(inst), RenderSettings(mode=mode, draw=draw, color=color)).image
+    key = "/".join(map(str, (mode, draw, color, cat, inst)))
+    out[key] = [hashlib.sha256(img.tobytes()).hexdigest(), hashlib.sha256(encode_png(img)).hexdigest()]
 print(json.dumps(out, sort_keys=True))
 """
 
 
 def _pixels_sha(mode, draw, color, cat, inst) -> str:
     manifest = load_preset("fractaldb-100")
-    img = render(manifest.system(cat), cat, instance_from_index(inst), RenderSettings(mode=mode, draw=draw, color=color)).image
+    img = render(
+        manifest.category(cat).system, cat, instance_from_index(inst), RenderSettings(mode=mode, draw=draw, color=color)
+    ).image
     return hashlib.sha256(img.tobytes()).hexdigest()
 
 
@@ -68,12 +72,20 @@ def test_renders_equal_the_vectors_recorded_before_the_packed_kernel():
     for case in cases:
         settings = RenderSettings(mode=case["mode"], **case["settings"])
         with np.errstate(all="ignore"):
-            out = render(m.system(case["category"]), case["category"],
-                         Instance(case["weight"], case["flip"], case["patch"]), settings)
+            out = render(
+                m.category(case["category"]).system,
+                case["category"],
+                Instance(case["weight"], case["flip"], case["patch"]),
+                settings,
+            )
         img = out.image
         fill = np.count_nonzero(img if img.ndim == 2 else img.max(axis=2)) / (img.shape[0] * img.shape[1])
-        if (hashlib.sha256(img.tobytes()).hexdigest() != case["sha256"] or list(img.shape) != case["shape"]
-                or out.diverged != case["diverged"] or out.fill != fill):
+        if (
+            hashlib.sha256(img.tobytes()).hexdigest() != case["sha256"]
+            or list(img.shape) != case["shape"]
+            or out.diverged != case["diverged"]
+            or out.fill != fill
+        ):
             wrong.append(case)
     assert not wrong, wrong[:3]
 
@@ -87,13 +99,18 @@ def test_packed_kernel_equals_the_byte_canvas_kernels(seed):
     for _ in range(25):
         size = int(rng.integers(20, 400))
         pad = int(rng.integers(4, min(12, (size - 8) // 2) + 1))
-        settings = RenderSettings(mode=str(rng.choice(["official", "native"])), size=size, pad=pad,
-                                  points=int(rng.integers(200, 60_000)), seed=int(rng.integers(0, 5)),
-                                  weight_delta=float(rng.choice([0.2, 0.4, 0.5])))
+        settings = RenderSettings(
+            mode=str(rng.choice(["official", "native"])),
+            size=size,
+            pad=pad,
+            points=int(rng.integers(200, 60_000)),
+            seed=int(rng.integers(0, 5)),
+            weight_delta=float(rng.choice([0.2, 0.4, 0.5])),
+        )
         cat, inst = int(rng.integers(0, 1000)), instance_from_index(int(rng.integers(0, 1000)))
         with np.errstate(all="ignore"):
-            packed = render(m.system(cat), cat, inst, settings)
-            cloud = point_cloud(m.system(cat), cat, inst.weight, settings)
+            packed = render(m.category(cat).system, cat, inst, settings)
+            cloud = point_cloud(m.category(cat).system, cat, inst.weight, settings)
             reference = _flip(_draw(cloud, cat, inst.weight, inst.patch, settings), inst.flip)
         assert packed.bits is not None
         np.testing.assert_array_equal(packed.image, reference, err_msg=f"{settings} {cat} {inst}")
@@ -103,8 +120,9 @@ def test_packed_kernel_equals_the_byte_canvas_kernels(seed):
 
 def _run_in_subprocess(cache_dir: str) -> dict:
     env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
-    out = subprocess.run([sys.executable, "-c", _SCRIPT, json.dumps(sorted(GOLDEN))], env=env,
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _SCRIPT, json.dumps(sorted(GOLDEN))], env=env, capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout)
 
 
@@ -119,29 +137,29 @@ def test_same_bytes_in_other_processes_with_cold_and_warm_numba_cache(tmp_path):
 
 def test_flips_are_mirror_images_of_one_drawing():
     m = load_preset("fractaldb-100")
-    flips, _ = render_flips(m.system(2), 2, 4, 3, RenderSettings(mode="official"))
+    flips, _ = render_flips(m.category(2).system, 2, 4, 3, RenderSettings(mode="official"))
     np.testing.assert_array_equal(flips[1], flips[0][::-1])
     np.testing.assert_array_equal(flips[2], flips[0][:, ::-1])
     np.testing.assert_array_equal(flips[3], flips[0][::-1, ::-1])
-    single = render(m.system(2), 2, Instance(weight=4, flip=2, patch=3), RenderSettings(mode="official")).image
+    single = render(m.category(2).system, 2, Instance(weight=4, flip=2, patch=3), RenderSettings(mode="official")).image
     np.testing.assert_array_equal(single, flips[2])
 
 
 def test_instances_differ_and_streams_depend_on_seed():
     m = load_preset("fractaldb-100")
     s0, s1 = RenderSettings(mode="native", seed=0), RenderSettings(mode="native", seed=1)
-    a = render(m.system(1), 1, instance_from_index(0), s0).image
-    b = render(m.system(1), 1, instance_from_index(100), s0).image  # another patch variant
-    c = render(m.system(1), 1, instance_from_index(0), s1).image
+    a = render(m.category(1).system, 1, instance_from_index(0), s0).image
+    b = render(m.category(1).system, 1, instance_from_index(100), s0).image  # another patch variant
+    c = render(m.category(1).system, 1, instance_from_index(0), s1).image
     assert not np.array_equal(a, b)
     assert not np.array_equal(a, c)
-    np.testing.assert_array_equal(a, render(m.system(1), 1, instance_from_index(0), s0).image)
+    np.testing.assert_array_equal(a, render(m.category(1).system, 1, instance_from_index(0), s0).image)
 
 
 def test_official_patch_mode_keeps_the_official_point_cloud():
     m = load_preset("fractaldb-100")
-    point = render(m.system(0), 0, Instance(2, 0, 0), RenderSettings(mode="official", draw="point")).image
-    patch = render(m.system(0), 0, Instance(2, 0, 0), RenderSettings(mode="official", draw="patch")).image
+    point = render(m.category(0).system, 0, Instance(2, 0, 0), RenderSettings(mode="official", draw="point")).image
+    patch = render(m.category(0).system, 0, Instance(2, 0, 0), RenderSettings(mode="official", draw="patch")).image
     # Every patch sits at (+1..+3, +1..+3) of its point (before the top-bottom flip):
     # so every point pixel has a patch pixel within the 4x4 window below-right of it.
     raw_point, raw_patch = point[::-1], patch[::-1]
@@ -167,14 +185,14 @@ def test_some_official_weightings_diverge_and_are_counted():
     diverged = 0
     for cat in range(40):
         with np.errstate(all="ignore"):
-            diverged += render(m.system(cat), cat, Instance(4, 0, 0), settings).diverged  # a x 1.8
+            diverged += render(m.category(cat).system, cat, Instance(4, 0, 0), settings).diverged  # a x 1.8
     assert diverged > 0
 
 
 @pytest.mark.parametrize("color", ["gray", "color"])
 def test_png_round_trip_is_lossless_and_grey_is_one_channel(color):
     m = load_preset("fractaldb-100")
-    img = render(m.system(3), 3, Instance(2, 0, 1), RenderSettings(mode="native", color=color)).image
+    img = render(m.category(3).system, 3, Instance(2, 0, 1), RenderSettings(mode="native", color=color)).image
     data = encode_png(img)
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     back = decode_png(data)
@@ -186,8 +204,16 @@ def test_png_round_trip_is_lossless_and_grey_is_one_channel(color):
     np.testing.assert_array_equal(decode_png(encode_png(ramp)), ramp)
 
 
-@pytest.mark.parametrize("kwargs,field", [({"mode": "fancy"}, "mode"), ({"draw": "line"}, "draw"),
-                                          ({"points": 10}, "points"), ({"size": 8}, "size"), ({"seed": -1}, "seed")])
+@pytest.mark.parametrize(
+    "kwargs,field",
+    [
+        ({"mode": "fancy"}, "mode"),
+        ({"draw": "line"}, "draw"),
+        ({"points": 10}, "points"),
+        ({"size": 8}, "size"),
+        ({"seed": -1}, "seed"),
+    ],
+)
 def test_bad_settings_name_the_field(kwargs, field):
     with pytest.raises(ConfigError, match=field):
         RenderSettings(**kwargs)

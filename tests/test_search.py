@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
+from fractalshards.categories import CategoryManifest
 from fractalshards.errors import ConfigError
-from fractalshards.ifs import sample_fractaldb, sample_sigma
-from fractalshards.manifest import CategoryManifest
-from fractalshards.search import SearchSettings, fill_rate, search, search_native, search_official
+from fractalshards.families.fractaldb.ifs import sample_fractaldb, sample_sigma
+from fractalshards.families.fractaldb.search import SearchSettings, fill_rate, search, search_native, search_official
 
 FAST = SearchSettings(points=20_000, canvas=256)
 
@@ -100,8 +100,15 @@ def test_manifest_rejects_unknown_version(tmp_path):
         CategoryManifest.load(path)
 
 
-@pytest.mark.parametrize("kwargs,field", [({"sampler": "x"}, "sampler"), ({"fill_threshold": 2.0}, "fill_threshold"),
-                                          ({"min_maps": 5, "max_maps": 3}, "min_maps"), ({"points": 5}, "points")])
+@pytest.mark.parametrize(
+    "kwargs,field",
+    [
+        ({"sampler": "x"}, "sampler"),
+        ({"fill_threshold": 2.0}, "fill_threshold"),
+        ({"min_maps": 5, "max_maps": 3}, "min_maps"),
+        ({"points": 5}, "points"),
+    ],
+)
 def test_bad_search_settings_name_the_field(kwargs, field):
     with pytest.raises(ConfigError, match=field):
         SearchSettings(**kwargs)

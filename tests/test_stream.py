@@ -14,23 +14,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from fractalshards.build import build
-from fractalshards.errors import ConfigError
-from fractalshards.instances import instance_from_index
-from fractalshards.plan import DatasetDefinition
-from fractalshards.presets import load_preset
-from fractalshards.render import RenderSettings, render
-from fractalshards.stream import FractalLoader, FractalStream, ShardIntegrityError
 from helpers import reseal
+
+from fractalshards.builder import build
+from fractalshards.definition import DatasetDefinition
+from fractalshards.errors import ConfigError
+from fractalshards.families.fractaldb.instances import instance_from_index
+from fractalshards.families.fractaldb.render import RenderSettings, render
+from fractalshards.presets import load_preset
+from fractalshards.stream import FractalLoader, FractalStream, ShardIntegrityError
 
 SETTINGS = RenderSettings(mode="official", size=48, points=8_000, seed=1)
 
 
 def _definition() -> DatasetDefinition:
     # 13 x 5 = 65 samples in 5 shards (14, 14, 14, 14, 9): neither divides by 3.
-    return DatasetDefinition(categories=load_preset("fractaldb-100").subset(13, name="tiny13"), instances=5,
-                             render=SETTINGS, shard_size=14)
+    return DatasetDefinition(
+        categories=load_preset("fractaldb-100").subset(13, name="tiny13"), instances=5, render=SETTINGS, shard_size=14
+    )
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +42,16 @@ def dataset(tmp_path_factory) -> Path:
 
 
 def keys_of(stream: FractalStream) -> list[str]:
-    raw = FractalStream(stream.url, rank=stream.rank, world_size=stream.world_size, shuffle=stream.shuffle, seed=stream.seed,
-                        shuffle_buffer=stream.shuffle_buffer, pad=stream.pad, decode="raw")
+    raw = FractalStream(
+        stream.url,
+        rank=stream.rank,
+        world_size=stream.world_size,
+        shuffle=stream.shuffle,
+        seed=stream.seed,
+        shuffle_buffer=stream.shuffle_buffer,
+        pad=stream.pad,
+        decode="raw",
+    )
     raw.set_epoch(stream.epoch)
     return [s["__key__"] for s in raw]
 
@@ -57,7 +66,7 @@ def test_yields_every_sample_once_as_uint8_chw_and_label(dataset):
     assert len(set(keys)) == 65
     # Pixels are the renderer's, grey expanded to 3 channels.
     cat, inst = (int(x) for x in keys[0].split("-"))
-    expected = render(load_preset("fractaldb-100").system(cat), cat, instance_from_index(inst), SETTINGS).image
+    expected = render(load_preset("fractaldb-100").category(cat).system, cat, instance_from_index(inst), SETTINGS).image
     assert label == cat
     for c in range(3):
         np.testing.assert_array_equal(image[c].numpy(), expected)
@@ -141,7 +150,9 @@ def test_state_from_another_setup_is_refused(dataset):
     with pytest.raises(ConfigError, match="seed"):
         b.load_state_dict(a.state_dict())
     with pytest.raises(ConfigError, match="shard_set"):
-        FractalLoader(FractalStream(str(dataset), seed=1, shards=["shard-000000.tar"]), batch_size=4).load_state_dict(a.state_dict())
+        FractalLoader(FractalStream(str(dataset), seed=1, shards=["shard-000000.tar"]), batch_size=4).load_state_dict(
+            a.state_dict()
+        )
 
 
 def _rewrite_shard(folder: Path, shard: str, mutate) -> None:
@@ -187,8 +198,11 @@ def test_never_unpickles_and_rejects_unsafe_names(dataset, tmp_path):
 
     copy = tmp_path / "ds"
     shutil.copytree(dataset, copy)
-    _rewrite_shard(copy, "shard-000000.tar",
-                   lambda ms: [(n, d) for n, d in ms] + [(ms[0][0].rsplit(".", 1)[0] + ".pyd", pickle.dumps(Boom()))])
+    _rewrite_shard(
+        copy,
+        "shard-000000.tar",
+        lambda ms: [(n, d) for n, d in ms] + [(ms[0][0].rsplit(".", 1)[0] + ".pyd", pickle.dumps(Boom()))],
+    )
     samples = list(FractalStream(str(copy), shuffle=False, decode="raw", verify=True))
     assert len(samples) == 65 and all("pyd" not in s for s in samples)
     assert len(list(FractalStream(str(copy), shuffle=False))) == 65
@@ -212,7 +226,9 @@ def test_stream_from_s3_with_cache(tmp_path, s3_bucket, dataset):
     assert len(list(cache.rglob("shard-*.tar"))) == 5
     # A limit of one shard's size keeps at most one shard (the most recent).
     biggest = max(s.bytes for s in remote.manifest.shards)
-    limited = FractalStream(f"s3://{bucket}/ds", cache_dir=str(tmp_path / "small"), cache_limit=biggest + 1, storage_options=options)
+    limited = FractalStream(
+        f"s3://{bucket}/ds", cache_dir=str(tmp_path / "small"), cache_limit=biggest + 1, storage_options=options
+    )
     assert len(list(limited)) == 65
     assert len(list((tmp_path / "small").rglob("shard-*.tar"))) == 1
     # DataLoader workers (forked) open their own S3 filesystem: async s3fs is not fork-safe.
@@ -242,14 +258,14 @@ def test_file_url_is_the_same_dataset(dataset):
     assert [label for _, label in FractalStream(f"file://{dataset}", seed=4)] == plain
 
 
-def _run_ranks(url: str, world: int, batch: int, workers: int, stop_after: int | None, state: dict | None = None,
-               buffer: int = 12) -> tuple[list[list[str]], dict]:
+def _run_ranks(
+    url: str, world: int, batch: int, workers: int, stop_after: int | None, state: dict | None = None, buffer: int = 12
+) -> tuple[list[list[str]], dict]:
     """Each of ``world`` ranks reads ``stop_after`` batches (all when None); returns keys per rank and rank 0's state."""
     keys, states = [], []
     for rank in range(world):
         stream = FractalStream(url, rank=rank, world_size=world, seed=9, shuffle_buffer=buffer, decode="raw")
-        loader = FractalLoader(stream, batch_size=batch, num_workers=workers,
-                               collate_fn=lambda b: [s["__key__"] for s in b])
+        loader = FractalLoader(stream, batch_size=batch, num_workers=workers, collate_fn=lambda b: [s["__key__"] for s in b])
         if state is not None:
             loader.load_state_dict(json.loads(json.dumps(state)))
         got = []
@@ -263,11 +279,14 @@ def _run_ranks(url: str, world: int, batch: int, workers: int, stop_after: int |
     return keys, states[0]
 
 
-@pytest.mark.parametrize("plan", [
-    [(4, 3, 0, 2), (3, 5, 2, None)],                 # 4 -> 3 ranks, batch 3 -> 5, workers 0 -> 2
-    [(4, 2, 1, 2), (2, 4, 0, 2), (6, 2, 2, None)],   # 4 -> 2 -> 6 ranks, composed
-    [(2, 4, 2, 3), (2, 3, 0, None)],                 # same ranks, another batch size and worker count
-])
+@pytest.mark.parametrize(
+    "plan",
+    [
+        [(4, 3, 0, 2), (3, 5, 2, None)],  # 4 -> 3 ranks, batch 3 -> 5, workers 0 -> 2
+        [(4, 2, 1, 2), (2, 4, 0, 2), (6, 2, 2, None)],  # 4 -> 2 -> 6 ranks, composed
+        [(2, 4, 2, 3), (2, 3, 0, None)],  # same ranks, another batch size and worker count
+    ],
+)
 def test_elastic_resume_consumes_exactly_one_epoch(dataset, plan):
     url = str(dataset)
     consumed: list[str] = []

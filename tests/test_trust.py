@@ -13,24 +13,25 @@ from pathlib import Path
 
 import fsspec
 import pytest
+from helpers import reseal
 
-from fractalshards.build import build
+from fractalshards.builder import build
+from fractalshards.catalog import read_index, resolve
 from fractalshards.cli import main
 from fractalshards.dataset import DatasetManifest
+from fractalshards.definition import DatasetDefinition
 from fractalshards.errors import ConfigError
-from fractalshards.index import read_index, resolve
-from fractalshards.plan import DatasetDefinition
+from fractalshards.families.fractaldb.render import RenderSettings
 from fractalshards.presets import load_preset
-from fractalshards.publish import publish
-from fractalshards.render import RenderSettings
+from fractalshards.publisher import publish
 from fractalshards.stream import FractalStream
-from helpers import reseal
 
 
 def _definition(seed: int = 1, **render) -> DatasetDefinition:
     settings = RenderSettings(**{"mode": "official", "size": 32, "points": 3_000, "seed": seed, **render})
-    return DatasetDefinition(categories=load_preset("fractaldb-100").subset(6, name="tiny6"), instances=3,
-                             render=settings, shard_size=5)
+    return DatasetDefinition(
+        categories=load_preset("fractaldb-100").subset(6, name="tiny6"), instances=3, render=settings, shard_size=5
+    )
 
 
 @pytest.fixture(scope="module")
@@ -107,9 +108,14 @@ def test_index_entries_are_validated(built, tmp_path):
 
 
 def test_build_like_reproduces_non_default_settings_byte_for_byte(tmp_path):
-    definition = DatasetDefinition(categories=load_preset("fractaldb-100").subset(4, name="odd4"), instances=3,
-                                   render=RenderSettings(mode="native", size=40, points=2_500, seed=7, pad=5, weight_delta=0.25),
-                                   shard_size=4, name="odd", png_compress_level=6)
+    definition = DatasetDefinition(
+        categories=load_preset("fractaldb-100").subset(4, name="odd4"),
+        instances=3,
+        render=RenderSettings(mode="native", size=40, points=2_500, seed=7, pad=5, weight_delta=0.25),
+        shard_size=4,
+        name="odd",
+        png_compress_level=6,
+    )
     build(definition, str(tmp_path / "a"), workers=0)
     assert main(["--no-progress", "build", "--like", str(tmp_path / "a"), "--out", str(tmp_path / "b"), "--workers", "0"]) == 0
     files = sorted(p.name for p in (tmp_path / "a").iterdir())
@@ -123,7 +129,7 @@ _RACER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     from fractalshards.errors import ConfigError
-    from fractalshards.publish import publish
+    from fractalshards.publisher import publish
     src, dest, go, tag = sys.argv[1], sys.argv[2], Path(sys.argv[3]), sys.argv[4]
     while not go.exists():
         time.sleep(0.002)
@@ -136,8 +142,10 @@ _RACER = textwrap.dedent("""
 
 
 def _race(src_a: str, src_b: str, dest: str, go: Path, tag: str) -> list[str]:
-    procs = [subprocess.Popen([sys.executable, "-c", _RACER, src, dest, str(go), tag], stdout=subprocess.PIPE, text=True)
-             for src in (src_a, src_b)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _RACER, src, dest, str(go), tag], stdout=subprocess.PIPE, text=True)
+        for src in (src_a, src_b)
+    ]
     time.sleep(1.0)  # both imported and waiting
     go.write_text("go")
     outs = [p.communicate(timeout=120)[0].strip() for p in procs]
@@ -204,8 +212,10 @@ def test_fuzzed_shards_manifests_and_indexes_give_the_samples_or_a_documented_er
     version = resolve(f"{dest}@v1").rsplit("/", 1)[1]
     genuine = _samples(f"{dest}@v1")
     decoded = [label for _, label in FractalStream(f"{dest}@v1", shuffle=False)]
-    targets = [f"{version}/{p.name}" for p in sorted((dest / version).glob("shard-*.tar"))] + \
-              [f"{version}/manifest.json", "index.json"]
+    targets = [f"{version}/{p.name}" for p in sorted((dest / version).glob("shard-*.tar"))] + [
+        f"{version}/manifest.json",
+        "index.json",
+    ]
     outcomes = {"same": 0, "ShardIntegrityError": 0, "ConfigError": 0}
     for case in range(240):
         work = tmp_path / f"case{case % 2}"

@@ -1,37 +1,93 @@
 """FDSL families: what a category is, how categories are searched, the instance space and the renderer.
 
-A family is one module of this package that defines ``FAMILY``, an instance of a
-:class:`Family` subclass. Everything above this layer (category manifests, dataset
-definitions, build, recipes, stream, publish, verify, preview and the CLI) goes
-through this interface and never names a family, so adding a family is adding a
-module here (or registering one under the ``fractalshards.families`` entry-point
-group from another package).
+A family is an instance of a :class:`Family` subclass, found in one of two ways:
 
-Families shipped:
+- a package of this one that lists its families in ``FAMILIES`` (the shipped ones), or
+- an entry point of the ``fractalshards.families`` group, from any installed package
+  (``[project.entry-points."fractalshards.families"] myfam = "mypkg.family:FAMILY"``).
 
-- ``fractaldb``: 2-D IFS fractals (Kataoka et al., ACCV 2020); also OFDB's presets.
-- ``visualatom``: Perlin-noised circular harmonics (Takashima et al., CVPR 2023).
-- ``rcdb``: radial contours (Kataoka et al., CVPR 2022).
-- ``1p-frac``: perturbations of one sigma-factor fractal (Nakamura et al., ECCV 2024).
+A family's package owns everything about it: its sampler and acceptance rule, its
+instance space, its settings dataclasses, its kernels and its presets (:class:`Preset`).
+Everything above this layer (category manifests, dataset definitions, build, recipes,
+stream, publish, verify, preview, cards and the CLI) goes through this interface and the
+registry and never names a family, so adding a family touches no other module.
+
+Families shipped (``fractalshards presets`` lists their presets):
+
+- ``fractalshards.families.fractaldb``: ``fractaldb``, 2-D IFS fractals (Kataoka et al., ACCV 2020); also OFDB's presets.
+- ``fractalshards.families.contours``: ``visualatom`` (Takashima et al., CVPR 2023) and ``rcdb``
+  (Kataoka et al., CVPR 2022), which share Perlin noise, Pillow's line and Python's ``random`` replayed.
+- ``fractalshards.families.onepfrac``: ``1p-frac``, perturbations of one fractal (Nakamura et al., ECCV 2024).
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import pkgutil
-from dataclasses import fields
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 import numpy as np
 
 from ..errors import ConfigError
-from ..render import Rendered
-from ..search import SearchResult
+from ..results import Rendered, SearchResult
 
-__all__ = ["Family", "Rendered", "SearchResult", "get_family", "family_names", "DEFAULT_FAMILY", "settings_from_options"]
+__all__ = [
+    "DEFAULT_FAMILY",
+    "Family",
+    "Preset",
+    "SettingsDict",
+    "family_names",
+    "get_family",
+    "register",
+    "flagged_fields",
+    "setting",
+    "settings_from_options",
+]
+
+log = logging.getLogger(__name__)
 
 #: The family of a manifest that names none (every manifest written before families existed).
 DEFAULT_FAMILY = "fractaldb"
+
+
+class SettingsDict:
+    """``to_dict``/``from_dict`` of a frozen settings dataclass of scalar fields: one implementation for
+    every family's render and search settings (and the form they take in manifests and records)."""
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able form (every field is a scalar, so a shallow dict: no ``asdict`` deep copy,
+        which cost 90 us per sample record)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+
+    @classmethod
+    def from_dict(cls, data: object) -> Any:
+        """Inverse of :meth:`to_dict`; unknown fields, and data that is not an object, are one-line errors."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"settings: {type(data).__name__} is not an object of {cls.__name__} fields")
+        unknown = set(data) - {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        if unknown:
+            raise ConfigError(f"settings: unknown field(s) {sorted(unknown)} of {cls.__name__}; remove them")
+        return cls(**data)
+
+
+def setting(
+    default: Any, help: str, *, choices: tuple | None = None, minimum: int | None = None, preset_override: bool = False
+) -> Any:
+    """A settings field with a command-line flag: ``--<name>`` is generated from it (type from the
+    default, ``help`` and the defaults of every family that has the field in the help text).
+
+    ``minimum`` bounds integer flags (1 unless given); ``preset_override`` also offers the flag
+    where a generated preset is loaded (``render``, ``preview``, ``build``, ``recipe``).
+    """
+    meta = {"help": help, "choices": choices, "minimum": minimum, "preset_override": preset_override}
+    return field(default=default, metadata=meta)
+
+
+def flagged_fields(cls: type) -> list:
+    """The fields of a settings dataclass that have a command-line flag (declared with :func:`setting`)."""
+    return [f for f in fields(cls) if "help" in f.metadata]
 
 
 def settings_from_options(cls: type, options: dict, what: str, family: str, defaults: dict | None = None) -> Any:
@@ -45,16 +101,39 @@ def settings_from_options(cls: type, options: dict, what: str, family: str, defa
     for key in given:
         if key not in names:
             flag = "--" + key.replace("_", "-")
-            raise ConfigError(f"{key}: not a {what} of the {family} family; drop {flag} "
-                              f"(its {what}s are {', '.join(sorted(names))})")
+            raise ConfigError(
+                f"{key}: not a {what} of the {family} family; drop {flag} (its {what}s are {', '.join(sorted(names))})"
+            )
     return cls(**{**(defaults or {}), **given})
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named category set of a family, and what a dataset of it is by default.
+
+    Exactly one of ``file`` (a committed manifest under ``manifests/``), ``base`` (the first
+    ``categories`` of another preset) or ``native_seed`` (generated on first use by the
+    family's native search, then cached) says where the categories come from.
+    """
+
+    name: str
+    family: str
+    description: str
+    categories: int
+    render_mode: str
+    paper: str
+    instances: int = 1000  # instances per category by default, and at most
+    file: str | None = None  # committed manifest file name
+    base: str | None = None  # take the first ``categories`` of this preset
+    native_seed: int | None = None  # generate with the family's native search
+    search: dict = field(default_factory=dict)  # search settings of a generated set
 
 
 class Family:
     """The interface every family implements (plain arrays in and out; see the module docstring).
 
     Class attributes describe the family; methods are called with a
-    :class:`~fractalshards.manifest.CategoryManifest` of this family.
+    :class:`~fractalshards.categories.CategoryManifest` of this family.
     """
 
     #: Registry name, written into manifests (``"family"``).
@@ -70,11 +149,33 @@ class Family:
     #: Render settings and search settings dataclasses (``to_dict`` / ``from_dict``, frozen).
     Settings: ClassVar[type]
     SearchSettings: ClassVar[type]
+    #: The family's named category sets.
+    presets: ClassVar[tuple[Preset, ...]] = ()
+    #: Named parts of an instance index, ``(name, help)`` (``render --<name>``; see :meth:`instance_index`).
+    instance_parts: ClassVar[tuple[tuple[str, str], ...]] = ()
+    #: Formats besides the category manifest that :meth:`export` writes (``search --format``).
+    export_formats: ClassVar[tuple[str, ...]] = ()
 
     # -- categories -------------------------------------------------------------------------
     def default_seed(self, mode: str) -> int:
         """The seed of ``mode`` when none is given."""
         return 0
+
+    def check_search_mode(self, mode: object) -> str:
+        """``mode`` if this family searches in it, else a one-line error naming the modes it has."""
+        if mode not in self.search_modes:
+            raise ConfigError(
+                f"mode: the {self.name} family searches in {', '.join(self.search_modes)} mode; use --mode {self.search_modes[0]}"
+            )
+        return mode  # type: ignore[return-value]
+
+    def default_name(self, mode: str, seed: int, settings: Any, count: int) -> str:
+        """The name of a searched category set when the user gives none."""
+        return f"{mode}-{self.name}-seed{seed}-{count}"
+
+    def export(self, manifest: Any, fmt: str, out: Any) -> list:
+        """Write ``manifest`` in ``fmt`` (one of :attr:`export_formats`) under folder ``out``; the files written."""
+        raise ConfigError(f"format: the {self.name} family has no {fmt!r} format; use --format manifest")
 
     def search_settings(self, options: dict) -> Any:
         """Search settings from user options (``None`` values mean "default")."""
@@ -84,8 +185,9 @@ class Family:
         """Search settings as stored in a manifest."""
         return settings_from_options(self.SearchSettings, dict(data), "search setting", self.name)
 
-    def search(self, count: int, *, mode: str, seed: int, settings: Any, workers: int | None = None,
-               progress: bool = False) -> SearchResult:
+    def search(
+        self, count: int, *, mode: str, seed: int, settings: Any, workers: int | None = None, progress: bool = False
+    ) -> SearchResult:
         """Search ``count`` categories (in index order, with the number of trials drawn)."""
         raise NotImplementedError
 
@@ -132,6 +234,14 @@ class Family:
         return list(range(count))
 
     # -- rendering --------------------------------------------------------------------------
+    def render_defaults(self) -> dict:
+        """The render settings a dataset of this family gets when no option is given (for help texts)."""
+        return {f.name: f.default for f in fields(self.Settings)}
+
+    def search_defaults(self) -> dict:
+        """The search settings of a search with no option given (for help texts)."""
+        return {f.name: f.default for f in fields(self.SearchSettings)}
+
     def render_settings(self, manifest: Any, options: dict) -> Any:
         """Render settings from user options (``None`` values mean the manifest's / family's default)."""
         return settings_from_options(self.Settings, options, "render setting", self.name)
@@ -161,22 +271,31 @@ def _load() -> None:
     global _LOADED
     if _LOADED:
         return
+    _LOADED = True
     for info in pkgutil.iter_modules(__path__):
         module = importlib.import_module(f"{__name__}.{info.name}")
-        _register(getattr(module, "FAMILY", None))
-    try:  # families of other packages
-        from importlib.metadata import entry_points
+        for family in getattr(module, "FAMILIES", ()):
+            register(family)
+    from importlib.metadata import entry_points
 
-        for ep in entry_points(group="fractalshards.families"):
-            _register(ep.load())
-    except Exception:  # noqa: BLE001 - a broken third-party plugin must not break the shipped families
-        pass
-    _LOADED = True
+    for ep in entry_points(group="fractalshards.families"):
+        try:
+            register(ep.load())
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the shipped families
+            log.warning(
+                "fractalshards: family entry point %r could not be loaded (%s: %s); skipped", ep.name, type(exc).__name__, exc
+            )
 
 
-def _register(family: object) -> None:
-    if isinstance(family, Family) and family.name:
-        _REGISTRY.setdefault(family.name, family)
+def register(family: object) -> Family:
+    """Add ``family`` to the registry (what the ``fractalshards.families`` entry points resolve to).
+
+    The first family of a name wins: a plugin cannot replace a shipped family.
+    """
+    if not isinstance(family, Family) or not isinstance(family.name, str) or not family.name:
+        raise ConfigError(f"family: {family!r} is not a Family instance with a name; an entry point must name one")
+    _REGISTRY.setdefault(family.name, family)
+    return _REGISTRY[family.name]
 
 
 def family_names() -> list[str]:

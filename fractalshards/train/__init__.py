@@ -6,12 +6,37 @@ imports beside the installed torch (see the README).
 
 from .finetune import FinetuneConfig, format_table, load_digits_images, load_folder_images, run_finetune
 from .models import build_model, classifier_prefix, load_backbone, timm_version
-from .pretrain import (RECIPES, PretrainConfig, center_crop, evaluate, load_checkpoint, normalize, prepare, random_crop,
-                       recipe_config)
+from .pretrain import (
+    TRAINING_RECIPES,
+    PretrainConfig,
+    center_crop,
+    evaluate,
+    load_checkpoint,
+    normalize,
+    prepare,
+    random_crop,
+    training_recipe_config,
+)
 
 # The training loop is fractalshards.train.pretrain.pretrain: not re-exported here, where the name
 # would hide the module of the same name.
-__all__ = ["PretrainConfig", "RECIPES", "recipe_config", "prepare", "random_crop", "center_crop",
-           "normalize", "evaluate", "load_checkpoint", "FinetuneConfig", "run_finetune", "format_table",
-           "load_digits_images", "load_folder_images", "build_model", "classifier_prefix", "load_backbone",
-           "timm_version"]
+__all__ = [
+    "PretrainConfig",
+    "TRAINING_RECIPES",
+    "training_recipe_config",
+    "prepare",
+    "random_crop",
+    "center_crop",
+    "normalize",
+    "evaluate",
+    "load_checkpoint",
+    "FinetuneConfig",
+    "run_finetune",
+    "format_table",
+    "load_digits_images",
+    "load_folder_images",
+    "build_model",
+    "classifier_prefix",
+    "load_backbone",
+    "timm_version",
+]

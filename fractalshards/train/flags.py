@@ -28,11 +28,11 @@ def _parse_tuple(item: type):
             return tuple(item(x) for x in text.split(",") if x.strip())
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of {item.__name__}") from None
+
     return parse
 
 
-def add_flags(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = (),
-              required: tuple[str, ...] = ()) -> None:
+def add_flags(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = (), required: tuple[str, ...] = ()) -> None:
     """Add one flag per field of dataclass ``cls`` (``skip`` leaves some out)."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):

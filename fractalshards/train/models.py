@@ -20,8 +20,10 @@ def _timm() -> Any:
     try:
         import timm
     except ImportError as exc:  # timm also needs a torchvision that imports beside this torch
-        raise ConfigError(f"arch: training builds networks with timm, which does not import here ({exc}); "
-                          "install fractalshards[train] (make train-install)") from None
+        raise ConfigError(
+            f"arch: training builds networks with timm, which does not import here ({exc}); "
+            "install fractalshards[train] (make train-install)"
+        ) from None
     return timm
 
 
@@ -34,8 +36,10 @@ def build_model(name: str, num_classes: int, img_size: int | None = None) -> nn.
     """``timm.create_model(name, num_classes=num_classes)``; for models with an input size, built for ``img_size``."""
     timm = _timm()
     if name.split(".", 1)[0] not in timm.list_models():
-        raise ConfigError(f"arch: {name!r} is not a timm model; use a timm name such as resnet50, resnet18, "
-                          "vit_tiny_patch16_224 or deit_tiny_patch16_224 (timm.list_models())")
+        raise ConfigError(
+            f"arch: {name!r} is not a timm model; use a timm name such as resnet50, resnet18, "
+            "vit_tiny_patch16_224 or deit_tiny_patch16_224 (timm.list_models())"
+        )
     if img_size is not None:
         try:
             return timm.create_model(name, num_classes=num_classes, img_size=img_size)
@@ -59,8 +63,9 @@ def load_backbone(model: nn.Module, weights: dict, img_size: int | None = None) 
     except RuntimeError:  # shape mismatches
         missing, unexpected = [], ["?"]
     if unexpected or any(not k.startswith(prefix) for k in missing):
-        raise ConfigError("checkpoint: its weights do not fit this network; give a checkpoint of the same --arch "
-                          "written by jobs/pretrain.py")
+        raise ConfigError(
+            "checkpoint: its weights do not fit this network; give a checkpoint of the same --arch written by jobs/pretrain.py"
+        )
     if img_size is not None and hasattr(model, "set_input_size"):
         model.set_input_size(img_size=img_size)  # resample the position embeddings
     return model

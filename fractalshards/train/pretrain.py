@@ -1,6 +1,6 @@
 """Pre-training on a fractalshards stream with any timm network: two recipes, DDP, AMP, checkpoints.
 
-Recipes (``RECIPES``, ``jobs/pretrain.py --recipe``):
+Recipes (``TRAINING_RECIPES``, ``jobs/pretrain.py --recipe``):
 
 - ``fractaldb-resnet`` (the defaults, Kataoka et al.): ResNet-50, SGD momentum 0.9, weight
   decay 1e-4, batch 256, 90 epochs, lr 0.01 divided by 10 at epochs 30 and 60, random 224 crop
@@ -25,9 +25,10 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,8 +39,18 @@ from ..stream import FractalLoader, FractalStream
 from .flags import flag_field as _f
 from .models import build_model, timm_version
 
-__all__ = ["PretrainConfig", "RECIPES", "recipe_config", "pretrain", "prepare", "random_crop", "center_crop",
-           "load_checkpoint", "normalize", "evaluate"]
+__all__ = [
+    "PretrainConfig",
+    "TRAINING_RECIPES",
+    "training_recipe_config",
+    "pretrain",
+    "prepare",
+    "random_crop",
+    "center_crop",
+    "load_checkpoint",
+    "normalize",
+    "evaluate",
+]
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +68,9 @@ class PretrainConfig:
     lr: float = _f(0.01, "learning rate (at the end of warm-up)")
     momentum: float = _f(0.9, "SGD momentum")
     weight_decay: float = _f(1e-4, "weight decay")
-    schedule: str = _f("step", "step: lr x lr_gamma at each of lr_steps; cosine: warm-up then cosine to min_lr",
-                       choices=("step", "cosine"))
+    schedule: str = _f(
+        "step", "step: lr x lr_gamma at each of lr_steps; cosine: warm-up then cosine to min_lr", choices=("step", "cosine")
+    )
     lr_steps: tuple[int, ...] = _f((30, 60), "epochs at which a step schedule multiplies lr by lr_gamma")
     lr_gamma: float = _f(0.1, "factor of a step schedule")
     warmup_epochs: float = _f(0.0, "linear warm-up epochs of a cosine schedule")
@@ -87,7 +99,7 @@ class PretrainConfig:
     storage_options: dict = _f({}, "fsspec options", flag=False)
 
     def __post_init__(self) -> None:
-        check_choice("recipe", self.recipe, tuple(RECIPES))
+        check_choice("recipe", self.recipe, tuple(TRAINING_RECIPES))
         check_choice("optimizer", self.optimizer, ("sgd", "adamw"))
         check_choice("schedule", self.schedule, ("step", "cosine"))
         if not self.data:
@@ -100,18 +112,31 @@ class PretrainConfig:
 
 
 #: Recipes: the field values each starts from (flags given on top of them win).
-RECIPES: dict[str, dict] = {
+TRAINING_RECIPES: dict[str, dict] = {
     "fractaldb-resnet": {},
-    "fdsl-vit": {"arch": "deit_tiny_patch16_224", "optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.05,
-                 "schedule": "cosine", "warmup_epochs": 5.0, "min_lr": 1e-5, "label_smoothing": 0.1, "mixup": 0.8,
-                 "cutmix": 1.0, "random_erase": 0.25, "hflip": True, "crop": 224, "epochs": 90},
+    "fdsl-vit": {
+        "arch": "deit_tiny_patch16_224",
+        "optimizer": "adamw",
+        "lr": 1e-3,
+        "weight_decay": 0.05,
+        "schedule": "cosine",
+        "warmup_epochs": 5.0,
+        "min_lr": 1e-5,
+        "label_smoothing": 0.1,
+        "mixup": 0.8,
+        "cutmix": 1.0,
+        "random_erase": 0.25,
+        "hflip": True,
+        "crop": 224,
+        "epochs": 90,
+    },
 }
 
 
-def recipe_config(recipe: str = "fractaldb-resnet", **overrides: Any) -> PretrainConfig:
+def training_recipe_config(recipe: str = "fractaldb-resnet", **overrides: Any) -> PretrainConfig:
     """The :class:`PretrainConfig` of ``recipe`` with ``overrides`` on top."""
-    check_choice("recipe", recipe, tuple(RECIPES))
-    return PretrainConfig(**{**RECIPES[recipe], "recipe": recipe, **overrides})
+    check_choice("recipe", recipe, tuple(TRAINING_RECIPES))
+    return PretrainConfig(**{**TRAINING_RECIPES[recipe], "recipe": recipe, **overrides})
 
 
 def normalize(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
@@ -136,12 +161,15 @@ def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
     return images[..., y : y + size, x : x + size]
 
 
-def prepare(images: torch.Tensor, config: "PretrainConfig", device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
+def prepare(
+    images: torch.Tensor, config: PretrainConfig, device: torch.device, generator: torch.Generator | None
+) -> torch.Tensor:
     """uint8 batch -> resized (optional), cropped (random with ``generator``, else centre), normalised, on ``device``."""
     x = images.to(device, non_blocking=True)
     if config.resize:
-        x = torch.nn.functional.interpolate(x.float(), size=(config.resize, config.resize), mode="bilinear",
-                                            antialias=True, align_corners=False)
+        x = torch.nn.functional.interpolate(
+            x.float(), size=(config.resize, config.resize), mode="bilinear", antialias=True, align_corners=False
+        )
     x = random_crop(x, config.crop, generator) if generator is not None else center_crop(x, config.crop)
     if generator is not None and config.hflip:
         flip = torch.rand(x.shape[0], generator=generator) < 0.5
@@ -160,8 +188,12 @@ class _Augment:
         if config.mixup > 0 or config.cutmix > 0:
             from timm.data import Mixup
 
-            self.mix = Mixup(mixup_alpha=config.mixup, cutmix_alpha=config.cutmix, label_smoothing=config.label_smoothing,
-                             num_classes=num_classes)
+            self.mix = Mixup(
+                mixup_alpha=config.mixup,
+                cutmix_alpha=config.cutmix,
+                label_smoothing=config.label_smoothing,
+                num_classes=num_classes,
+            )
         if config.random_erase > 0:
             from timm.data.random_erasing import RandomErasing
 
@@ -184,7 +216,8 @@ class _Augment:
                 else:  # timm mixes pairs: an odd last batch gets the smoothed targets only
                     off = self.config.label_smoothing / self.num_classes
                     labels = torch.full((labels.shape[0], self.num_classes), off, device=labels.device).scatter_(
-                        1, labels[:, None], 1.0 - self.config.label_smoothing + off)
+                        1, labels[:, None], 1.0 - self.config.label_smoothing + off
+                    )
         return images, labels
 
 
@@ -257,6 +290,7 @@ def pretrain(config: PretrainConfig, on_log: Callable[[dict], None] | None = Non
     def emit(record: dict) -> None:
         if rank == 0:  # one log, not one per process
             sink(record)
+
     if config.device:
         device = torch.device(config.device)
     elif torch.cuda.is_available():
@@ -269,19 +303,29 @@ def pretrain(config: PretrainConfig, on_log: Callable[[dict], None] | None = Non
     probe = FractalStream(config.data, storage_options=config.storage_options, rank=0, world_size=1)
     names = probe.shard_names
     if config.eval_shards and len(names) <= config.eval_shards:
-        raise ConfigError(f"eval_shards: {config.eval_shards} of {len(names)} shards leaves none to train on; use --eval-shards 0 or more shards")
+        raise ConfigError(
+            f"eval_shards: {config.eval_shards} of {len(names)} shards leaves none to train on; "
+            "use --eval-shards 0 or more shards"
+        )
     train_names = names[: len(names) - config.eval_shards] if config.eval_shards else names
     eval_names = names[len(names) - config.eval_shards :] if config.eval_shards else []
     num_classes = int(probe.manifest.totals["categories"])
 
-    stream = FractalStream(config.data, rank=rank, world_size=world, seed=config.seed, shuffle_buffer=config.shuffle_buffer,
-                           storage_options=config.storage_options, shards=train_names)
-    loader = FractalLoader(stream, batch_size=config.batch_size, num_workers=config.workers,
-                           pin_memory=device.type == "cuda")
+    stream = FractalStream(
+        config.data,
+        rank=rank,
+        world_size=world,
+        seed=config.seed,
+        shuffle_buffer=config.shuffle_buffer,
+        storage_options=config.storage_options,
+        shards=train_names,
+    )
+    loader = FractalLoader(stream, batch_size=config.batch_size, num_workers=config.workers, pin_memory=device.type == "cuda")
     eval_loader = None
     if eval_names and rank == 0:
-        eval_stream = FractalStream(config.data, rank=0, world_size=1, shuffle=False, shards=eval_names,
-                                    storage_options=config.storage_options)
+        eval_stream = FractalStream(
+            config.data, rank=0, world_size=1, shuffle=False, shards=eval_names, storage_options=config.storage_options
+        )
         eval_loader = FractalLoader(eval_stream, batch_size=config.batch_size, num_workers=min(config.workers, 2))
 
     torch.manual_seed(config.seed)
@@ -291,8 +335,7 @@ def pretrain(config: PretrainConfig, on_log: Callable[[dict], None] | None = Non
 
         optimizer = create_optimizer_v2(model, "adamw", lr=config.lr, weight_decay=config.weight_decay)
     else:
-        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                    weight_decay=config.weight_decay)
+        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     if world > 1:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
@@ -318,8 +361,9 @@ def pretrain(config: PretrainConfig, on_log: Callable[[dict], None] | None = Non
         # Any rank's loader state serves every rank, also on another number of processes.
         loader.load_state_dict(state["loader"])
         step, epoch = int(state["step"]), loader.epoch
-        emit({"event": "resumed", "step": step, "epoch": epoch, "samples_seen": state["loader"]["samples_seen"],
-              "from": str(last)})
+        emit(
+            {"event": "resumed", "step": step, "epoch": epoch, "samples_seen": state["loader"]["samples_seen"], "from": str(last)}
+        )
 
     def lr_at(e: int, s: int = 0) -> float:
         """The learning rate at epoch ``e``, step ``s`` (a pure function: resumed runs get the same)."""
@@ -334,13 +378,23 @@ def pretrain(config: PretrainConfig, on_log: Callable[[dict], None] | None = Non
     def save() -> None:
         if last is None or rank != 0:
             return
-        _save(last, {
-            "model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-            "loader": loader.state_dict(), "step": step, "arch": config.arch, "model_name": config.arch,
-            "timm_version": timm_version(), "recipe": config.recipe, "num_classes": num_classes,
-            "config": {k: v for k, v in dataclasses.asdict(config).items() if k != "storage_options"},
-            "dataset": {"url": config.data, "name": stream.manifest.name, "version": stream.version},
-        })
+        _save(
+            last,
+            {
+                "model": _unwrap(model).state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict(),
+                "loader": loader.state_dict(),
+                "step": step,
+                "arch": config.arch,
+                "model_name": config.arch,
+                "timm_version": timm_version(),
+                "recipe": config.recipe,
+                "num_classes": num_classes,
+                "config": {k: v for k, v in dataclasses.asdict(config).items() if k != "storage_options"},
+                "dataset": {"url": config.data, "name": stream.manifest.name, "version": stream.version},
+            },
+        )
 
     model.train()
     history: list[float] = []
@@ -365,8 +419,15 @@ def pretrain(config: PretrainConfig, on_log: Callable[[dict], None] | None = Non
             history.append(float(loss.detach()))
             if step % config.log_every == 0:
                 elapsed = time.perf_counter() - t0
-                emit({"step": step, "epoch": epoch, "loss": round(history[-1], 5), "lr": lr_at(epoch, step),
-                      "images_per_s": round(seen_since / elapsed, 1) if elapsed > 0 else None})
+                emit(
+                    {
+                        "step": step,
+                        "epoch": epoch,
+                        "loss": round(history[-1], 5),
+                        "lr": lr_at(epoch, step),
+                        "images_per_s": round(seen_since / elapsed, 1) if elapsed > 0 else None,
+                    }
+                )
                 t0, seen_since = time.perf_counter(), 0
             if ckpt_dir and step % config.checkpoint_every == 0:
                 save()
@@ -382,10 +443,23 @@ def pretrain(config: PretrainConfig, on_log: Callable[[dict], None] | None = Non
         top1 = evaluate(_unwrap(model), eval_loader, config, device)
         emit({"event": "eval", "step": step, "epoch": epoch, "top1": round(top1, 4)})
     save()
-    summary = {"steps": step, "epoch": epoch, "losses": history, "top1": top1, "num_classes": num_classes,
-               "checkpoint": str(last) if last else None}
-    emit({"event": "done", "step": step, "first_loss": history[0] if history else None,
-          "final_loss": history[-1] if history else None, "top1": top1})
+    summary = {
+        "steps": step,
+        "epoch": epoch,
+        "losses": history,
+        "top1": top1,
+        "num_classes": num_classes,
+        "checkpoint": str(last) if last else None,
+    }
+    emit(
+        {
+            "event": "done",
+            "step": step,
+            "first_loss": history[0] if history else None,
+            "final_loss": history[-1] if history else None,
+            "top1": top1,
+        }
+    )
     if started_group:
         torch.distributed.destroy_process_group()
     return summary
@@ -393,4 +467,3 @@ def pretrain(config: PretrainConfig, on_log: Callable[[dict], None] | None = Non
 
 def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-

@@ -48,8 +48,23 @@ def test_finetune_reports_every_cell(checkpoint):
 def test_job_rejects_a_mismatched_checkpoint(tmp_path):
     bad = tmp_path / "bad.pt"
     torch.save({"model": {"conv1.weight": torch.zeros(1)}, "arch": "resnet18"}, bad)
-    out = subprocess.run([sys.executable, str(ROOT / "jobs" / "finetune.py"), "--checkpoint", str(bad), "--seeds", "0",
-                          "--labels-per-class", "2", "--epochs", "1"], capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "jobs" / "finetune.py"),
+            "--checkpoint",
+            str(bad),
+            "--seeds",
+            "0",
+            "--labels-per-class",
+            "2",
+            "--epochs",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 2 and "checkpoint" in out.stderr
 
 
@@ -58,8 +73,10 @@ def test_a_vit_checkpoint_fine_tunes_at_another_size(tmp_path):
     path = tmp_path / "vit.pt"
     torch.manual_seed(0)
     model = build_model("vit_tiny_patch16_224", 5, img_size=32)
-    torch.save({"model": model.state_dict(), "model_name": "vit_tiny_patch16_224", "num_classes": 5, "step": 1,
-                "config": {"crop": 32}}, path)
+    torch.save(
+        {"model": model.state_dict(), "model_name": "vit_tiny_patch16_224", "num_classes": 5, "step": 1, "config": {"crop": 32}},
+        path,
+    )
     config = FinetuneConfig(checkpoint=str(path), labels_per_class=(3,), seeds=(0,), epochs=1, image_size=16)
     results = run_finetune(config, progress=lambda line: None)
     for regime in ("finetune", "probe"):

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from fractalshards.build import build
-from fractalshards.plan import DatasetDefinition
+from fractalshards.builder import build
+from fractalshards.definition import DatasetDefinition
+from fractalshards.families.fractaldb.render import RenderSettings
 from fractalshards.presets import load_preset
-from fractalshards.render import RenderSettings
-from fractalshards.train import PretrainConfig, load_checkpoint, recipe_config
+from fractalshards.train import PretrainConfig, load_checkpoint, training_recipe_config
 from fractalshards.train.pretrain import pretrain
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,15 +22,30 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> str:
     out = tmp_path_factory.mktemp("train") / "ds"
-    d = DatasetDefinition(categories=load_preset("fractaldb-100").subset(4, name="four"), instances=30,
-                          render=RenderSettings(mode="official", size=48, points=8_000), shard_size=30)
+    d = DatasetDefinition(
+        categories=load_preset("fractaldb-100").subset(4, name="four"),
+        instances=30,
+        render=RenderSettings(mode="official", size=48, points=8_000),
+        shard_size=30,
+    )
     build(d, str(out), workers=0)
     return str(out)
 
 
 def _config(data: str, **kw) -> PretrainConfig:
-    base = dict(data=data, arch="resnet18", epochs=50, batch_size=8, lr=0.05, crop=40, workers=0, log_every=1,
-                checkpoint_every=3, eval_shards=1, shuffle_buffer=16)
+    base = dict(
+        data=data,
+        arch="resnet18",
+        epochs=50,
+        batch_size=8,
+        lr=0.05,
+        crop=40,
+        workers=0,
+        log_every=1,
+        checkpoint_every=3,
+        eval_shards=1,
+        shuffle_buffer=16,
+    )
     base.update(kw)
     return PretrainConfig(**base)
 
@@ -59,26 +74,76 @@ def test_checkpoint_resume_continues_exactly(tiny, tmp_path):
 
 def test_job_script_runs_with_workers(tiny, tmp_path):
     out = subprocess.run(
-        [sys.executable, str(ROOT / "jobs" / "pretrain.py"), "--data", tiny, "--arch", "resnet18", "--batch-size", "8",
-         "--crop", "32", "--resize", "40", "--max-steps", "6", "--workers", "2", "--log-every", "2",
-         "--checkpoint-dir", str(tmp_path / "ck"), "--checkpoint-every", "3"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            str(ROOT / "jobs" / "pretrain.py"),
+            "--data",
+            tiny,
+            "--arch",
+            "resnet18",
+            "--batch-size",
+            "8",
+            "--crop",
+            "32",
+            "--resize",
+            "40",
+            "--max-steps",
+            "6",
+            "--workers",
+            "2",
+            "--log-every",
+            "2",
+            "--checkpoint-dir",
+            str(tmp_path / "ck"),
+            "--checkpoint-every",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert '"event": "done"' in out.stderr and '"images_per_s"' in out.stderr
     assert (tmp_path / "ck" / "last.pt").exists()
-    bad = subprocess.run([sys.executable, str(ROOT / "jobs" / "pretrain.py"), "--data", str(tmp_path / "missing")],
-                         capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, str(ROOT / "jobs" / "pretrain.py"), "--data", str(tmp_path / "missing")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "manifest.json" in bad.stderr
 
 
 def test_torchrun_ddp_two_processes(tiny, tmp_path):
     torchrun = Path(sys.executable).parent / "torchrun"
     out = subprocess.run(
-        [str(torchrun), "--standalone", "--nproc-per-node", "2", str(ROOT / "jobs" / "pretrain.py"), "--data", tiny,
-         "--arch", "resnet18", "--batch-size", "4", "--crop", "32", "--max-steps", "4", "--workers", "0", "--log-every", "2",
-         "--checkpoint-dir", str(tmp_path / "ck")],
-        capture_output=True, text=True, timeout=180, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+        [
+            str(torchrun),
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            str(ROOT / "jobs" / "pretrain.py"),
+            "--data",
+            tiny,
+            "--arch",
+            "resnet18",
+            "--batch-size",
+            "4",
+            "--crop",
+            "32",
+            "--max-steps",
+            "4",
+            "--workers",
+            "0",
+            "--log-every",
+            "2",
+            "--checkpoint-dir",
+            str(tmp_path / "ck"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
     )
     assert out.returncode == 0, out.stderr[-3000:]
     state = load_checkpoint(tmp_path / "ck" / "last.pt")
@@ -88,15 +153,46 @@ def test_torchrun_ddp_two_processes(tiny, tmp_path):
 
 def test_vit_tiny_with_the_fdsl_vit_recipe_learns_and_resumes_exactly(tiny, tmp_path):
     """fdsl-vit: AdamW, cosine warm-up, label smoothing, Mixup/CutMix, erasing; a ViT built for a 32 px crop."""
-    def config(steps: int, ck: str, **kw) -> PretrainConfig:
-        return recipe_config("fdsl-vit", data=tiny, arch="vit_tiny_patch16_224", crop=32, batch_size=8, epochs=40,
-                             warmup_epochs=1.0, workers=0, log_every=1, checkpoint_every=3, eval_shards=1,
-                             shuffle_buffer=16, max_steps=steps, checkpoint_dir=str(tmp_path / ck), **kw)
 
-    learn = pretrain(recipe_config("fdsl-vit", data=tiny, arch="vit_tiny_patch16_224", crop=32, batch_size=8,
-                                   epochs=40, warmup_epochs=1.0, workers=0, log_every=1, eval_shards=1,
-                                   shuffle_buffer=16, max_steps=60, mixup=0.0, cutmix=0.0, random_erase=0.0),
-                     on_log=lambda r: None)
+    def config(steps: int, ck: str, **kw) -> PretrainConfig:
+        return training_recipe_config(
+            "fdsl-vit",
+            data=tiny,
+            arch="vit_tiny_patch16_224",
+            crop=32,
+            batch_size=8,
+            epochs=40,
+            warmup_epochs=1.0,
+            workers=0,
+            log_every=1,
+            checkpoint_every=3,
+            eval_shards=1,
+            shuffle_buffer=16,
+            max_steps=steps,
+            checkpoint_dir=str(tmp_path / ck),
+            **kw,
+        )
+
+    learn = pretrain(
+        training_recipe_config(
+            "fdsl-vit",
+            data=tiny,
+            arch="vit_tiny_patch16_224",
+            crop=32,
+            batch_size=8,
+            epochs=40,
+            warmup_epochs=1.0,
+            workers=0,
+            log_every=1,
+            eval_shards=1,
+            shuffle_buffer=16,
+            max_steps=60,
+            mixup=0.0,
+            cutmix=0.0,
+            random_erase=0.0,
+        ),
+        on_log=lambda r: None,
+    )
     losses = learn["losses"]
     # A ViT on 4 tokens (32 px, patch 16) learns slowly: measured 1.54 -> 1.40 over 60 steps, label smoothing 0.1.
     assert sum(losses[-10:]) / 10 < 0.95 * sum(losses[:10]) / 10
@@ -115,15 +211,16 @@ def test_vit_tiny_with_the_fdsl_vit_recipe_learns_and_resumes_exactly(tiny, tmp_
 def test_recipes_and_flags_come_from_the_config(tiny, tmp_path):
     import dataclasses
 
-    from fractalshards.train import RECIPES
+    from fractalshards.train import TRAINING_RECIPES
 
-    vit = recipe_config("fdsl-vit", data=tiny)
+    vit = training_recipe_config("fdsl-vit", data=tiny)
     assert (vit.optimizer, vit.lr, vit.weight_decay, vit.schedule, vit.crop) == ("adamw", 1e-3, 0.05, "cosine", 224)
     assert vit.label_smoothing > 0 and vit.mixup > 0 and vit.cutmix > 0
-    assert recipe_config("fractaldb-resnet", data=tiny) == PretrainConfig(data=tiny)
-    assert set(RECIPES) == {"fractaldb-resnet", "fdsl-vit"}
-    help_text = subprocess.run([sys.executable, str(ROOT / "jobs" / "pretrain.py"), "--help"], capture_output=True,
-                               text=True, check=True).stdout
+    assert training_recipe_config("fractaldb-resnet", data=tiny) == PretrainConfig(data=tiny)
+    assert set(TRAINING_RECIPES) == {"fractaldb-resnet", "fdsl-vit"}
+    help_text = subprocess.run(
+        [sys.executable, str(ROOT / "jobs" / "pretrain.py"), "--help"], capture_output=True, text=True, check=True
+    ).stdout
     for f in dataclasses.fields(PretrainConfig):
         if f.name != "storage_options":
             assert "--" + f.name.replace("_", "-") in help_text, f.name
@@ -133,7 +230,11 @@ def test_recipes_and_flags_come_from_the_config(tiny, tmp_path):
     job = util.module_from_spec(spec)
     spec.loader.exec_module(job)
     parsed = job.parse(["--data", tiny, "--recipe", "fdsl-vit", "--lr", "0.002", "--no-hflip"])
-    assert parsed == recipe_config("fdsl-vit", data=tiny, lr=0.002, hflip=False)
-    bad = subprocess.run([sys.executable, str(ROOT / "jobs" / "pretrain.py"), "--data", tiny, "--arch", "not_a_net",
-                          "--max-steps", "1"], capture_output=True, text=True, timeout=300)
+    assert parsed == training_recipe_config("fdsl-vit", data=tiny, lr=0.002, hflip=False)
+    bad = subprocess.run(
+        [sys.executable, str(ROOT / "jobs" / "pretrain.py"), "--data", tiny, "--arch", "not_a_net", "--max-steps", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert bad.returncode == 2 and "arch: 'not_a_net' is not a timm model" in bad.stderr

@@ -1,0 +1,362 @@
+"""What VisualAtom and RCDB share: categories as rows of contour parameters, 1,000 instances, two modes.
+
+Not a family itself (no ``FAMILY``): :mod:`.visualatom` and :mod:`.rcdb` subclass
+:class:`RadialFamily` with their distributions and kernels (:mod:`fractalshards.families.contours.kernels`).
+
+- ``official`` search: the official scripts' Python ``random`` streams, one per official
+  worker (thread ``t`` seeded ``t + seed``, ``seed`` 1 as released), replayed in compiled
+  code, so category ``c`` has the released parameters. ``official`` rendering of instance
+  ``k`` needs the generator state at that instance, which depends on every draw before
+  it in the thread: one replay of a thread saves the state every :data:`STRIDE`
+  instances (``$FRACTALSHARDS_CACHE/streams/``, about 5 MB per thread of 50 categories,
+  computed once per machine under a file lock, only as far into a thread as asked), and a
+  render skips at most ``STRIDE - 1`` instances from the nearest saved state.
+- ``native``: category ``c`` from the counter stream ``(seed, c)``, instance ``k``'s
+  draws (and, for ``k > 0``, its shape) from ``(render seed, c, k)``; any instance alone.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import threading
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+from tqdm import tqdm
+
+from ...errors import ConfigError, check_choice, check_int
+from ...hashing import canonical_hash, version_id
+from ...parallel import resolve_workers
+from ...results import Rendered, SearchResult
+from ...seeds import stream_key
+from ...storage import cache_root, locked
+from .. import Family, SettingsDict, setting
+from .kernels import PARAM_FIELDS, SHAPE_FIELDS, native_instance_draws, native_shape, official_instance_draws
+from .pyrandom import new_state
+
+__all__ = ["RadialFamily", "ContourCategory", "ContourSettings", "STRIDE", "INTEGER_FIELDS", "check_contour_search"]
+
+#: Saved generator states per category in official mode: one every STRIDE instances.
+STRIDE = 25
+#: Parameters that are integers (written as JSON integers).
+INTEGER_FIELDS = ("vertices", "lines", "radius", "freq1", "freq2")
+#: Bounds on stored parameters: a manifest is untrusted, and vertices x lines sizes a render's buffers.
+MAX_VERTICES = 20_000
+MAX_LINES = 5_000
+IMAGE_SIZE = 512
+
+
+@dataclass(frozen=True)
+class ContourCategory:
+    """A category: its index and its parameter row (:data:`fractalshards.families.contours.kernels.PARAM_FIELDS`)."""
+
+    index: int
+    params: tuple
+
+    def value(self, name: str) -> float:
+        """One parameter by name."""
+        return self.params[PARAM_FIELDS.index(name)]
+
+
+@dataclass(frozen=True)
+class ContourSettings(SettingsDict):
+    """Render settings of a contour family: the instance streams' mode and the dataset seed.
+
+    Images are 512 x 512 grey, as released (the official parameters are in 512-pixel units).
+    """
+
+    mode: str = "native"
+    seed: int = setting(0, "dataset seed of the sample order and the native streams", minimum=0)
+
+    def __post_init__(self) -> None:
+        check_choice("mode", self.mode, ("official", "native"))
+        check_int("seed", self.seed, 0)
+
+
+def check_range(low_name: str, low: float, high_name: str, high: float, floor: float = 0) -> None:
+    """``floor <= low <= high``, else a one-line error naming both settings."""
+    if not (isinstance(low, (int, float)) and isinstance(high, (int, float)) and floor <= low <= high):
+        raise ConfigError(f"{low_name}/{high_name}: {low!r}..{high!r} is out of order; use {floor} <= {low_name} <= {high_name}")
+
+
+def check_contour_search(settings: Any, numbers: tuple[str, ...]) -> None:
+    """The checks VisualAtom's and RCDB's search settings share: ranges in order and within bounds,
+    ``numbers`` non-negative, the thread layout positive; one-line errors naming the setting."""
+    check_range("min_vertices", settings.min_vertices, "max_vertices", settings.max_vertices, 3)
+    if settings.max_vertices > MAX_VERTICES:
+        raise ConfigError(f"max_vertices: {settings.max_vertices} is too large; use at most {MAX_VERTICES}")
+    check_range("min_lines", settings.min_lines, "max_lines", settings.max_lines, 1)
+    if settings.max_lines > MAX_LINES:
+        raise ConfigError(f"max_lines: {settings.max_lines} is too large; use at most {MAX_LINES}")
+    check_range("min_radius", settings.min_radius, "max_radius", settings.max_radius, 0)
+    for name in numbers:
+        value = getattr(settings, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1e6:
+            raise ConfigError(f"{name}: {value!r} is out of range; use a number >= 0")
+    check_int("categories_per_thread", settings.categories_per_thread, 1)
+    check_int("instances_per_category", settings.instances_per_category, 1)
+
+
+class RadialFamily(Family):
+    """Shared implementation; subclasses set the class attributes below."""
+
+    rcdb: ClassVar[bool] = False
+    #: Names of the distribution bounds in kernel order (``contours.VISUALATOM_SPEC`` / ``RCDB_SPEC``).
+    spec_fields: ClassVar[tuple] = ()
+    #: Number of grey levels an instance's lines draw from (the official randint's range).
+    grey_levels: ClassVar[int] = 256
+    #: Stored bytes per sample (8-bit grey PNG of many levels, record, tar), measured on the official 1k sets.
+    typical_bytes: ClassVar[int] = 60_000  # VisualAtom at 512 px, direct PNG (75,000 with pillow)
+    instances_per_category = 1000
+    Settings = ContourSettings
+
+    # subclasses: the official replay kernel, the native category kernel and the image kernel
+    def _replay(self, state, count, instances, spec, out, stride, states, shapes) -> None:
+        raise NotImplementedError
+
+    def _native_category(self, key, spec, row) -> None:
+        raise NotImplementedError
+
+    def _image(self, p: dict, shape: np.ndarray, greys, ux, uy) -> np.ndarray:
+        raise NotImplementedError
+
+    def __init__(self) -> None:
+        self._threads: OrderedDict = OrderedDict()  # (settings key, thread) -> saved states
+        self._lock = threading.Lock()
+
+    # -- categories -------------------------------------------------------------------------
+    def default_seed(self, mode: str) -> int:
+        """As :meth:`fractalshards.families.Family.default_seed`."""
+        return 1 if mode == "official" else 0
+
+    def spec(self, settings: Any) -> np.ndarray:
+        """The kernels' bounds array from search settings."""
+        return np.asarray([float(getattr(settings, name)) for name in self.spec_fields])
+
+    def search(self, count, *, mode, seed, settings, workers=None, progress=False) -> SearchResult:
+        """As :meth:`fractalshards.families.Family.search`."""
+        check_int("categories", count, 1)
+        self.check_search_mode(mode)
+        spec = self.spec(settings)
+        rows = np.zeros((count, len(PARAM_FIELDS)))
+        if mode == "native":
+            for c in tqdm(range(count), desc=f"search ({self.name}, native)", unit="cat", disable=not progress):
+                self._native_category(stream_key(self.name, "category", seed, c), spec, rows[c])
+        else:
+            per = settings.categories_per_thread
+            threads = math.ceil(count / per)
+            bar = tqdm(total=count, desc=f"search ({self.name}, official)", unit="cat", disable=not progress)
+
+            def replay(t: int) -> None:
+                n = min(per, count - t * per)
+                empty = np.zeros((0, 0, 0), np.uint32)
+                self._replay(
+                    new_state(t + seed),
+                    n,
+                    settings.instances_per_category,
+                    spec,
+                    rows[t * per : t * per + n],
+                    0,
+                    empty,
+                    empty.astype(np.float64),
+                )
+                bar.update(n)
+
+            with ThreadPoolExecutor(max_workers=resolve_workers(workers)) as pool:
+                list(pool.map(replay, range(threads)))
+            bar.close()
+        return SearchResult([ContourCategory(c, tuple(rows[c].tolist())) for c in range(count)], count)
+
+    def category_to_dict(self, category: ContourCategory) -> dict:
+        """As :meth:`fractalshards.families.Family.category_to_dict`."""
+        out: dict = {"index": category.index}
+        for name, value in zip(PARAM_FIELDS, category.params):
+            if name in ("freq1", "freq2") and self.rcdb:
+                continue
+            out[name] = int(value) if name in INTEGER_FIELDS else float(value)
+        return out
+
+    def category_from_dict(self, data: dict) -> ContourCategory:
+        """As :meth:`fractalshards.families.Family.category_from_dict`."""
+        row = []
+        for name in PARAM_FIELDS:
+            value = 0 if (self.rcdb and name in ("freq1", "freq2")) else data[name]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"category {data.get('index')!r}: {name} must be a finite number")
+            if name in INTEGER_FIELDS and value != int(value):
+                raise ValueError(f"category {data.get('index')!r}: {name} must be an integer")
+            row.append(float(value))
+        p = dict(zip(PARAM_FIELDS, row))
+        if not (3 <= p["vertices"] <= MAX_VERTICES and 1 <= p["lines"] <= MAX_LINES and p["radius"] >= 0):
+            raise ValueError(
+                f"category {data.get('index')!r}: vertices must be in 3..{MAX_VERTICES}, lines in 1..{MAX_LINES} and radius >= 0"
+            )
+        return ContourCategory(int(data["index"]), tuple(row))
+
+    def check_manifest(self, manifest, source: str) -> None:
+        """As :meth:`fractalshards.families.Family.check_manifest`."""
+        if manifest.mode not in self.search_modes:
+            raise ConfigError(
+                f"{source}: mode {manifest.mode!r} is not a {self.name} search mode; use one of {', '.join(self.search_modes)}"
+            )
+        try:
+            self.search_settings_from_dict(manifest.search)
+        except TypeError as exc:
+            raise ConfigError(f"{source}: search settings are malformed ({exc}); regenerate the manifest") from None
+
+    # -- instances: the k-th draw of a category's stream ----------------------------------------
+    def instance_fields(self, index: int) -> dict:
+        """As :meth:`fractalshards.families.Family.instance_fields`."""
+        return {"draw": self.check_instance(index)}
+
+    def instance_index(self, **parts: int) -> int:
+        """As :meth:`fractalshards.families.Family.instance_index`."""
+        if set(parts) != {"draw"}:
+            raise ConfigError(f"instance: the {self.name} family names an instance by its index; give --instance I")
+        return self.check_instance(parts["draw"])
+
+    # -- rendering --------------------------------------------------------------------------
+    def render_settings(self, manifest, options: dict) -> ContourSettings:
+        """As :meth:`fractalshards.families.Family.render_settings`."""
+        mode = options.get("mode") or ("official" if manifest.render_mode == "official" else "native")
+        settings = super().render_settings(manifest, {**options, "mode": mode})
+        self._check_mode(manifest, settings)
+        return settings
+
+    def _check_mode(self, manifest, settings: ContourSettings) -> None:
+        if settings.mode == "official" and manifest.mode != "official":
+            raise ConfigError(
+                f"mode: official rendering replays the official streams, but {manifest.name!r} was "
+                "searched in native mode; use --mode native"
+            )
+
+    def render(self, manifest, category: int, instance: int, settings: ContourSettings) -> Rendered:
+        """As :meth:`fractalshards.families.Family.render`."""
+        cat = manifest.category(category)
+        k = self.check_instance(instance)
+        p = dict(zip(PARAM_FIELDS, cat.params))
+        vertices, lines = int(p["vertices"]), int(p["lines"])
+        greys = np.empty(lines, np.int64)
+        ux = np.empty((lines, vertices))
+        uy = np.empty((lines, vertices))
+        shape = np.array([p["center_x"], p["center_y"], p["radius"], p["oval_x"], p["oval_y"]])
+        search = self._search(manifest)  # parsed once per render: the spec and the thread layout come from it
+        if settings.mode == "official":
+            self._check_mode(manifest, settings)
+            states, shapes = self._saved_state(manifest, search, category, k // STRIDE)
+            official_instance_draws(self.rcdb, states, shapes, k % STRIDE, self.spec(search), greys, ux, uy)
+            shape = shapes
+        else:
+            key = stream_key(self.name, "instance", settings.seed, category, k)
+            native_instance_draws(key, self.grey_levels, greys, ux, uy)
+            if k > 0:  # instance 0 is drawn with its category, as in the official scripts
+                native_shape(key, self.rcdb, self.spec(search), shape)
+        image = self._image(p, shape, greys, ux, uy)
+        return Rendered(image, False, info={"shape": dict(zip(SHAPE_FIELDS, shape.tolist()))})
+
+    def record(self, manifest, category, instance, settings, rendered) -> dict:
+        """As :meth:`fractalshards.families.Family.record`."""
+        params = self.category_to_dict(manifest.category(category))
+        params.pop("index")
+        return {"params": params, "shape": rendered.info["shape"], "render": settings.to_dict()}
+
+    def bytes_per_sample(self, settings) -> float:
+        """As :meth:`fractalshards.families.Family.bytes_per_sample`."""
+        return float(self.typical_bytes)
+
+    def _search(self, manifest) -> Any:
+        return self.search_settings_from_dict(manifest.search)
+
+    # -- official: saved generator states -------------------------------------------------------
+    def _saved_state(self, manifest, settings: Any, category: int, checkpoint: int) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of the generator state and shape saved at instance ``checkpoint * STRIDE`` of ``category``
+        (``settings``: the manifest's search settings)."""
+        per = settings.categories_per_thread
+        thread, slot = divmod(category, per)
+        saved = self._thread_states(manifest.seed, settings, thread, slot)
+        if not np.array_equal(saved["params"][slot], np.asarray(manifest.category(category).params)):
+            raise ConfigError(
+                f"categories: category {category} of {manifest.name!r} is not the official stream's "
+                "(the manifest was not written by an official search); render it with --mode native"
+            )
+        return saved["states"][slot, checkpoint].copy(), saved["shapes"][slot, checkpoint].copy()
+
+    def _thread_states(self, seed: int, settings: Any, thread: int, slot: int) -> dict:
+        """The saved states of a thread's first categories, at least up to ``slot``.
+
+        A thread is replayed incrementally (the state after its last replayed category is
+        kept), at least doubling what is saved each time, so a single render replays only
+        the categories before it and a build replays each thread about once.
+        """
+        key = canonical_hash({"family": self.name, "seed": seed, "search": asdict(settings), "stride": STRIDE, "thread": thread})
+        key = version_id(key, 24)  # 96 bits: one cache file per (family, seed, settings, thread)
+        with self._lock:
+            saved = self._threads.get(key)
+            if saved is not None and len(saved["params"]) > slot:
+                self._threads.move_to_end(key)
+                return saved
+        folder = cache_root() / "streams"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{self.name}-{key}.npz"
+        with locked(folder / f".{path.name}.lock"):  # one process per machine replays a thread
+            saved = self._load_states(path, settings)
+            if saved is None or len(saved["params"]) <= slot:
+                saved = self._extend(seed, settings, thread, saved, slot)
+                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+                try:
+                    with os.fdopen(fd, "wb") as fh:
+                        np.savez(fh, **saved)
+                    os.replace(tmp, path)
+                except BaseException:
+                    os.unlink(tmp)
+                    raise
+        with self._lock:
+            self._threads[key] = saved
+            while len(self._threads) > 32:  # at most about 5 MB each
+                self._threads.popitem(last=False)
+        return saved
+
+    def _extend(self, seed: int, settings: Any, thread: int, saved: dict | None, slot: int) -> dict:
+        per, instances = settings.categories_per_thread, settings.instances_per_category
+        done = 0 if saved is None else len(saved["params"])
+        upto = min(per, max(slot + 1, 2 * done))
+        count = upto - done
+        per_cat = math.ceil(instances / STRIDE)
+        params = np.zeros((count, len(PARAM_FIELDS)))
+        states = np.zeros((count, per_cat, 625), np.uint32)
+        shapes = np.zeros((count, per_cat, 5))
+        state = new_state(thread + seed) if saved is None else saved["next"].copy()
+        self._replay(state, count, instances, self.spec(settings), params, STRIDE, states, shapes)
+        if saved is not None:
+            params = np.concatenate([saved["params"], params])
+            states = np.concatenate([saved["states"], states])
+            shapes = np.concatenate([saved["shapes"], shapes])
+        return {"params": params, "states": states, "shapes": shapes, "next": state}
+
+    def _load_states(self, path, settings: Any) -> dict | None:
+        # A cache file is ours, but may be truncated or from another version: check it, else replay again.
+        if not path.is_file():
+            return None
+        per_cat = math.ceil(settings.instances_per_category / STRIDE)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                saved = {name: data[name] for name in ("params", "states", "shapes", "next")}
+        except (OSError, ValueError, KeyError):
+            return None
+        n = len(saved["params"])
+        expected = {
+            "params": ((n, len(PARAM_FIELDS)), np.float64),
+            "states": ((n, per_cat, 625), np.uint32),
+            "shapes": ((n, per_cat, 5), np.float64),
+            "next": ((625,), np.uint32),
+        }
+        if not 0 < n <= settings.categories_per_thread or any(
+            saved[k].shape != s or saved[k].dtype != d for k, (s, d) in expected.items()
+        ):
+            return None
+        return saved

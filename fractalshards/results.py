@@ -1,0 +1,73 @@
+"""What a family's search and renderer hand to the core: :class:`SearchResult` and :class:`Rendered`.
+
+Plain containers that name no family: the category objects inside a search result are
+the family's own (written and read by its ``category_to_dict``/``category_from_dict``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .png import TwoLevelImage
+
+__all__ = ["SearchResult", "Rendered"]
+
+
+@dataclass
+class SearchResult:
+    """Categories in index order (each with an ``index`` attribute), and how many trials were drawn in all."""
+
+    categories: list
+    trials: int
+
+
+class Rendered:
+    """A rendered image (``(H, W)`` uint8 grey or ``(H, W, 3)`` colour) and what happened.
+
+    Two-level renders may come as 1-bit scanlines only (``bits``, what the PNG encoder
+    compresses, with ``count`` set pixels); ``image`` unpacks them on first use.
+    """
+
+    __slots__ = ("_count", "_image", "bits", "diverged", "info")
+
+    def __init__(
+        self,
+        image: np.ndarray | None,
+        diverged: bool,
+        info: dict | None = None,
+        *,
+        bits: TwoLevelImage | None = None,
+        count: int | None = None,
+    ) -> None:
+        if image is None and bits is None:
+            raise ValueError("Rendered needs an image or its bits")
+        if count is not None and bits is None:
+            raise ValueError("Rendered: a set-pixel count comes with the bits it counts")
+        self._image = image
+        self.bits = bits
+        self.diverged = diverged
+        #: What a family computed on the way that its sample record reports (e.g. an instance's shape).
+        self.info = {} if info is None else info
+        self._count = count
+
+    @property
+    def image(self) -> np.ndarray:
+        """The pixels."""
+        if self._image is None:
+            self._image = self.bits.unpack()
+        return self._image
+
+    @property
+    def encodable(self) -> np.ndarray | TwoLevelImage:
+        """What :func:`fractalshards.png.encode` takes at no conversion cost: the bits when there are."""
+        return self.bits if self.bits is not None else self.image
+
+    @property
+    def fill(self) -> float:
+        """Fraction of pixels that are not black."""
+        if self._count is not None:
+            return self._count / (self.bits.height * self.bits.width)
+        img = self.image if self.image.ndim == 2 else self.image.max(axis=2)
+        return float(np.count_nonzero(img)) / img.size

@@ -1,0 +1,139 @@
+"""Verify a dataset: every shard's bytes and sample count, and re-rendered samples' pixels."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm import tqdm
+
+from .dataset import load_dataset, open_definition
+from .definition import sample_key
+from .errors import ShardIntegrityError
+from .shards import decode_png, read_samples
+
+__all__ = ["VerifyReport", "verify"]
+
+
+@dataclass
+class VerifyReport:
+    """Outcome of :func:`verify`: ``ok`` only when nothing differs."""
+
+    url: str
+    version: str
+    shards: int = 0
+    samples: int = 0
+    rendered: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every check passed."""
+        return not self.problems
+
+
+def verify(
+    url: str,
+    *,
+    render_sample: int = 0,
+    seed: int = 0,
+    storage_options: dict | None = None,
+    progress: bool = False,
+    recipe: str | None = None,
+) -> VerifyReport:
+    """Check ``url`` against its manifest.
+
+    Every shard is read whole: its size and sha256 must match the manifest, it must
+    parse as a tar of safe member names, and hold the listed number of samples.
+    Then ``render_sample`` samples, picked at random with ``seed``, are rendered
+    again from the parameters in the manifest and compared pixel for pixel with the
+    stored images (and their ``.cls`` and ``.json`` with what they should say).
+
+    With ``recipe`` (a recipe file or URL, e.g. the published ``PREFIX@tag`` it was
+    built from), the dataset's definition must be the recipe's, and samples are
+    re-rendered from the recipe rather than from the dataset's own manifest.
+    """
+    manifest, store = load_dataset(url, storage_options)
+    report = VerifyReport(url, manifest.version)
+    definition = manifest.definition()
+    if recipe is not None:
+        kind, document, _ = open_definition(recipe, storage_options)
+        expected = document.definition_id if kind == "dataset" else document.version
+        if expected != manifest.definition_id:
+            report.problems.append(
+                f"definition {manifest.definition_id} is not the recipe's ({expected}); this dataset was not built from {recipe}"
+            )
+            return report
+        definition = document.definition() if kind == "dataset" else document.definition
+    shards = manifest.shards
+    total = sum(s.samples for s in shards)
+    picks: dict[str, set[int]] = {}
+    rng = random.Random(f"{manifest.version}:{seed}")
+    for position in rng.sample(range(total), min(render_sample, total)):
+        for s in shards:
+            if position < s.samples:
+                picks.setdefault(s.name, set()).add(position)
+                break
+            position -= s.samples
+    categories, settings, instances = definition.categories, definition.render, definition.instances
+    bar = tqdm(total=len(shards), desc="verify", unit="shard", disable=not progress)
+    for s in shards:
+        name = s.name
+        bar.update(1)
+        try:
+            data = store.read_bytes(name)
+        except FileNotFoundError:
+            report.problems.append(f"{name}: missing")
+            continue
+        report.shards += 1
+        digest = hashlib.sha256(data).hexdigest()
+        if len(data) != s.bytes or digest != s.sha256:
+            report.problems.append(
+                f"{name}: {len(data)} bytes, sha256 {digest[:16]}...; the manifest says {s.bytes} bytes, {s.sha256[:16]}..."
+            )
+        count = 0
+        try:
+            for index, sample in enumerate(read_samples(data, name)):
+                count += 1
+                if index in picks.get(name, ()):
+                    report.rendered += 1
+                    report.problems.extend(_check_sample(name, sample, categories, settings, instances))
+        except ShardIntegrityError as exc:
+            report.problems.append(str(exc))
+            continue
+        report.samples += count
+        if count != s.samples:
+            report.problems.append(f"{name}: {count} samples; the manifest says {s.samples}")
+    bar.close()
+    return report
+
+
+def _check_sample(shard: str, sample: dict, categories, settings, instances: int) -> list[str]:
+    key = sample.get("__key__", "?")
+    where = f"{shard}:{key}"
+    try:
+        meta = json.loads(sample["json"])
+        category, instance = int(meta["category"]), int(meta["instance"])
+    except (KeyError, ValueError) as exc:
+        return [f"{where}: unreadable parameters ({exc})"]
+    problems = []
+    if key != sample_key(category, instance):
+        problems.append(f"{where}: key does not match its parameters (category {category}, instance {instance})")
+    if not 0 <= category < len(categories) or not 0 <= instance < instances:
+        return problems + [f"{where}: category {category} / instance {instance} is outside the dataset"]
+    if sample.get("cls", b"").decode(errors="replace").strip() != str(category):
+        problems.append(f"{where}: .cls is {sample.get('cls')!r}, expected {category}")
+    expected = categories.family.render(categories, category, instance, settings)
+    try:
+        stored = decode_png(sample["png"])
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a finding, not a crash
+        return problems + [f"{where}: image does not decode ({type(exc).__name__})"]
+    if stored.shape != expected.image.shape or not np.array_equal(stored, expected.image):
+        differing = int(np.count_nonzero(stored != expected.image)) if stored.shape == expected.image.shape else -1
+        problems.append(f"{where}: pixels differ from a fresh render ({differing if differing >= 0 else 'shape'} differ)")
+    if bool(meta.get("diverged")) != expected.diverged:
+        problems.append(f"{where}: 'diverged' is {meta.get('diverged')}, a fresh render says {expected.diverged}")
+    return problems
