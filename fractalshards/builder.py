@@ -57,7 +57,6 @@ class BuildResult:
     built: int = 0
     skipped: int = 0
     seconds: float = 0.0
-    render_seconds: float = 0.0
     entries: list[ShardEntry] = field(default_factory=list)
 
     @property
@@ -244,7 +243,6 @@ def build(
         built=sum(not e.skipped for e in ordered),
         skipped=sum(e.skipped for e in ordered),
         seconds=seconds,
-        render_seconds=sum(e.seconds for e in ordered if not e.skipped),
         entries=ordered,
     )
     say("done: " + result.summary())

@@ -29,7 +29,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import ConfigError, ShardIntegrityError, check_file_name, check_version
+from .errors import ConfigError, ShardIntegrityError, check_file_name, check_version, reads_stored_data
 from .storage import atomic_write, cache_root, locked
 
 __all__ = ["ShardCache", "default_cache_dir", "DEFAULT_CACHE_LIMIT"]
@@ -53,6 +53,7 @@ class ShardCache:
         self.root = Path(root).expanduser().absolute()
         self.limit = limit
 
+    @reads_stored_data
     def path(self, version: str, shard: str) -> Path:
         """Where ``shard`` of dataset ``version`` is cached; both names are checked (they come from storage)."""
         check_version(version, "version", "cache")

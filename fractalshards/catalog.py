@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 
-from .errors import ConfigError, check_dataset_name, check_version, is_version_id
+from .errors import ConfigError, check_dataset_name, check_version, is_version_id, reads_stored_data
 from .storage import Store, open_store
 
 __all__ = [
@@ -76,6 +76,7 @@ def entry_from_dict(data: object, source: str) -> dict:
     return dict(data, path=version, tags=list(tags))
 
 
+@reads_stored_data
 def read_entries(dest: Store) -> list[dict]:
     """Every ``index.d/`` entry, validated, oldest first."""
     entries = []
@@ -86,8 +87,8 @@ def read_entries(dest: Store) -> list[dict]:
         source = f"{dest.url.rstrip('/')}/{INDEX_DIR}/{name}"
         try:
             data = json.loads(sub.read_bytes(name))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ConfigError(f"{source}: not valid JSON; remove or re-publish that version") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{source}: not valid JSON; remove or re-publish that version") from exc
         entry = entry_from_dict(data, source)
         if name != f"{entry['version']}.json":
             raise ConfigError(f"{source}: holds version {entry['version']}; the file name must match it")
@@ -118,6 +119,7 @@ def rebuild_index(dest: Store, attempts: int = 10) -> dict:
     return body
 
 
+@reads_stored_data
 def read_index(dest: str | Store, storage_options: dict | None = None) -> dict:
     """The publication index of ``dest``, validated (empty when nothing is published there)."""
     store = dest if isinstance(dest, Store) else open_store(dest, storage_options)
@@ -126,8 +128,8 @@ def read_index(dest: str | Store, storage_options: dict | None = None) -> dict:
         return index_body([])
     try:
         data = json.loads(store.read_bytes(INDEX_NAME))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ConfigError(f"{source}: not valid JSON; run 'fractalshards publish' again to rebuild it") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{source}: not valid JSON; run 'fractalshards publish' again to rebuild it") from exc
     if not isinstance(data, dict) or data.get("format") != INDEX_FORMAT:
         raise ConfigError(f"{source}: not a fractalshards index; check the URL")
     versions, tags = data.get("versions"), data.get("tags")

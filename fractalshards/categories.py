@@ -36,8 +36,8 @@ SUPPORTED_VERSIONS = (1,)
 class CategoryManifest:
     """A set of categories of one family with the settings and seed that produced them.
 
-    ``categories`` holds the family's category objects (for ``fractaldb``,
-    :class:`~fractalshards.families.fractaldb.search.Category`); the family reads and writes them.
+    ``categories`` holds the family's category objects (each with an ``index``); the family
+    reads and writes them (:meth:`~fractalshards.families.Family.category_to_dict`).
     """
 
     name: str

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from . import __version__, png
 from .categories import CategoryManifest
-from .definition import DatasetDefinition
-from .errors import DEFAULT_LICENSE, ConfigError
+from .definition import DEFAULT_INSTANCES, DatasetDefinition
+from .errors import DEFAULT_LICENSE, ConfigError, ShardIntegrityError
 from .families import DEFAULT_FAMILY, family_names, flagged_fields, get_family
 from .presets import all_presets, get_preset, load_preset
 from .storage import atomic_write, redact
@@ -48,8 +48,8 @@ class _CurrentStderr(logging.StreamHandler):
 def _non_negative(text: str) -> int:
     try:
         value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from exc
     if value < 0:
         raise argparse.ArgumentTypeError(f"{value} is negative; use 0 or more")
     return value
@@ -184,7 +184,8 @@ def _add_definition_options(p: argparse.ArgumentParser) -> None:
         type=_positive,
         default=None,
         metavar="K",
-        help="instances per category (default: the preset's, else 1000 or the family's whole instance space if smaller)",
+        help=f"instances per category (default: the preset's, else {DEFAULT_INSTANCES} or the family's whole "
+        "instance space if smaller)",
     )
     p.add_argument(
         "--shard-size",
@@ -434,7 +435,7 @@ def _probe_writable(folder: Path) -> None:
     try:
         fd, tmp = tempfile.mkstemp(prefix=".fractalshards-probe-", dir=folder)
     except OSError as exc:
-        raise ConfigError(f"out: folder {str(folder)!r} is not writable ({exc.strerror}); choose another path") from None
+        raise ConfigError(f"out: folder {str(folder)!r} is not writable ({exc.strerror}); choose another path") from exc
     os.close(fd)
     os.unlink(tmp)
 
@@ -816,16 +817,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     progress = not args.no_progress
+    debug = bool(os.environ.get("FRACTALSHARDS_DEBUG"))
     try:
         return _COMMANDS[args.command](args, progress)
-    except ConfigError as exc:
+    except ConfigError as exc:  # bad input: the fix is the user's
+        if debug:
+            raise
         print(f"fractalshards {args.command}: error: {redact(str(exc))}", file=sys.stderr)
         return 2
+    except ShardIntegrityError as exc:  # bad stored data: the message names the file and what is wrong
+        if debug:
+            raise
+        print(f"fractalshards {args.command}: error: {redact(' '.join(str(exc).split()))}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("fractalshards: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # a store's or library's error: one redacted line, no traceback
-        if os.environ.get("FRACTALSHARDS_DEBUG"):
+        if debug:
             raise
         if isinstance(exc, OSError) and exc.strerror:
             text = f"{exc.strerror}" + (f" ({exc.filename})" if exc.filename else "")

@@ -17,9 +17,16 @@ from dataclasses import dataclass, field
 
 from . import __version__, png
 from .catalog import resolve
-from .categories import CategoryManifest
 from .definition import DatasetDefinition
-from .errors import DEFAULT_LICENSE, ConfigError, check_dataset_name, check_file_name, check_license, check_version
+from .errors import (
+    DEFAULT_LICENSE,
+    ConfigError,
+    check_dataset_name,
+    check_file_name,
+    check_license,
+    check_version,
+    reads_stored_data,
+)
 from .hashing import canonical_hash, version_id
 from .recipe import RECIPE_NAME, Recipe, definition_from_data, definition_id
 from .storage import Store, open_store, redact
@@ -126,15 +133,17 @@ class DatasetManifest:
 
     # -- reading -------------------------------------------------------------------------
     @classmethod
+    @reads_stored_data
     def from_json(cls, text: str | bytes, source: str = MANIFEST_NAME) -> DatasetManifest:
         """Parse and validate."""
         try:
             data = json.loads(text)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{source}: not valid JSON ({exc}); the manifest is damaged, rebuild or re-publish it") from None
+            raise ConfigError(f"{source}: not valid JSON ({exc}); the manifest is damaged, rebuild or re-publish it") from exc
         return cls.from_dict(data, source)
 
     @classmethod
+    @reads_stored_data
     def from_dict(cls, data: object, source: str = MANIFEST_NAME) -> DatasetManifest:
         """Validate every field read from storage; a violation is a one-line :class:`ConfigError` naming it.
 
@@ -230,15 +239,6 @@ class DatasetManifest:
         """Canonical text (sorted keys, indented)."""
         return json.dumps(self.data, indent=1, sort_keys=True) + "\n"
 
-    @property
-    def render_settings(self):
-        """The render settings of every sample (the family's settings dataclass)."""
-        return self.definition().render
-
-    def category_manifest(self) -> CategoryManifest:
-        """The embedded category parameters."""
-        return self.definition().categories
-
     def definition(self, source: str | None = None) -> DatasetDefinition:
         """The definition (for verify, rebuilds and ``build --like``), rebuilt and validated once;
         ``source`` names the file in errors."""
@@ -273,7 +273,15 @@ def _read_optional(store: Store, name: str, url: str) -> bytes | None:
     except Exception as exc:  # noqa: BLE001 - backends raise many types
         raise ConfigError(
             f"url: cannot read {url!r} ({redact(str(exc), store.storage_options).splitlines()[0]}); check the URL and credentials"
-        ) from None
+        ) from exc
+
+
+@reads_stored_data
+def _parse_json(text: bytes, url: str) -> object:
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{url}: not valid JSON ({exc})") from exc
 
 
 def open_definition(url: str, storage_options: dict | None = None) -> tuple[str, DatasetManifest | Recipe, Store]:
@@ -290,10 +298,7 @@ def open_definition(url: str, storage_options: dict | None = None) -> tuple[str,
         text = _read_optional(store, name, url)
         if text is None:
             raise ConfigError(f"url: {url!r} does not exist; check the path")
-        try:
-            data = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{url}: not valid JSON ({exc})") from None
+        data = _parse_json(text, url)
         if isinstance(data, dict) and data.get("format") == FORMAT:
             return "dataset", DatasetManifest.from_dict(data, url), store
         return "recipe", Recipe.from_dict(data, url), store

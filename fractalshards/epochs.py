@@ -140,10 +140,6 @@ class Runs:
         hi = np.minimum(self.ends[run], b[owner])
         return Runs(self.starts[run] + (lo - run_lo), hi - lo)
 
-    def to_list(self) -> list[tuple[int, int]]:
-        """``[(start, length), ...]`` (for debugging and tests)."""
-        return [(int(s), int(n)) for s, n in zip(self.starts, self.lengths)]
-
 
 def shard_order(num_shards: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
     """The epoch's shard order (indices into the dataset's shard list)."""

@@ -1,10 +1,20 @@
-"""The error types users see: bad input (ConfigError) and bad stored data (ShardIntegrityError)."""
+"""The error types users see: bad input (:class:`ConfigError`) and bad stored data
+(:class:`ShardIntegrityError`, :class:`StoredDataError`), and checks of names read from storage.
+
+Every message is one line naming the field (or file), the bad value and the fix; errors chain
+their cause (``raise ... from exc``), so ``FRACTALSHARDS_DEBUG=1`` shows the backend's error.
+"""
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 __all__ = [
+    "StoredDataError",
+    "reads_stored_data",
     "ConfigError",
     "ShardIntegrityError",
     "TransferError",
@@ -35,6 +45,31 @@ def check_int(field: str, value: object, minimum: int, hint: str = "") -> None:
 
 class ShardIntegrityError(IOError):
     """A shard (or a sample in it) is truncated, altered or unsafe; the message names it."""
+
+
+class StoredDataError(ShardIntegrityError):
+    """Data read from storage (a dataset manifest, a recipe, the publication index, a cache entry) is
+    malformed, inconsistent or crafted; the message names the file and the field."""
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def reads_stored_data(fn: F) -> F:
+    """Decorate a reader of stored data: a :class:`ConfigError` raised inside it (by the validators,
+    which also check user input) reaches the caller as a :class:`StoredDataError`, same message,
+    cause chained."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except StoredDataError:
+            raise
+        except ConfigError as exc:
+            raise StoredDataError(str(exc)) from exc
+
+    return wrapper  # type: ignore[return-value]
 
 
 class TransferError(IOError):

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from .categories import CategoryManifest
 from .errors import ConfigError
-from .families import DEFAULT_FAMILY, Family, get_family
+from .families import Family, get_family
 
 __all__ = ["Tile", "preview_instances", "grid_image", "preview_grid", "preview_from_dataset", "grid_from_shards"]
 
@@ -30,9 +30,10 @@ class Tile:
     instance: int = 0
 
 
-def preview_instances(count: int, family: Family | str = DEFAULT_FAMILY, available: int | None = None) -> list[int]:
-    """``count`` distinct instance indices that show the family's variety (for FractalDB: weight
-    rows, flips and patches), among the first ``available`` (default: the family's whole space)."""
+def preview_instances(count: int, family: Family | str, available: int | None = None) -> list[int]:
+    """``count`` distinct instance indices that show the family's variety (its
+    :meth:`~fractalshards.families.Family.preview_instances`), among the first ``available``
+    (default: the family's whole space)."""
     family = get_family(family) if isinstance(family, str) else family
     available = family.instances_per_category if available is None else available
     if not isinstance(count, int) or not 1 <= count <= available:

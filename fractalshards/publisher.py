@@ -26,7 +26,7 @@ from tqdm import tqdm
 from .card import write_card
 from .catalog import INDEX_DIR, check_tag, check_version, entry_from_dict, read_index, rebuild_index
 from .dataset import MANIFEST_NAME, DatasetManifest, open_definition
-from .errors import ConfigError, check_license
+from .errors import ConfigError, check_license, reads_stored_data
 from .recipe import RECIPE_NAME, Recipe
 from .storage import Store, open_store
 
@@ -229,14 +229,15 @@ def _publish_recipe(
     return PublishResult(dest, recipe.version, entry["tags"], 0, 0, False)
 
 
+@reads_stored_data
 def _entry(target: Store, version: str) -> dict:
     path = f"{INDEX_DIR}/{version}.json"
     if not target.exists(path):
         return {}
     try:
         return entry_from_dict(json.loads(target.read_bytes(path)), f"{target.url}/{path}")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ConfigError(f"{target.url}/{path}: not valid JSON; remove it and publish again") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{target.url}/{path}: not valid JSON; remove it and publish again") from exc
 
 
 def _write_entry(target: Store, entry: dict) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from . import __version__
 from .categories import CategoryManifest
 from .definition import DEFINITION_FORMATS, DatasetDefinition
-from .errors import ConfigError, check_dataset_name, check_version
+from .errors import ConfigError, check_dataset_name, check_version, reads_stored_data
 from .hashing import canonical_hash, version_id
 from .png import LEGACY_ENCODER
 
@@ -123,15 +123,17 @@ class Recipe:
         return json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n"
 
     @classmethod
+    @reads_stored_data
     def from_json(cls, text: str | bytes, source: str = RECIPE_NAME) -> Recipe:
         """Parse and validate (a dataset manifest used as a recipe is read by :func:`fractalshards.dataset.open_definition`)."""
         try:
             data = json.loads(text)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{source}: not valid JSON ({exc}); write it again with 'fractalshards recipe'") from None
+            raise ConfigError(f"{source}: not valid JSON ({exc}); write it again with 'fractalshards recipe'") from exc
         return cls.from_dict(data, source)
 
     @classmethod
+    @reads_stored_data
     def from_dict(cls, data: object, source: str = RECIPE_NAME) -> Recipe:
         """Validate: the format, the version against the definition's hash, the definition and categories."""
         if not isinstance(data, dict) or data.get("format") != RECIPE_FORMAT:

@@ -261,8 +261,8 @@ def _octal(field: bytes, shard: str, what: str) -> int:
     text = field.rstrip(b"\0 ").lstrip(b" ")
     try:
         return int(text, 8) if text else 0
-    except ValueError:
-        raise ShardIntegrityError(f"{shard}: tar header {what} {field!r} is not a number; the shard is corrupt") from None
+    except ValueError as exc:
+        raise ShardIntegrityError(f"{shard}: tar header {what} {field!r} is not a number; the shard is corrupt") from exc
 
 
 def _check_name(shard: str, name: str) -> None:

@@ -285,7 +285,7 @@ class Store:
             raise
         except Exception as exc:  # backends raise many types: botocore, aiohttp, OSError...
             message = redact(f"{type(exc).__name__}: {exc}", self.storage_options).splitlines()[0]
-            raise ConfigError(f"url: cannot reach {self.url!r} ({message}); check the URL, endpoint and credentials") from None
+            raise ConfigError(f"url: cannot reach {self.url!r} ({message}); check the URL, endpoint and credentials") from exc
 
 
 def open_store(url: str, storage_options: dict | None = None) -> Store:
@@ -303,7 +303,7 @@ def open_store(url: str, storage_options: dict | None = None) -> Store:
     except (ImportError, ValueError) as exc:
         raise ConfigError(
             f"url: {url!r} cannot be opened ({exc}); use a local path or a URL fsspec knows, e.g. s3://bucket/prefix"
-        ) from None
+        ) from exc
     protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
     if not root.strip("/") and not protocols & {"file", "local"}:
         raise ConfigError(f"url: {url!r} names no bucket or folder; use e.g. s3://bucket/prefix")

@@ -40,7 +40,7 @@ from .cache import DEFAULT_CACHE_LIMIT, ShardCache, default_cache_dir
 from .dataset import open_definition
 from .definition import DatasetDefinition
 from .epochs import EpochLayout, Level, RankLayout, deal
-from .errors import ConfigError, ShardIntegrityError, TransferError, check_choice
+from .errors import ConfigError, ShardIntegrityError, StoredDataError, TransferError, check_choice
 from .hashing import VERSION_LENGTH
 from .shards import decode_png, index_tar, render_sample, sample_png
 from .storage import Store, redact
@@ -137,15 +137,15 @@ class _ShardLoader:
         for attempt in range(FETCH_ATTEMPTS):
             try:
                 return self.store.read_bytes(shard)
-            except FileNotFoundError:
-                raise ShardIntegrityError(f"{shard}: missing from {self.store.url}; the dataset is incomplete") from None
+            except FileNotFoundError as exc:
+                raise ShardIntegrityError(f"{shard}: missing from {self.store.url}; the dataset is incomplete") from exc
             except Exception as exc:  # noqa: BLE001 - backends raise many types (botocore, aiohttp, OSError)
                 if attempt + 1 == FETCH_ATTEMPTS:
                     message = redact(f"{type(exc).__name__}: {exc}", self.store.storage_options).splitlines()[0][:300]
                     raise TransferError(
                         f"{shard}: could not be fetched from {self.store.url} after {FETCH_ATTEMPTS} "
                         f"attempts ({message}); check the network and the endpoint"
-                    ) from None
+                    ) from exc
                 time.sleep(0.5 * 2**attempt)
         raise AssertionError("unreachable")
 
@@ -156,21 +156,22 @@ class _StoredShard:
     def __init__(self, data: memoryview, index: list, url: str) -> None:
         self.data, self.index, self.url = data, index, url
 
-    def sample(self, i: int, raw: bool) -> dict:
+    def sample(self, i: int) -> dict:
         return self.index[i].read(self.data, self.url)
 
 
 class _RenderedShard:
     """A shard of a definition, rendered sample by sample on demand (nothing is read)."""
 
-    def __init__(self, definition: DatasetDefinition, index: int, url: str) -> None:
+    def __init__(self, definition: DatasetDefinition, index: int, url: str, raw: bool) -> None:
         self.definition, self.pairs, self.url = definition, definition.shard_spec(index).pairs, url
+        self.raw = raw  # the shard's own members (record, PNG), or the pixels a decoding loader wants
 
-    def sample(self, i: int, raw: bool) -> dict:
+    def sample(self, i: int) -> dict:
         category, instance = self.pairs[i]
-        sample, rendered = render_sample(self.definition, category, instance, record=raw)
+        sample, rendered = render_sample(self.definition, category, instance, record=self.raw)
         sample["__url__"] = self.url
-        if raw:  # exactly the shard's bytes: the encoder is deterministic
+        if self.raw:  # exactly the shard's bytes: the encoder is deterministic
             sample["png"] = sample_png(self.definition, rendered)
         else:
             sample["pixels"] = rendered.image
@@ -180,12 +181,12 @@ class _RenderedShard:
 class _RenderLoader:
     """The rendered source's stand-in for :class:`_ShardLoader`."""
 
-    def __init__(self, definition: DatasetDefinition, url: str) -> None:
-        self.definition, self.url = definition, url
+    def __init__(self, definition: DatasetDefinition, url: str, raw: bool) -> None:
+        self.definition, self.url, self.raw = definition, url, raw
         self.index = {name: i for i, (name, _) in enumerate(definition.shard_sizes())}
 
     def load(self, shard: str) -> _RenderedShard:
-        return _RenderedShard(self.definition, self.index[shard], f"{self.url}#{shard}")
+        return _RenderedShard(self.definition, self.index[shard], f"{self.url}#{shard}", self.raw)
 
 
 class FractalStream(IterableDataset):
@@ -262,7 +263,7 @@ class FractalStream(IterableDataset):
         if kind == "dataset":
             entries = list(document.shards)
             if plan is not None and [(s.name, s.samples) for s in entries] != plan:
-                raise ConfigError(
+                raise StoredDataError(
                     f"source: the shards listed in {url!r} are not its definition's plan; "
                     "it cannot be rendered, use source='shards'"
                 )
@@ -375,7 +376,7 @@ class FractalStream(IterableDataset):
         if start >= layout.per_rank:
             return
         if self.source == "render":
-            loader = _RenderLoader(self._definition, self.store.url)
+            loader = _RenderLoader(self._definition, self.store.url, self.decode == "raw")
         else:
             loader = _ShardLoader(
                 self.store,
@@ -414,7 +415,7 @@ class FractalStream(IterableDataset):
                 for q in (lo + perm[outputs - lo]).tolist():
                     k = bisect_right(seg_lo, q) - 1
                     shard, first, _ = segments[k]
-                    yield self._decode(active[k].sample(first + q - seg_lo[k], self.decode == "raw"), names[k])
+                    yield self._decode(active[k].sample(first + q - seg_lo[k]), names[k])
         finally:
             for future in pending:
                 future.cancel()
@@ -430,16 +431,16 @@ class FractalStream(IterableDataset):
             )
         try:
             label = int(sample["cls"])
-        except ValueError:
+        except ValueError as exc:
             raise ShardIntegrityError(
                 f"{shard}: sample {key!r} has a label {sample['cls'][:20]!r} that is not an integer"
-            ) from None
+            ) from exc
         try:
             pixels = sample["pixels"] if "pixels" in sample else decode_png(sample["png"])
         except Exception as exc:  # noqa: BLE001 - Pillow raises many types for a damaged image
             raise ShardIntegrityError(
                 f"{shard}: sample {key!r} has an image that does not decode ({type(exc).__name__}: {exc})"
-            ) from None
+            ) from exc
         if self.decode == "numpy":  # HWC, 3 channels, straight from the pixels
             image = np.ascontiguousarray(np.broadcast_to(pixels[..., None], (*pixels.shape, 3)) if pixels.ndim == 2 else pixels)
         else:

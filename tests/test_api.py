@@ -54,3 +54,21 @@ def test_definition_from_preset_applies_defaults_and_caps_once():
         assert "use --instances 1..1" in str(exc)
     else:
         raise AssertionError("a preset's instance cap must hold")
+
+
+def test_debug_shows_the_chained_cause_of_a_one_line_error(tmp_path, monkeypatch, capsys):
+    import pytest
+
+    from fractalshards.cli import main
+    from fractalshards.errors import ConfigError, StoredDataError
+
+    bad = tmp_path / "recipe.json"
+    bad.write_text('{"format": "fractalshards.recipe", "format_version": 1, "name": "x", "version": "zz"}')
+    assert main(["--no-progress", "build", "--recipe", str(bad), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "version 'zz' is not a version id" in err[0]
+    monkeypatch.setenv("FRACTALSHARDS_DEBUG", "1")
+    with pytest.raises(StoredDataError) as info:
+        main(["--no-progress", "build", "--recipe", str(bad), "--out", str(tmp_path / "o")])
+    assert isinstance(info.value.__cause__, ConfigError)
+    assert not (tmp_path / "o").exists()

@@ -18,7 +18,7 @@ from conftest import S3_REQUESTS, shard_gets
 from fractalshards.builder import build
 from fractalshards.cache import ShardCache, default_cache_dir
 from fractalshards.definition import DatasetDefinition
-from fractalshards.errors import ConfigError, ShardIntegrityError
+from fractalshards.errors import ShardIntegrityError, StoredDataError
 from fractalshards.families.fractaldb.render import RenderSettings
 from fractalshards.presets import load_preset
 from fractalshards.stream import FractalLoader, FractalStream
@@ -178,7 +178,7 @@ def test_cache_checks_what_it_stores_and_serves(tmp_path):
     assert cache.get("0123456789abcdef", "shard-000000.tar", digest, lambda: calls.append(1) or data) == data
     assert calls == [1, 1]
     for version, shard in (("../../etc", "shard.tar"), ("0123456789abcdef", "../x.tar"), ("0123456789abcdef", "/tmp/x.tar")):
-        with pytest.raises(ConfigError):
+        with pytest.raises(StoredDataError):  # names read from storage: bad data, not bad input
             cache.path(version, shard)
 
 

@@ -17,7 +17,7 @@ from fractalshards import png
 from fractalshards.builder import build
 from fractalshards.cli import main
 from fractalshards.definition import DatasetDefinition
-from fractalshards.errors import ConfigError
+from fractalshards.errors import StoredDataError
 from fractalshards.families.fractaldb.instances import Instance
 from fractalshards.families.fractaldb.render import RenderSettings, render
 from fractalshards.presets import load_preset
@@ -158,7 +158,7 @@ def test_a_manifest_naming_an_unknown_encoder_is_refused_in_one_line(tmp_path):
     manifest = json.loads(path.read_text())
     manifest["definition"]["png"]["encoder"] = "turbo"
     path.write_text(json.dumps(reseal(manifest)))
-    with pytest.raises(ConfigError, match="png_encoder") as err:
+    with pytest.raises(StoredDataError, match="png_encoder") as err:
         verify(str(tmp_path))
     assert "\n" not in str(err.value)
 

@@ -10,7 +10,7 @@ import pytest
 
 from fractalshards.catalog import read_index
 from fractalshards.cli import main
-from fractalshards.errors import ConfigError
+from fractalshards.errors import ConfigError, StoredDataError
 from fractalshards.publisher import publish
 from fractalshards.recipe import Recipe
 from fractalshards.stream import FractalLoader, FractalStream
@@ -143,15 +143,16 @@ def test_bad_recipes_are_one_line_errors(made, tmp_path, capsys):
     data = json.loads(recipe.read_text())
     tampered = dict(data, version="0123456789abcdef")
     (tmp_path / "t.json").write_text(json.dumps(tampered))
-    with pytest.raises(ConfigError, match="version 0123456789abcdef does not match"):
+    with pytest.raises(StoredDataError, match="version 0123456789abcdef does not match"):
         FractalStream(str(tmp_path / "t.json"))
     out_of_range = json.loads(recipe.read_text())
     out_of_range["definition"]["instances_per_category"] = 5000
     (tmp_path / "o.json").write_text(json.dumps(out_of_range))
-    with pytest.raises(ConfigError, match="instances"):
+    with pytest.raises(StoredDataError, match="instances"):
         Recipe.from_json((tmp_path / "o.json").read_text())
     capsys.readouterr()
-    assert main(["--no-progress", "build", "--recipe", str(tmp_path / "t.json"), "--out", str(tmp_path / "y")]) == 2
+    # A tampered recipe is bad stored data: one line, exit status 1 (bad input is 2).
+    assert main(["--no-progress", "build", "--recipe", str(tmp_path / "t.json"), "--out", str(tmp_path / "y")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "does not match" in err[0]
     assert main(["--no-progress", "info", str(recipe)]) == 2  # a recipe is not a built dataset
@@ -182,5 +183,5 @@ def test_rendering_a_dataset_whose_shard_list_is_not_its_plan_is_refused(made, t
     manifest["shards"][0]["name"] = "x.tar"  # names are not part of the fingerprint: the manifest still validates
     (copy / "manifest.json").write_text(json.dumps(manifest))
     FractalStream(str(copy), source="shards", shards=["shard-000001.tar"])
-    with pytest.raises(ConfigError, match="not its definition's plan"):
+    with pytest.raises(StoredDataError, match="not its definition's plan"):
         FractalStream(str(copy), source="render")

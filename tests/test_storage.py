@@ -99,3 +99,28 @@ def test_unreachable_or_bad_urls_are_one_line_errors(tmp_path, s3_endpoint):
         open_store("s3://")
     with pytest.raises(ConfigError, match="empty"):
         open_store("  ")
+
+
+def test_atomic_write_has_plain_permissions_and_leaves_nothing_on_failure(tmp_path):
+    import os
+
+    import pytest
+
+    from fractalshards.storage import atomic_write
+
+    plain = tmp_path / "plain.bin"
+    plain.write_bytes(b"x")
+    atomic_write(tmp_path / "a.bin", b"abc")
+    atomic_write(tmp_path / "b.bin", lambda fh: fh.write(b"streamed"))
+    assert (tmp_path / "a.bin").read_bytes() == b"abc" and (tmp_path / "b.bin").read_bytes() == b"streamed"
+    mode = os.stat(plain).st_mode & 0o777
+    assert os.stat(tmp_path / "a.bin").st_mode & 0o777 == mode == os.stat(tmp_path / "b.bin").st_mode & 0o777
+
+    def fail(fh):
+        fh.write(b"half")
+        raise RuntimeError("disk gone")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(tmp_path / "a.bin", fail)
+    assert (tmp_path / "a.bin").read_bytes() == b"abc"  # untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin", "b.bin", "plain.bin"]  # no temporary left

@@ -20,7 +20,7 @@ from fractalshards.catalog import read_index, resolve
 from fractalshards.cli import main
 from fractalshards.dataset import DatasetManifest
 from fractalshards.definition import DatasetDefinition
-from fractalshards.errors import ConfigError
+from fractalshards.errors import ConfigError, ShardIntegrityError, StoredDataError
 from fractalshards.families.fractaldb.render import RenderSettings
 from fractalshards.presets import load_preset
 from fractalshards.publisher import publish
@@ -54,7 +54,7 @@ def test_a_crafted_manifest_writes_nothing_outside_the_cache(built, tmp_path):
             m["version"] = version
         fs.pipe("/crafted/manifest.json", json.dumps(m).encode())
         fs.pipe(f"/crafted/{Path(name).name}", (built / "shard-000000.tar").read_bytes())
-        with pytest.raises(ConfigError, match=r"version|shards\[0\]\.name"):
+        with pytest.raises(StoredDataError, match=r"version|shards\[0\]\.name"):
             list(FractalStream("memory://crafted", cache_dir=str(tmp_path / "cache")))
     assert not target.exists() and not (tmp_path / "x").exists()
     assert not any(p.is_file() for p in (tmp_path / "cache").rglob("*")) if (tmp_path / "cache").exists() else True
@@ -79,8 +79,10 @@ def test_every_manifest_field_is_validated(built, field, mutate):
     data = json.loads((built / "manifest.json").read_text())
     DatasetManifest.from_dict(copy.deepcopy(data))  # the genuine one passes
     mutate(data)
-    with pytest.raises(ConfigError) as err:
+    with pytest.raises(StoredDataError) as err:
         DatasetManifest.from_dict(data, source="m.json")
+    assert not isinstance(err.value, ConfigError)  # bad stored data, not bad input
+    assert isinstance(err.value.__cause__, ConfigError)  # the validator's error, chained
     message = str(err.value)
     assert "\n" not in message and message.startswith("m.json")
     assert field.split(".")[0].split("[")[0] in message or "fingerprint" in message or "content_hash" in message
@@ -94,16 +96,16 @@ def test_index_entries_are_validated(built, tmp_path):
     bad = copy.deepcopy(index)
     bad["tags"]["v1"] = "../../../etc"
     (dest / "index.json").write_text(json.dumps(bad))
-    with pytest.raises(ConfigError, match="tags"):
+    with pytest.raises(StoredDataError, match="tags"):
         resolve(f"{dest}@v1")
     bad = copy.deepcopy(index)
     version = next(iter(bad["versions"]))
     bad["versions"][version]["path"] = "/etc"
     (dest / "index.json").write_text(json.dumps(bad))
-    with pytest.raises(ConfigError, match="path"):
+    with pytest.raises(StoredDataError, match="path"):
         read_index(str(dest))
     (dest / "index.json").write_text("{not json")
-    with pytest.raises(ConfigError, match="not valid JSON"):
+    with pytest.raises(StoredDataError, match="not valid JSON"):
         read_index(str(dest))
 
 
@@ -204,8 +206,6 @@ def test_fuzzed_shards_manifests_and_indexes_give_the_samples_or_a_documented_er
     import random
     import shutil
 
-    from fractalshards.errors import ShardIntegrityError
-
     rng = random.Random(1234)
     dest = tmp_path / "pub"
     publish(str(built), str(dest), tags=["v1"])
@@ -216,7 +216,7 @@ def test_fuzzed_shards_manifests_and_indexes_give_the_samples_or_a_documented_er
         f"{version}/manifest.json",
         "index.json",
     ]
-    outcomes = {"same": 0, "ShardIntegrityError": 0, "ConfigError": 0}
+    outcomes = {"same": 0, "ShardIntegrityError": 0, "StoredDataError": 0}
     for case in range(240):
         work = tmp_path / f"case{case % 2}"
         shutil.rmtree(work, ignore_errors=True)
@@ -227,14 +227,14 @@ def test_fuzzed_shards_manifests_and_indexes_give_the_samples_or_a_documented_er
         try:
             got = _samples(f"{work}@v1")
             labels = [label for _, label in FractalStream(f"{work}@v1", shuffle=False)]
-        except ShardIntegrityError as exc:
+        except StoredDataError as exc:  # a damaged manifest or index
+            assert Path(target).name in str(exc) or "index" in str(exc), (target, str(exc))
+            outcomes["StoredDataError"] += 1
+            continue
+        except ShardIntegrityError as exc:  # a damaged shard
             assert Path(target).name in str(exc), (target, str(exc))
             outcomes["ShardIntegrityError"] += 1
             continue
-        except ConfigError as exc:
-            assert Path(target).name in str(exc) or "index" in str(exc), (target, str(exc))
-            outcomes["ConfigError"] += 1
-            continue
         assert got == genuine and labels == decoded, target  # never a wrong sample
         outcomes["same"] += 1
-    assert outcomes["ShardIntegrityError"] > 50 and outcomes["ConfigError"] > 30, outcomes
+    assert outcomes["ShardIntegrityError"] > 50 and outcomes["StoredDataError"] > 30, outcomes

@@ -19,7 +19,7 @@ from fractalshards import png
 from fractalshards.builder import build
 from fractalshards.dataset import DatasetManifest
 from fractalshards.definition import DatasetDefinition
-from fractalshards.errors import ConfigError
+from fractalshards.errors import StoredDataError
 from fractalshards.recipe import Recipe
 from fractalshards.shards import decode_png, read_samples
 from fractalshards.stream import FractalStream
@@ -135,5 +135,5 @@ def test_format_1_definitions_rebuild_the_same_samples(tmp_path, case):
 def test_an_unknown_definition_format_is_a_one_line_error():
     data = json.loads((VECTORS / "legacy" / "fractaldb" / "recipe.json").read_text())
     data["definition"]["definition_format"] = 9
-    with pytest.raises(ConfigError, match=r"definition_format 9 is not supported; this fractalshards reads \[1, 2\]"):
+    with pytest.raises(StoredDataError, match=r"definition_format 9 is not supported; this fractalshards reads \[1, 2\]"):
         Recipe.from_dict(data)

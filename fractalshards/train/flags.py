@@ -26,8 +26,8 @@ def _parse_tuple(item: type):
     def parse(text: str) -> tuple:
         try:
             return tuple(item(x) for x in text.split(",") if x.strip())
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of {item.__name__}") from None
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of {item.__name__}") from exc
 
     return parse
 

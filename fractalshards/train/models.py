@@ -23,7 +23,7 @@ def _timm() -> Any:
         raise ConfigError(
             f"arch: training builds networks with timm, which does not import here ({exc}); "
             "install fractalshards[train] (make train-install)"
-        ) from None
+        ) from exc
     return timm
 
 

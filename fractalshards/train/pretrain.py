@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, check_choice
+from ..storage import atomic_write
 from ..stream import FractalLoader, FractalStream
 from .flags import flag_field as _f
 from .models import build_model, timm_version
@@ -253,14 +254,12 @@ def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict:
     """Read a checkpoint written by :func:`pretrain`."""
     try:
         return torch.load(path, map_location=map_location, weights_only=False)
-    except FileNotFoundError:
-        raise ConfigError(f"checkpoint: {str(path)!r} does not exist; give a checkpoint written by jobs/pretrain.py") from None
+    except FileNotFoundError as exc:
+        raise ConfigError(f"checkpoint: {str(path)!r} does not exist; give a checkpoint written by jobs/pretrain.py") from exc
 
 
 def _save(path: Path, payload: dict) -> None:
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda fh: torch.save(payload, fh))
 
 
 def evaluate(model: nn.Module, loader: Any, config: PretrainConfig, device: torch.device) -> float:

@@ -18,8 +18,6 @@ Not a family itself (no ``FAMILY``): :mod:`.visualatom` and :mod:`.rcdb` subclas
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -34,7 +32,7 @@ from ...hashing import canonical_hash, version_id
 from ...parallel import resolve_workers
 from ...results import Rendered, SearchResult
 from ...seeds import stream_key
-from ...storage import cache_root, locked
+from ...storage import atomic_write, cache_root, locked
 from .. import Family, SettingsDict, setting
 from .kernels import PARAM_FIELDS, SHAPE_FIELDS, native_instance_draws, native_shape, official_instance_draws
 from .pyrandom import new_state
@@ -207,7 +205,7 @@ class RadialFamily(Family):
         try:
             self.search_settings_from_dict(manifest.search)
         except TypeError as exc:
-            raise ConfigError(f"{source}: search settings are malformed ({exc}); regenerate the manifest") from None
+            raise ConfigError(f"{source}: search settings are malformed ({exc}); regenerate the manifest") from exc
 
     # -- instances: the k-th draw of a category's stream ----------------------------------------
     def instance_fields(self, index: int) -> dict:
@@ -307,14 +305,7 @@ class RadialFamily(Family):
             saved = self._load_states(path, settings)
             if saved is None or len(saved["params"]) <= slot:
                 saved = self._extend(seed, settings, thread, saved, slot)
-                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-                try:
-                    with os.fdopen(fd, "wb") as fh:
-                        np.savez(fh, **saved)
-                    os.replace(tmp, path)
-                except BaseException:
-                    os.unlink(tmp)
-                    raise
+                atomic_write(path, lambda fh: np.savez(fh, **saved))
         with self._lock:
             self._threads[key] = saved
             while len(self._threads) > 32:  # at most about 5 MB each

@@ -17,7 +17,6 @@ import numpy as np
 __all__ = [
     "IFS",
     "SAMPLERS",
-    "WEIGHT_ROWS",
     "NUM_WEIGHT_ROWS",
     "map_probabilities",
     "cumulative",
@@ -59,10 +58,6 @@ def weight_multipliers(delta: float = 0.4) -> np.ndarray:
             rows[row, coef] = factor
             row += 1
     return rows
-
-
-#: Weight rows of FractalDB (delta 0.4), indexed by the official ``ww`` number.
-WEIGHT_ROWS = weight_multipliers(0.4)
 
 
 def map_probabilities(coefficients: np.ndarray) -> np.ndarray:
@@ -122,13 +117,6 @@ class IFS:
     def num_maps(self) -> int:
         """Number of affine maps."""
         return int(self.coefficients.shape[0])
-
-    def weighted(self, row: int, rows: np.ndarray = WEIGHT_ROWS) -> IFS:
-        """Return the system with weight row ``row`` applied to every map.
-
-        The probabilities stay as they are (the official renderer does not recompute them).
-        """
-        return IFS(self.coefficients * rows[row], self.probabilities)
 
     def to_rows(self) -> list[list[float]]:
         """Rows ``[a, b, c, d, e, f, p]`` as plain floats (for JSON manifests)."""
