@@ -6,7 +6,9 @@ Each measurement runs in a fresh process with ``PYTHONPATH`` at a checkout, thro
 both sides have (``presets.load_preset``, the family's ``render`` and ``search``, ``build``
 inline), so a refactor can be checked for speed and bytes: render ms per image on one core
 (best of 3), search seconds and trials on 2 threads, and an inline build of 3,000 FractalDB-1k
-samples on one core (images/s and the shards' sha256, which must be equal).
+samples on one core (images/s and the shards' sha256, which must be equal), and reading it back:
+the loader's time per sample with ``decode="raw"`` (the tar index and the checks, no PNG decode)
+and a default ``verify`` (hashes and the checks, no re-rendering).
 """
 
 from __future__ import annotations
@@ -76,6 +78,36 @@ print(json.dumps({"build images/s": round(rate), "build shards sha256": [h[:16] 
 """
 
 
+_READ = r"""
+import os, time, json, tempfile
+os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+from fractalshards.presets import load_preset
+from fractalshards.stream import FractalStream
+try:
+    from fractalshards.builder import build
+    from fractalshards.definition import DatasetDefinition
+    from fractalshards.verifier import verify
+except ImportError:  # checkouts before the module renames
+    from fractalshards.build import build
+    from fractalshards.plan import DatasetDefinition
+    from fractalshards.verify import verify
+m = load_preset("fractaldb-1k")
+s = m.family.render_settings(m, {"mode": "official"})
+with tempfile.TemporaryDirectory() as tmp:
+    build(DatasetDefinition(categories=m.subset(4), instances=1000, render=s, shard_size=1000), tmp, workers=0)
+    best_stream = best_verify = 1e9
+    for _ in range(3):
+        t = time.perf_counter()
+        n = sum(1 for _ in FractalStream(tmp, shuffle=False, decode="raw"))
+        best_stream = min(best_stream, (time.perf_counter() - t) / n)
+        t = time.perf_counter()
+        assert verify(tmp).ok
+        best_verify = min(best_verify, time.perf_counter() - t)
+print(json.dumps({"read us/sample (decode raw, 1 core)": round(best_stream * 1e6, 1),
+                  "verify s (4,000 samples, no re-render)": round(best_verify, 3)}))
+"""
+
+
 def _run(code: str, script: str) -> dict:
     env = dict(os.environ, PYTHONPATH=os.path.abspath(code))
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
@@ -90,7 +122,7 @@ def main() -> None:
     args = parser.parse_args()
     results: dict[str, dict[str, list]] = {"old": {}, "new": {}}
     for _ in range(args.rounds):
-        for script in (_RENDER, _SEARCH, _BUILD):
+        for script in (_RENDER, _SEARCH, _BUILD, _READ):
             for side in ("old", "new"):
                 for key, value in _run(getattr(args, side), script).items():
                     results[side].setdefault(key, []).append(value)

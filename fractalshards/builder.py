@@ -14,7 +14,6 @@ manifest is written last; the journal is removed after it.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -25,7 +24,8 @@ from tqdm import tqdm
 
 from .dataset import MANIFEST_NAME, DatasetManifest, ManifestShard
 from .definition import DatasetDefinition
-from .errors import DEFAULT_LICENSE, ConfigError, check_license
+from .errors import DEFAULT_LICENSE, ConfigError, StoredDataError, check_license
+from .limits import accepts_limits, parse_json
 from .parallel import resolve_workers
 from .shards import ShardEntry, build_shard, journal_dir
 from .storage import Store, open_store
@@ -118,8 +118,8 @@ def _planned_entries(store: Store, definition: DatasetDefinition) -> dict[str, d
         if name.endswith(".json"):
             source = f"{journal.url}/{name}"
             try:
-                entry = ManifestShard.from_dict(json.loads(journal.read_bytes(name)), "entry", source).to_dict()
-            except (json.JSONDecodeError, UnicodeDecodeError, ConfigError):
+                entry = ManifestShard.from_dict(parse_json(journal.read_bytes(name), source), "entry", source).to_dict()
+            except (ConfigError, StoredDataError):
                 continue  # a damaged journal entry only costs a rebuild of that shard
             planned.setdefault(entry["name"], entry)
     return planned
@@ -166,6 +166,7 @@ def _run_ray(store, definition, specs, planned, on_done, max_in_flight, max_retr
             on_done(ray.get(ref))
 
 
+@accepts_limits
 def build(
     definition: DatasetDefinition,
     out: str | Store,

@@ -26,17 +26,26 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import ConfigError, ShardIntegrityError, check_file_name, check_version, reads_stored_data
-from .storage import atomic_write, cache_root, locked
+from .errors import ConfigError, ShardIntegrityError, check_file_name, check_version, is_version_id, reads_stored_data
+from .storage import atomic_write, cache_root, check_no_symlink, locked, read_regular
 
 __all__ = ["ShardCache", "default_cache_dir", "DEFAULT_CACHE_LIMIT"]
 
 #: Default bound of a cache folder: 20 GiB.
 DEFAULT_CACHE_LIMIT = 20 * 2**30
 _CHUNK = 4 << 20
+
+
+def _is_shard_name(name: str) -> bool:
+    try:
+        check_file_name(name, "shard name", "cache")
+    except ConfigError:
+        return False
+    return not name.startswith(".")
 
 
 def default_cache_dir() -> Path:
@@ -61,6 +70,7 @@ class ShardCache:
         path = self.root / version / shard
         if path.parent.parent != self.root:  # belt and braces: never outside the root
             raise ConfigError(f"shards: {shard!r} would be cached outside {self.root}; refusing")
+        check_no_symlink(self.root, path.parent)  # a shared cache folder: a planted link must not lead outside it
         return path
 
     def get(self, version: str, shard: str, sha256: str, fetch: Callable[[], bytes]) -> bytes:
@@ -72,6 +82,7 @@ class ShardCache:
         """
         path = self.path(version, shard)
         path.parent.mkdir(parents=True, exist_ok=True)
+        check_no_symlink(self.root, path.parent)  # again: the folder may have been swapped for a link meanwhile
         lock = path.parent / f".{shard}.lock"
         with locked(lock, fcntl.LOCK_SH):
             data = self._read(path, sha256)
@@ -96,8 +107,11 @@ class ShardCache:
 
     def _read(self, path: Path, sha256: str) -> bytes | None:
         try:
-            data = path.read_bytes()
+            data = read_regular(path)
         except FileNotFoundError:
+            return None
+        except ShardIntegrityError:  # a link or a device where a shard should be: replaced by the download
+            path.unlink(missing_ok=True)
             return None
         if hashlib.sha256(data).hexdigest() != sha256:
             return None  # damaged: the exclusive pass replaces it
@@ -105,10 +119,21 @@ class ShardCache:
         return data
 
     def cached(self) -> list[Path]:
-        """Cached shard files (complete ones only)."""
-        if not self.root.is_dir():
-            return []
-        return [p for p in self.root.glob("*/*") if not p.name.startswith(".") and p.is_file()]
+        """Cached shard files (complete ones only): regular files the cache writes, ``<version>/<shard>``,
+        found without following a symlink (a planted link never leads eviction outside the root)."""
+        out: list[Path] = []
+        try:
+            versions = list(os.scandir(self.root))
+        except (FileNotFoundError, NotADirectoryError):
+            return out
+        for folder in versions:
+            if not is_version_id(folder.name) or not folder.is_dir(follow_symlinks=False):
+                continue
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                for entry in os.scandir(folder.path):
+                    if _is_shard_name(entry.name) and entry.is_file(follow_symlinks=False):
+                        out.append(Path(entry.path))
+        return out
 
     def size(self) -> int:
         """Bytes of cached shards."""
@@ -140,16 +165,20 @@ class ShardCache:
                 if keep is not None and p == keep:
                     continue
                 lock = p.parent / f".{p.name}.lock"
-                fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+                except OSError:  # a planted link where the lock belongs: leave that shard alone
+                    continue
                 try:
                     try:
                         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     except BlockingIOError:
                         continue  # in use elsewhere: never pulled from under a reader
                     with contextlib.suppress(FileNotFoundError):
-                        p.unlink()
-                        total -= size
-                        removed += 1
+                        if stat.S_ISREG(os.lstat(p).st_mode):  # still a file the cache wrote, not a link
+                            p.unlink()
+                            total -= size
+                            removed += 1
                 finally:
                     os.close(fd)
         return removed

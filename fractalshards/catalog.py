@@ -16,6 +16,7 @@ import json
 import re
 
 from .errors import ConfigError, check_dataset_name, check_version, is_version_id, reads_stored_data
+from .limits import parse_json
 from .storage import Store, open_store
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "rebuild_index",
     "read_index",
     "resolve",
+    "resolve_pinned",
     "split_ref",
 ]
 
@@ -85,10 +87,7 @@ def read_entries(dest: Store) -> list[dict]:
         if not name.endswith(".json") or name.startswith("."):
             continue
         source = f"{dest.url.rstrip('/')}/{INDEX_DIR}/{name}"
-        try:
-            data = json.loads(sub.read_bytes(name))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{source}: not valid JSON; remove or re-publish that version") from exc
+        data = parse_json(sub.read_bytes(name), source)
         entry = entry_from_dict(data, source)
         if name != f"{entry['version']}.json":
             raise ConfigError(f"{source}: holds version {entry['version']}; the file name must match it")
@@ -126,10 +125,7 @@ def read_index(dest: str | Store, storage_options: dict | None = None) -> dict:
     source = f"{store.url.rstrip('/')}/{INDEX_NAME}"
     if not store.exists(INDEX_NAME):
         return index_body([])
-    try:
-        data = json.loads(store.read_bytes(INDEX_NAME))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{source}: not valid JSON; run 'fractalshards publish' again to rebuild it") from exc
+    data = parse_json(store.read_bytes(INDEX_NAME), source)
     if not isinstance(data, dict) or data.get("format") != INDEX_FORMAT:
         raise ConfigError(f"{source}: not a fractalshards index; check the URL")
     versions, tags = data.get("versions"), data.get("tags")
@@ -160,9 +156,18 @@ def split_ref(url: str) -> tuple[str, str | None]:
 
 def resolve(url: str, storage_options: dict | None = None) -> str:
     """``DEST@ref`` -> ``DEST/<version>``; other URLs are returned unchanged."""
+    return resolve_pinned(url, storage_options)[0]
+
+
+def resolve_pinned(url: str, storage_options: dict | None = None) -> tuple[str, str | None]:
+    """``DEST@ref`` -> (``DEST/<version>``, the version the reference pins); other URLs -> (url, None).
+
+    The caller must check that what it opens there holds that version (pinned means pinned:
+    a folder whose manifest is another version's is refused, see :func:`fractalshards.dataset.open_definition`).
+    """
     base, ref = split_ref(url)
     if ref is None:
-        return url
+        return url, None
     index = read_index(base, storage_options)
     if ref == "latest":
         version = index.get("latest")
@@ -175,4 +180,4 @@ def resolve(url: str, storage_options: dict | None = None) -> str:
     if not version:
         known = sorted(index.get("tags", {})) + sorted(index.get("versions", {}))
         raise ConfigError(f"url: {ref!r} is not a tag or version published at {base!r}; known: {', '.join(known) or 'none'}")
-    return f"{base.rstrip('/')}/{check_version(version)}"
+    return f"{base.rstrip('/')}/{check_version(version)}", version

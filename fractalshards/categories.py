@@ -18,6 +18,7 @@ from . import __version__
 from .errors import ConfigError
 from .families import DEFAULT_FAMILY, Family, get_family
 from .hashing import canonical_hash
+from .limits import check, parse_json
 from .results import SearchResult
 from .storage import atomic_write
 
@@ -156,6 +157,9 @@ class CategoryManifest:
                 f"{source}: format_version {version!r} is not supported; this fractalshards reads {list(SUPPORTED_VERSIONS)}"
             )
         family = get_family(data.get("family", DEFAULT_FAMILY))
+        if not isinstance(data.get("categories"), list):
+            raise ConfigError(f"{source}: categories must be a list; regenerate it with 'fractalshards search'")
+        check("categories", len(data["categories"]), "categories", source)
         try:
             cats = [family.category_from_dict(c) for c in data["categories"]]
             manifest = cls(
@@ -188,8 +192,5 @@ class CategoryManifest:
             text = Path(path).read_text()
         except OSError as exc:
             raise ConfigError(f"manifest: cannot read {str(path)!r} ({exc.strerror}); give an existing manifest file") from exc
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"manifest: {str(path)!r} is not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+        data = parse_json(text, f"manifest: {str(path)!r}")
         return cls.from_dict(data, source=f"manifest {str(path)!r}")

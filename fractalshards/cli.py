@@ -17,6 +17,7 @@ from .categories import CategoryManifest
 from .definition import DEFAULT_INSTANCES, DatasetDefinition
 from .errors import DEFAULT_LICENSE, ConfigError, ShardIntegrityError
 from .families import DEFAULT_FAMILY, family_names, flagged_fields, get_family
+from .limits import Limits, raised
 from .presets import all_presets, get_preset, load_preset
 from .storage import atomic_write, redact
 
@@ -223,6 +224,12 @@ def _add_render_options(p: argparse.ArgumentParser) -> None:
     _add_setting_flags(g, "render")
 
 
+_ALLOW_LARGE_HELP = (
+    "lift the bounds on what definitions, recipes, manifests and states may ask for (image size, points, "
+    "instances, shard size, categories...; see fractalshards.limits): for data you trust"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``fractalshards`` command."""
     parser = _Parser(
@@ -231,11 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"fractalshards {__version__}")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--allow-large", action="store_true", help=_ALLOW_LARGE_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     common = _Parser(add_help=False)
     # SUPPRESS: given after the command it counts, absent it leaves the top-level value.
     common.add_argument("--no-progress", action="store_true", default=argparse.SUPPRESS, help="hide progress bars")
+    common.add_argument("--allow-large", action="store_true", default=argparse.SUPPRESS, help=_ALLOW_LARGE_HELP)
 
     s = sub.add_parser(
         "search",
@@ -819,7 +828,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress = not args.no_progress
     debug = bool(os.environ.get("FRACTALSHARDS_DEBUG"))
     try:
-        return _COMMANDS[args.command](args, progress)
+        with raised(Limits.large() if args.allow_large else None):
+            return _COMMANDS[args.command](args, progress)
     except ConfigError as exc:  # bad input: the fix is the user's
         if debug:
             raise

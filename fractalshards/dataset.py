@@ -16,11 +16,12 @@ import re
 from dataclasses import dataclass, field
 
 from . import __version__, png
-from .catalog import resolve
+from .catalog import resolve_pinned
 from .definition import DatasetDefinition
 from .errors import (
     DEFAULT_LICENSE,
     ConfigError,
+    StoredDataError,
     check_dataset_name,
     check_file_name,
     check_license,
@@ -28,6 +29,7 @@ from .errors import (
     reads_stored_data,
 )
 from .hashing import canonical_hash, version_id
+from .limits import accepts_limits, parse_json
 from .recipe import RECIPE_NAME, Recipe, definition_from_data, definition_id
 from .storage import Store, open_store, redact
 
@@ -136,11 +138,7 @@ class DatasetManifest:
     @reads_stored_data
     def from_json(cls, text: str | bytes, source: str = MANIFEST_NAME) -> DatasetManifest:
         """Parse and validate."""
-        try:
-            data = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{source}: not valid JSON ({exc}); the manifest is damaged, rebuild or re-publish it") from exc
-        return cls.from_dict(data, source)
+        return cls.from_dict(parse_json(text, source), source)
 
     @classmethod
     @reads_stored_data
@@ -212,6 +210,11 @@ class DatasetManifest:
         for key, value in expected.items():
             if totals.get(key) != value:
                 raise ConfigError(f"{source}: totals.{key} is {totals.get(key)!r} but the shards and definition give {value}")
+        if [(s.name, s.samples) for s in shards] != defn.shard_sizes():
+            raise ConfigError(
+                f"{source}: the shards listed are not the definition's plan ({defn.num_shards} shards of "
+                f"{defn.shard_size} samples named as {defn.shard_spec(0).name}); the manifest was edited or crafted"
+            )
         if expected["samples"] != defn.num_samples:
             raise ConfigError(
                 f"{source}: the shards hold {expected['samples']} samples but the definition has {defn.num_samples}"
@@ -253,6 +256,7 @@ class DatasetManifest:
         return definition_id(self.definition_data)
 
 
+@accepts_limits
 def load_dataset(url: str, storage_options: dict | None = None) -> tuple[DatasetManifest, Store]:
     """Open a built dataset (folder, URL, published ``PREFIX@ref`` or its ``manifest.json``) and
     read (and validate) its manifest; a recipe is refused with a one-line error."""
@@ -278,12 +282,10 @@ def _read_optional(store: Store, name: str, url: str) -> bytes | None:
 
 @reads_stored_data
 def _parse_json(text: bytes, url: str) -> object:
-    try:
-        return json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{url}: not valid JSON ({exc})") from exc
+    return parse_json(text, url)
 
 
+@accepts_limits
 def open_definition(url: str, storage_options: dict | None = None) -> tuple[str, DatasetManifest | Recipe, Store]:
     """What ``url`` holds: ``("dataset", DatasetManifest, store)`` or ``("recipe", Recipe, store)``.
 
@@ -291,7 +293,18 @@ def open_definition(url: str, storage_options: dict | None = None) -> tuple[str,
     version), or the URL of a JSON file: a recipe, or a dataset's ``manifest.json`` (whose
     shards are beside it). Everything read is validated.
     """
-    url = resolve(url, storage_options)
+    asked = url
+    url, pinned = resolve_pinned(url, storage_options)
+    kind, document, store = _open_resolved(url, storage_options)
+    if pinned is not None and document.version != pinned:
+        raise StoredDataError(
+            f"url: {asked!r} pins version {pinned} but {url} holds version {document.version}; "
+            "the publication was altered, do not use it"
+        )
+    return kind, document, store
+
+
+def _open_resolved(url: str, storage_options: dict | None) -> tuple[str, DatasetManifest | Recipe, Store]:
     if url.rstrip("/").endswith(".json"):
         folder, name = posixpath.split(url.rstrip("/"))
         store = open_store(folder or ".", storage_options)

@@ -23,6 +23,7 @@ from .categories import CategoryManifest
 from .errors import ConfigError, check_choice
 from .families import DEFAULT_FAMILY, Family
 from .hashing import canonical_hash, version_id
+from .limits import accepts_limits, check
 from .png import DEFAULT_ENCODER, ENCODERS, LEGACY_ENCODER
 from .seeds import seeded_permutation
 
@@ -49,6 +50,10 @@ DEFINITION_FORMAT = 2
 DEFINITION_FORMATS = (1, 2)
 #: Instances per category when neither the user nor a preset says (capped by the family's instance space).
 DEFAULT_INSTANCES = 1000
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def sample_key(category: int, instance: int) -> str:
@@ -89,17 +94,22 @@ class DatasetDefinition:
     def __post_init__(self) -> None:
         check_choice("definition_format", self.definition_format, DEFINITION_FORMATS)
         top = self.family.instances_per_category
-        if not isinstance(self.instances, int) or not 1 <= self.instances <= top:
+        if not _is_int(self.instances) or not 1 <= self.instances <= top:
             raise ConfigError(
                 f"instances: {self.instances!r} is out of range for the {self.family.name} family; use an integer in 1..{top}"
             )
         if not isinstance(self.render, self.family.Settings):
             raise ConfigError(f"render: {type(self.render).__name__} are not render settings of the {self.family.name} family")
-        if not isinstance(self.shard_size, int) or self.shard_size < 1:
+        if not _is_int(self.shard_size) or self.shard_size < 1:
             raise ConfigError(f"shard_size: {self.shard_size!r} is not valid; use a positive integer (default 1000)")
-        if not 0 <= self.png_compress_level <= 9:
-            raise ConfigError(f"png_compress_level: {self.png_compress_level!r} is out of range; use 0..9")
+        if not _is_int(self.png_compress_level) or not 0 <= self.png_compress_level <= 9:
+            raise ConfigError(f"png_compress_level: {self.png_compress_level!r} is not valid; use an integer in 0..9")
         check_choice("png_encoder", self.png_encoder, ENCODERS)
+        # Bounds before anything is allocated (the sample order holds 8 bytes per sample).
+        check("instances", self.instances, "instances")
+        check("shard_size", self.shard_size, "shard_size")
+        check("samples", self.num_samples, "samples")
+        self.family.check_limits(self.categories, self.render)
         if not self.name:
             object.__setattr__(self, "name", self.categories.name)
 
@@ -193,6 +203,7 @@ class DatasetDefinition:
         return version_id(self.fingerprint)
 
     @classmethod
+    @accepts_limits
     def from_manifest(
         cls,
         categories: CategoryManifest,
@@ -229,6 +240,7 @@ class DatasetDefinition:
         return cls(categories=categories, instances=instances, render=settings, **given)
 
     @classmethod
+    @accepts_limits
     def from_preset(
         cls,
         preset: str,

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ConfigError
+from .limits import check
 from .seeds import seeded_permutation
 
 __all__ = ["Level", "Runs", "EpochLayout", "RankLayout", "shard_order", "deal"]
@@ -81,6 +82,8 @@ class Level:
             if not isinstance(value, kind) or isinstance(value, bool) or value < low:
                 raise ConfigError(f"{where}: {key} {value!r} is not valid; use an integer >= {low}")
             out[key] = value
+        check("world_size", out["world_size"], "world_size", where)  # a layout allocates per rank
+        check("shuffle_buffer", out["shuffle_buffer"], "samples", where)  # and a permutation per window
         pad = data.get("pad", True)
         if not isinstance(pad, bool):
             raise ConfigError(f"{where}: pad {pad!r} is not valid; use true or false")

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 __all__ = [
     "StoredDataError",
+    "LimitError",
     "reads_stored_data",
     "ConfigError",
     "ShardIntegrityError",
@@ -47,6 +48,11 @@ class ShardIntegrityError(IOError):
     """A shard (or a sample in it) is truncated, altered or unsafe; the message names it."""
 
 
+class LimitError(ConfigError):
+    """A definition, manifest or state asks for more than :mod:`fractalshards.limits` allows: not bad
+    data but a request too large to honour unasked; the message says how to raise the bound."""
+
+
 class StoredDataError(ShardIntegrityError):
     """Data read from storage (a dataset manifest, a recipe, the publication index, a cache entry) is
     malformed, inconsistent or crafted; the message names the file and the field."""
@@ -64,7 +70,7 @@ def reads_stored_data(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except StoredDataError:
+        except (StoredDataError, LimitError):  # a limit is the user's to raise: it stays a ConfigError
             raise
         except ConfigError as exc:
             raise StoredDataError(str(exc)) from exc

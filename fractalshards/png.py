@@ -30,7 +30,18 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-__all__ = ["ENCODERS", "DEFAULT_ENCODER", "LEGACY_ENCODER", "TwoLevelImage", "two_level", "encode", "library_versions"]
+__all__ = [
+    "ENCODERS",
+    "DEFAULT_ENCODER",
+    "LEGACY_ENCODER",
+    "TwoLevelImage",
+    "two_level",
+    "encode",
+    "read_header",
+    "GREY_FORMATS",
+    "COLOUR_FORMATS",
+    "library_versions",
+]
 
 ENCODERS = ("direct", "pillow")
 #: The encoder of new dataset definitions.
@@ -151,6 +162,20 @@ def encode(image: np.ndarray | TwoLevelImage, compress_level: int = 1, encoder: 
     if encoder == "pillow":
         return _pillow(image.unpack() if isinstance(image, TwoLevelImage) else image, compress_level)
     raise ValueError(f"encoder: {encoder!r} is not one of {', '.join(ENCODERS)}")
+
+
+def read_header(data: bytes) -> tuple[int, int, int, int] | None:
+    """``(width, height, bit depth, colour type)`` from a PNG's IHDR, or None when ``data`` does not start like a PNG."""
+    if len(data) < 33 or data[:8] != _SIGNATURE or data[12:16] != b"IHDR":
+        return None
+    width, height, depth, colour_type = struct.unpack(">IIBB", data[16:26])
+    return width, height, depth, colour_type
+
+
+#: The (bit depth, colour type) pairs our encoders write: two-level grey as 1-bit palette, other
+#: grey as 8-bit grey, colour as 8-bit RGB.
+GREY_FORMATS = ((1, 3), (8, 0))
+COLOUR_FORMATS = ((8, 2),)
 
 
 def library_versions() -> dict:

@@ -9,6 +9,8 @@ search settings; a cached file that does not match its settings is generated aga
 
 from __future__ import annotations
 
+import logging
+import random
 from pathlib import Path
 
 from .categories import CategoryManifest
@@ -16,6 +18,8 @@ from .errors import ConfigError
 from .families import Preset, family_names, get_family
 from .hashing import canonical_hash, version_id
 from .storage import cache_root, locked
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Preset", "all_presets", "get_preset", "load_preset", "manifests_dir"]
 
@@ -121,5 +125,12 @@ def _cached(path: Path, settings: object, count: int, family: str) -> CategoryMa
     except ConfigError:
         return None
     if manifest.search != settings.to_dict() or len(manifest) != count or manifest.family_name != family:
+        return None
+    # A cache folder may be shared: spot-check the first category and one at random against a fresh search.
+    fam = get_family(family)
+    picks = sorted({0, random.SystemRandom().randrange(len(manifest))})
+    fresh = fam.search_at(picks, mode=manifest.mode, seed=manifest.seed, settings=settings)
+    if [fam.category_to_dict(c) for c in fresh] != [fam.category_to_dict(manifest.categories[i]) for i in picks]:
+        log.warning("%s: cached categories do not match a fresh search; searching again", path)
         return None
     return manifest

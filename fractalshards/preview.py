@@ -121,14 +121,20 @@ def preview_from_dataset(
 
 def grid_from_shards(manifest, store, categories: int, instances: int, *, tile: int = 128, progress: bool = False) -> Image.Image:
     """:func:`preview_from_dataset` for a loaded (validated) manifest and the store of its shards."""
-    from .shards import decode_png, read_samples
+    from .shards import ShardPlan, decode_png, read_planned
 
     if categories < 1 or instances < 1:
         raise ConfigError("categories/instances: use positive integers")
-    family = manifest.definition().family
+    definition = manifest.definition()
+    family = definition.family
     rows: dict[int, list[Tile]] = {}
     bar = tqdm(total=categories * instances, desc="preview", unit="img", disable=not progress)
-    for sample in (sample for s in manifest.shards for sample in read_samples(store.read_bytes(s.name), s.name)):
+    planned = (
+        sample
+        for index, s in enumerate(manifest.shards)  # the manifest's shards are its plan's (checked when it was read)
+        for sample in read_planned(store.read_bytes(s.name), ShardPlan.of(definition, index))
+    )
+    for sample in planned:
         meta = json.loads(sample["json"])
         cat = int(meta["category"])
         if cat not in rows and len(rows) >= categories:

@@ -27,6 +27,7 @@ from .card import write_card
 from .catalog import INDEX_DIR, check_tag, check_version, entry_from_dict, read_index, rebuild_index
 from .dataset import MANIFEST_NAME, DatasetManifest, open_definition
 from .errors import ConfigError, check_license, reads_stored_data
+from .limits import accepts_limits, parse_json
 from .recipe import RECIPE_NAME, Recipe
 from .storage import Store, open_store
 
@@ -76,6 +77,7 @@ def _same_store(a: Store, b: Store) -> bool:
     return not b.is_local and type(a.fs) is type(b.fs) and a.fs.storage_options == b.fs.storage_options
 
 
+@accepts_limits
 def publish(
     src: str,
     dest: str | Store,
@@ -234,10 +236,7 @@ def _entry(target: Store, version: str) -> dict:
     path = f"{INDEX_DIR}/{version}.json"
     if not target.exists(path):
         return {}
-    try:
-        return entry_from_dict(json.loads(target.read_bytes(path)), f"{target.url}/{path}")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{target.url}/{path}: not valid JSON; remove it and publish again") from exc
+    return entry_from_dict(parse_json(target.read_bytes(path), f"{target.url}/{path}"), f"{target.url}/{path}")
 
 
 def _write_entry(target: Store, entry: dict) -> None:

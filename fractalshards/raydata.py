@@ -19,12 +19,14 @@ from typing import Any
 
 from .dataset import load_dataset
 from .errors import ShardIntegrityError
-from .shards import decode_png, read_samples
+from .limits import accepts_limits
+from .shards import ShardPlan, decode_png, read_planned
 from .storage import open_store
 
 __all__ = ["read_dataset"]
 
 
+@accepts_limits
 def read_dataset(
     url: str,
     *,
@@ -62,7 +64,9 @@ def read_dataset(
             f"shards: {unknown[0]!r} is not a shard of {manifest.name} {manifest.version}; use names from its manifest"
         )
     base, options = store.url, dict(storage_options or {})
-    items = [{"shard": n, "sha256": listed[n].sha256, "samples": listed[n].samples} for n in names]
+    definition = manifest.definition()
+    plan_index = {name: i for i, (name, _) in enumerate(definition.shard_sizes())}
+    items = [{"shard": n, "sha256": listed[n].sha256, "samples": listed[n].samples, "plan": plan_index[n]} for n in names]
 
     def read(row: dict) -> list[dict]:
         data = open_store(base, options).read_bytes(row["shard"])
@@ -71,7 +75,7 @@ def read_dataset(
                 f"{row['shard']}: sha256 does not match the manifest; the shard is damaged or was replaced, verify the dataset"
             )
         out = []
-        for sample in read_samples(data, row["shard"]):
+        for sample in read_planned(data, ShardPlan.of(definition, row["plan"])):
             label = int(sample["cls"])
             if decode:
                 out.append({"image": decode_png(sample["png"]), "label": label, "key": sample["__key__"]})

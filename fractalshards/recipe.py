@@ -19,6 +19,7 @@ from .categories import CategoryManifest
 from .definition import DEFINITION_FORMATS, DatasetDefinition
 from .errors import ConfigError, check_dataset_name, check_version, reads_stored_data
 from .hashing import canonical_hash, version_id
+from .limits import parse_json
 from .png import LEGACY_ENCODER
 
 __all__ = ["RECIPE_FORMAT", "RECIPE_NAME", "Recipe", "definition_from_data", "definition_id"]
@@ -126,11 +127,7 @@ class Recipe:
     @reads_stored_data
     def from_json(cls, text: str | bytes, source: str = RECIPE_NAME) -> Recipe:
         """Parse and validate (a dataset manifest used as a recipe is read by :func:`fractalshards.dataset.open_definition`)."""
-        try:
-            data = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{source}: not valid JSON ({exc}); write it again with 'fractalshards recipe'") from exc
-        return cls.from_dict(data, source)
+        return cls.from_dict(parse_json(text, source), source)
 
     @classmethod
     @reads_stored_data

@@ -50,6 +50,8 @@ __all__ = [
     "decode_png",
     "index_tar",
     "read_samples",
+    "read_planned",
+    "ShardPlan",
 ]
 
 log = logging.getLogger(__name__)
@@ -181,16 +183,33 @@ def journal_name(definition: DatasetDefinition, shard: str) -> str:
     return f"{journal_dir(definition)}/{shard}.json"
 
 
+def _intact(store: Store, definition: DatasetDefinition, spec: ShardSpec, expected: dict) -> bool:
+    if store.size(spec.name) != expected["bytes"]:
+        return False
+    data = store.read_bytes(spec.name)
+    if sha256_bytes(data) != expected["sha256"]:
+        return False
+    try:
+        for _ in read_planned(data, ShardPlan.of(definition, spec.index)):
+            pass
+    except ShardIntegrityError as exc:
+        log.warning("%s: kept from an earlier run but fails its checks (%s); rebuilding it", spec.name, exc)
+        return False
+    return True
+
+
 def build_shard(store: Store, definition: DatasetDefinition, spec: ShardSpec, expected: dict | None = None) -> ShardEntry:
     """Build one shard straight into ``store`` and return its entry.
 
     ``expected`` is the shard's entry from an earlier run of the same definition
-    (manifest or build journal): when the stored shard has its size and sha256,
-    nothing is rendered (resume). Otherwise the shard is rendered, written whole,
-    and its entry recorded in the build journal.
+    (manifest or build journal): when the stored shard has its size and sha256 and passes the
+    checks of a read (members, keys, labels and image headers against the definition's plan),
+    nothing is rendered (resume). Otherwise the shard is rendered, written whole, and its entry
+    recorded in the build journal: a journal is a hint, never trusted on its own (a shared
+    output folder may hold a planted shard and a forged entry that match each other).
     """
     start = time.perf_counter()
-    if expected is not None and store.size(spec.name) == expected["bytes"] and store.sha256(spec.name) == expected["sha256"]:
+    if expected is not None and _intact(store, definition, spec, expected):
         return ShardEntry(
             spec.name,
             spec.samples,
@@ -257,35 +276,73 @@ class TarSample:
         return out
 
 
-def _octal(field: bytes, shard: str, what: str) -> int:
-    text = field.rstrip(b"\0 ").lstrip(b" ")
+#: Member types read as files (tarfile's REGTYPE, AREGTYPE, CONTTYPE); anything else is refused.
+_FILE_TYPES = (b"0", b"\0", b"7")
+_POSIX_MAGIC = b"ustar\x0000"
+# The numeric fields our writer always sets (mode, uid, gid, mtime, device numbers): valid by construction.
+_FIXED_100_124, _FIXED_136_148, _FIXED_329_345 = bytes(_HEADER[100:124]), bytes(_HEADER[136:148]), bytes(_HEADER[329:345])
+_NUMERIC_FIELDS = (
+    ("mode", (100, 108)),
+    ("uid", (108, 116)),
+    ("gid", (116, 124)),
+    ("mtime", (136, 148)),
+    ("devmajor", (329, 337)),
+    ("devminor", (337, 345)),
+)
+_GNU_MAGIC = b"ustar  \0"
+
+
+def _octal(field: bytes, shard: str, what: str, at: int) -> int:
+    # tarfile's reading of a numeric field: up to the first NUL, spaces stripped, octal digits only.
+    # Base-256 (GNU binary) numbers, signs and any other character are refused: nothing here is
+    # read differently from tarfile, and a negative size cannot stall the reader.
+    text = field.split(b"\0", 1)[0].strip(b" ")
+    if text.translate(None, b"01234567"):  # a character that is not an octal digit
+        raise ShardIntegrityError(
+            f"{shard}: tar header at byte {at} has {what} {field!r}, not an octal number; the shard is corrupt or crafted"
+        )
+    return int(text, 8) if text else 0
+
+
+def _member_name(header: bytes, shard: str, at: int) -> str:
+    magic = header[257:265]
+    if magic not in (_POSIX_MAGIC, _GNU_MAGIC):
+        raise ShardIntegrityError(f"{shard}: tar header at byte {at} is not a USTAR header (magic {magic!r}); refusing it")
     try:
-        return int(text, 8) if text else 0
-    except ValueError as exc:
-        raise ShardIntegrityError(f"{shard}: tar header {what} {field!r} is not a number; the shard is corrupt") from exc
+        name = header[0:100].split(b"\0", 1)[0].decode("utf-8")
+        # tarfile joins a non-empty prefix field to the name whatever the magic says.
+        prefix = header[345:500].split(b"\0", 1)[0].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ShardIntegrityError(f"{shard}: tar member at byte {at} has a name that is not UTF-8; refusing it") from exc
+    return f"{prefix}/{name}" if prefix else name
+
+
+_CONTROL = re.compile(r"[\x00-\x1f]")
 
 
 def _check_name(shard: str, name: str) -> None:
     parts = name.split("/")
-    if name.startswith("/") or ".." in parts or "\\" in name or any(ord(c) < 32 for c in name):
+    if not name or name.startswith("/") or name.endswith("/") or ".." in parts or "\\" in name or any(ord(c) < 32 for c in name):
         raise ShardIntegrityError(
-            f"{shard}: unsafe member name {name!r} (absolute path, '..' or control character); refusing to read it"
+            f"{shard}: unsafe member name {name!r} (empty, absolute, a folder, '..' or a control character); refusing to read it"
         )
 
 
 def index_tar(data: bytes | memoryview, shard: str = "shard") -> list[TarSample]:
     """Index a tar archive in memory: its samples in stored order, with member offsets.
 
-    Reads plain, GNU long-name and pax-path members; directories, links and other
-    extensions are skipped. A bad header checksum, a member that runs past the end,
-    an unsafe name or a repeated member is a :class:`ShardIntegrityError` naming ``shard``.
+    Reads exactly what ``tarfile`` and webdataset read, or refuses: only plain USTAR
+    headers of regular files are accepted (pax and GNU extended headers, which can change
+    a member's size or name, links, folders and devices are refused), numeric fields must be
+    octal, every member must lie inside the archive and its name must be safe and UTF-8.
+    Every header's checksum is verified, and each header advances the position by at least
+    one block, so time and memory are bounded by the bytes read. Anything else is a
+    :class:`ShardIntegrityError` naming ``shard`` and the member.
     """
     view = memoryview(data)
     size_total = len(view)
-    headers: list[int] = []
     samples: list[TarSample] = []
     current: TarSample | None = None
-    long_name: str | None = None
     pos = 0
     while True:
         if pos + _BLOCK > size_total:
@@ -295,36 +352,31 @@ def index_tar(data: bytes | memoryview, shard: str = "shard") -> list[TarSample]
         header = bytes(view[pos : pos + _BLOCK])
         if header.count(0) == _BLOCK:
             break  # end of archive
-        headers.append(pos)
-        size = _octal(header[124:136], shard, "size")
+        # The checksum first, before any field is believed (tarfile's unsigned sum; the signed
+        # variant it also accepts is refused here).
+        stated = _octal(header[148:156], shard, "checksum", pos)
+        if stated != sum(header) - sum(header[148:156]) + 8 * 32:
+            raise ShardIntegrityError(f"{shard}: tar header at byte {pos} has a bad checksum; the shard is corrupt")
         kind = header[156:157]
+        name = _member_name(header, shard, pos)
+        # tarfile parses every numeric field and ends the archive at a header it cannot parse:
+        # such a header is refused here rather than read past.
+        if header[100:124] != _FIXED_100_124 or header[136:148] != _FIXED_136_148 or header[329:345] != _FIXED_329_345:
+            for what, (lo, hi) in _NUMERIC_FIELDS:  # not our writer's constant fields: parse each
+                _octal(header[lo:hi], shard, f"{what} of member {name!r}", pos)
+        if kind not in _FILE_TYPES:
+            raise ShardIntegrityError(
+                f"{shard}: member {name!r} at byte {pos} is of tar type {kind!r} (an extended header, link, folder or "
+                "device); a shard holds plain files only"
+            )
+        size = _octal(header[124:136], shard, f"size of member {name!r}", pos)
         start = pos + _BLOCK
         end = start + size
         if end > size_total:
             raise ShardIntegrityError(
-                f"{shard}: member at byte {pos} runs past the end ({end} > {size_total} bytes); it is truncated"
+                f"{shard}: member {name!r} at byte {pos} runs past the end ({end} > {size_total} bytes); it is truncated"
             )
         pos = start + -(-size // _BLOCK) * _BLOCK
-        if kind == b"L":  # GNU long name: the next member's name
-            long_name = bytes(view[start:end]).rstrip(b"\0").decode("utf-8", "replace")
-            continue
-        if kind == b"x":  # pax header: only its path matters here
-            for record in bytes(view[start:end]).decode("utf-8", "replace").split("\n"):
-                _, _, kv = record.partition(" ")
-                if kv.startswith("path="):
-                    long_name = kv[5:]
-            continue
-        if kind not in (b"0", b"\0", b"7"):  # directories, links, globals: nothing to read
-            long_name = None
-            continue
-        if long_name is not None:
-            name, long_name = long_name, None
-        else:
-            name = header[0:100].split(b"\0", 1)[0].decode("utf-8", "replace")
-            if header[257:262] == b"ustar":
-                prefix = header[345:500].split(b"\0", 1)[0].decode("utf-8", "replace")
-                if prefix:
-                    name = f"{prefix}/{name}"
         _check_name(shard, name)
         match = _KEY.match(name)
         if match is None:
@@ -338,26 +390,81 @@ def index_tar(data: bytes | memoryview, shard: str = "shard") -> list[TarSample]
         if ext in current.members:
             raise ShardIntegrityError(f"{shard}: member {name!r} appears twice in sample {key!r}; the shard is corrupt")
         current.members[ext] = (start, size)
-    if headers:
-        _check_checksums(view, headers, shard)
     return samples
 
 
-def _check_checksums(view: memoryview, offsets: list[int], shard: str) -> None:
-    arr = np.frombuffer(view, np.uint8)
-    at = np.asarray(offsets, np.int64)
-    blocks = arr[at[:, None] + np.arange(_BLOCK)]
-    computed = blocks.sum(axis=1, dtype=np.int64) - blocks[:, 148:156].sum(axis=1, dtype=np.int64) + 8 * 32
-    for k in np.flatnonzero(computed != [_checksum_field(blocks[i, 148:156].tobytes()) for i in range(len(offsets))]):
-        raise ShardIntegrityError(f"{shard}: tar header at byte {offsets[k]} has a bad checksum; the shard is corrupt")
+@dataclass(frozen=True)
+class ShardPlan:
+    """What one shard of a definition must hold: its samples' keys in order, their labels, and the
+    images' PNG header. Every read path checks shards against it, so a shard whose hash was
+    re-signed still cannot mislabel, reorder or swap samples, nor smuggle in a huge image."""
+
+    name: str
+    keys: tuple[str, ...]
+    labels: tuple[bytes, ...]
+    width: int
+    height: int
+    formats: tuple[tuple[int, int], ...]
+
+    @classmethod
+    def of(cls, definition: DatasetDefinition, index: int) -> ShardPlan:
+        """The plan of shard ``index`` of ``definition``."""
+        spec = definition.shard_spec(index)
+        shape = definition.family.image_shape(definition.categories, definition.render)
+        formats = png.COLOUR_FORMATS if len(shape) == 3 else png.GREY_FORMATS
+        return cls(
+            spec.name,
+            tuple(sample_key(c, i) for c, i in spec.pairs),
+            tuple(str(c).encode() for c, _ in spec.pairs),
+            shape[1],
+            shape[0],
+            formats,
+        )
+
+    def check_index(self, samples: list[TarSample]) -> None:
+        """The shard's samples are the plan's, in its order, each with a ``cls`` and a ``png``."""
+        keys = [s.key for s in samples]
+        if keys != list(self.keys):
+            if len(keys) != len(self.keys):
+                raise ShardIntegrityError(
+                    f"{self.name}: holds {len(keys)} samples but its plan has {len(self.keys)}; it is truncated or altered"
+                )
+            at = next(i for i, (a, b) in enumerate(zip(keys, self.keys)) if a != b)
+            raise ShardIntegrityError(
+                f"{self.name}: sample {at} is {keys[at]!r} but the definition's plan has {self.keys[at]!r} there; "
+                "the shard was altered or crafted"
+            )
+        for s in samples:
+            if "cls" not in s.members or "png" not in s.members:
+                raise ShardIntegrityError(
+                    f"{self.name}: sample {s.key!r} has no cls or png member; the shard is not this dataset's"
+                )
+
+    def check_sample(self, position: int, sample: dict) -> None:
+        """Sample ``position`` (as read) has the plan's label, and a PNG header of the definition's size and mode."""
+        key = self.keys[position]
+        cls = sample.get("cls", b"")
+        if cls.strip() != self.labels[position]:
+            raise ShardIntegrityError(
+                f"{self.name}: sample {key!r} has label {cls[:20]!r} but its category is {self.labels[position].decode()}; "
+                "the shard was altered or crafted"
+            )
+        header = png.read_header(sample.get("png", b""))
+        if header is None or header[:2] != (self.width, self.height) or header[2:] not in self.formats:
+            raise ShardIntegrityError(
+                f"{self.name}: sample {key!r} has an image header {header} where the definition makes "
+                f"{self.width}x{self.height} images; the shard was altered or crafted"
+            )
 
 
-def _checksum_field(field: bytes) -> int:
-    text = field.rstrip(b"\0 ").lstrip(b" ")
-    try:
-        return int(text, 8) if text else -1
-    except ValueError:
-        return -1
+def read_planned(data: bytes | memoryview, plan: ShardPlan, url: str = "") -> Iterator[dict]:
+    """:func:`read_samples`, each sample checked against ``plan`` (keys, order, labels, PNG headers)."""
+    samples = index_tar(data, plan.name)
+    plan.check_index(samples)
+    for position, sample in enumerate(samples):
+        out = sample.read(data, url or plan.name)
+        plan.check_sample(position, out)
+        yield out
 
 
 def read_samples(data: bytes | memoryview, shard: str = "shard", url: str = "") -> Iterator[dict]:

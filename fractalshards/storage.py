@@ -20,10 +20,12 @@ data is kept) and :func:`locked` (an ``flock`` held for a block).
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import os
 import posixpath
+import stat
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -33,9 +35,20 @@ from typing import IO, Any
 from fsspec.config import set_conf_env
 from fsspec.core import split_protocol, url_to_fs
 
-from .errors import ConfigError
+from .errors import ConfigError, ShardIntegrityError
 
-__all__ = ["Store", "open_store", "sha256_bytes", "redact", "atomic_write", "temp_name", "cache_root", "locked"]
+__all__ = [
+    "Store",
+    "open_store",
+    "sha256_bytes",
+    "redact",
+    "atomic_write",
+    "temp_name",
+    "read_regular",
+    "check_no_symlink",
+    "cache_root",
+    "locked",
+]
 
 _CHUNK = 1 << 20
 
@@ -64,10 +77,50 @@ def atomic_write(path: str | os.PathLike, data: bytes | Callable[[IO[bytes]], An
                 for at in range(0, len(view), _CHUNK):
                     fh.write(view[at : at + _CHUNK])
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:
+            # A failed write names no file (ENOSPC, EDQUOT...): name the one being written.
+            raise OSError(exc.errno, exc.strerror, os.fspath(path)) from exc
         raise
+
+
+def read_regular(path: str | os.PathLike) -> bytes:
+    """The bytes of the regular file ``path``, never through a symlink (``O_NOFOLLOW``) nor from a device
+    or pipe: what a shared folder holds is checked before it is read. Missing: ``FileNotFoundError``."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ShardIntegrityError(
+                f"{os.fspath(path)}: is a symbolic link; a shared folder's files are read only as regular files"
+            ) from exc
+        raise
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise ShardIntegrityError(f"{os.fspath(path)}: is not a regular file; refusing to read it")
+        return fh.read()
+
+
+def check_no_symlink(root: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Refuse ``path`` when a component of it below ``root`` is a symbolic link (or it is not under ``root``):
+    writes into a shared folder must land in it. Components that do not exist yet are fine."""
+    root_s, path_s = os.path.abspath(os.fspath(root)), os.path.abspath(os.fspath(path))
+    if os.path.commonpath([root_s, path_s]) != root_s:
+        raise ShardIntegrityError(f"{path_s}: is not under {root_s}; refusing to write there")
+    current = root_s
+    for part in os.path.relpath(path_s, root_s).split(os.sep):
+        if part in ("", "."):
+            continue
+        current = os.path.join(current, part)
+        try:
+            if stat.S_ISLNK(os.lstat(current).st_mode):
+                raise ShardIntegrityError(
+                    f"{current}: is a symbolic link inside {root_s}; a dataset or cache folder never follows one"
+                )
+        except FileNotFoundError:
+            return
 
 
 def cache_root() -> Path:
@@ -79,7 +132,8 @@ def cache_root() -> Path:
 @contextlib.contextmanager
 def locked(path: str | os.PathLike, mode: int = fcntl.LOCK_EX) -> Iterator[int]:
     """Hold an ``flock`` on ``path`` (created if missing) for the ``with`` block; a dead holder's lock is released."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    # O_NOFOLLOW: a lock file planted as a symlink in a shared folder must not create or open a file elsewhere.
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     try:
         fcntl.flock(fd, mode)
         yield fd
@@ -156,6 +210,16 @@ class Store:
 
     def size(self, name: str) -> int | None:
         """Size in bytes of ``name``, or None when it does not exist."""
+        if self.is_local:
+            target = self.path(name)
+            check_no_symlink(self.root, target)
+            try:
+                st = os.lstat(target)
+            except FileNotFoundError:
+                return None
+            if not stat.S_ISREG(st.st_mode):
+                raise ShardIntegrityError(f"{target}: is not a regular file; refusing to read it")
+            return st.st_size
         try:
             self.fs.invalidate_cache(self.path(name))
             return int(self.fs.info(self.path(name))["size"])
@@ -163,12 +227,22 @@ class Store:
             return None
 
     def read_bytes(self, name: str) -> bytes:
-        """The whole content of ``name``."""
+        """The whole content of ``name`` (locally: a regular file, reached through no symlink)."""
+        if self.is_local:
+            target = self.path(name)
+            check_no_symlink(self.root, target)
+            return read_regular(target)
         return self.fs.cat_file(self.path(name))
 
     def sha256(self, name: str) -> str | None:
         """Hex sha256 of ``name`` streamed in chunks, or None when it does not exist."""
         digest = hashlib.sha256()
+        if self.is_local:
+            try:
+                digest.update(self.read_bytes(name))
+            except FileNotFoundError:
+                return None
+            return digest.hexdigest()
         try:
             with self.fs.open(self.path(name), "rb") as fh:
                 for chunk in iter(lambda: fh.read(_CHUNK), b""):
@@ -181,7 +255,9 @@ class Store:
         """Write ``name`` whole: temporary name and rename locally, one put on object stores."""
         target = self.path(name)
         if self.is_local:
+            check_no_symlink(self.root, target)  # a planted link (a journal folder, a shard name) must not lead outside
             self.fs.makedirs(posixpath.dirname(target) or ".", exist_ok=True)
+            check_no_symlink(self.root, target)
             atomic_write(target, data)
         else:
             self.fs.pipe_file(target, data)
@@ -198,7 +274,9 @@ class Store:
         protocols = (self.fs.protocol,) if isinstance(self.fs.protocol, str) else tuple(self.fs.protocol)
         if self.is_local:
             folder = posixpath.dirname(target) or "."
+            check_no_symlink(self.root, target)
             self.fs.makedirs(folder, exist_ok=True)
+            check_no_symlink(self.root, target)
             tmp = temp_name(target)
             atomic_write(tmp, data)  # complete before it is linked
             try:

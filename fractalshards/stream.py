@@ -40,9 +40,10 @@ from .cache import DEFAULT_CACHE_LIMIT, ShardCache, default_cache_dir
 from .dataset import open_definition
 from .definition import DatasetDefinition
 from .epochs import EpochLayout, Level, RankLayout, deal
-from .errors import ConfigError, ShardIntegrityError, StoredDataError, TransferError, check_choice
+from .errors import ConfigError, ShardIntegrityError, TransferError, check_choice
 from .hashing import VERSION_LENGTH
-from .shards import decode_png, index_tar, render_sample, sample_png
+from .limits import Limits, check, current, raised
+from .shards import ShardPlan, decode_png, index_tar, render_sample, sample_png
 from .storage import Store, redact
 
 __all__ = ["FractalStream", "FractalLoader", "ShardIntegrityError", "TransferError", "DECODES", "STATE_VERSION"]
@@ -106,10 +107,17 @@ class _ShardLoader:
     """Loads whole shards for one process: local files directly, remote ones through the node cache."""
 
     def __init__(
-        self, store: Store, hashes: dict[str, str], sizes: dict[str, int], verify: bool, cache: ShardCache | None, version: str
+        self,
+        store: Store,
+        hashes: dict[str, str],
+        definition: DatasetDefinition,
+        verify: bool,
+        cache: ShardCache | None,
+        version: str,
     ) -> None:
         self.store = store.for_this_process()
-        self.hashes, self.sizes, self.verify, self.cache, self.version = hashes, sizes, verify, cache, version
+        self.hashes, self.definition, self.verify, self.cache, self.version = hashes, definition, verify, cache, version
+        self.plan_index = {name: i for i, (name, _) in enumerate(definition.shard_sizes())}
 
     def load(self, shard: str) -> _StoredShard:
         """The shard's bytes and sample index; checked against the manifest (hash when verifying, count always)."""
@@ -125,11 +133,9 @@ class _ShardLoader:
                         f"({len(data)} bytes read); the shard is truncated or altered"
                     )
         index = index_tar(data, shard)
-        if len(index) != self.sizes[shard]:
-            raise ShardIntegrityError(
-                f"{shard}: holds {len(index)} samples but the manifest says {self.sizes[shard]}; it is truncated or altered"
-            )
-        return _StoredShard(memoryview(data), index, self.store.url_of(shard))
+        plan = ShardPlan.of(self.definition, self.plan_index[shard])
+        plan.check_index(index)  # keys, order and members; labels and PNG headers as each sample is read
+        return _StoredShard(memoryview(data), index, self.store.url_of(shard), plan)
 
     def _fetch(self, shard: str) -> bytes:
         # The store's client retries each request; this bounds what is left (a connection
@@ -151,13 +157,15 @@ class _ShardLoader:
 
 
 class _StoredShard:
-    """A loaded shard: its bytes and member index."""
+    """A loaded shard: its bytes, member index and plan (each sample is checked against it as it is read)."""
 
-    def __init__(self, data: memoryview, index: list, url: str) -> None:
-        self.data, self.index, self.url = data, index, url
+    def __init__(self, data: memoryview, index: list, url: str, plan: ShardPlan) -> None:
+        self.data, self.index, self.url, self.plan = data, index, url, plan
 
     def sample(self, i: int) -> dict:
-        return self.index[i].read(self.data, self.url)
+        out = self.index[i].read(self.data, self.url)
+        self.plan.check_sample(i, out)
+        return out
 
 
 class _RenderedShard:
@@ -217,6 +225,8 @@ class FractalStream(IterableDataset):
             DataLoader workers from the definition (a recipe's, or a dataset's manifest: no shard
             byte is read); ``auto`` (default) renders a recipe and reads a dataset's shards. Both
             give the same samples in the same order, pixel for pixel.
+        limits: bounds on what the dataset and loader states may ask for
+            (:class:`fractalshards.limits.Limits`; default: the ones in force).
     """
 
     def __init__(
@@ -239,8 +249,52 @@ class FractalStream(IterableDataset):
         mean: float = 0.2,
         std: float = 0.5,
         source: str = "auto",
+        limits: Limits | None = None,
     ) -> None:
         super().__init__()
+        #: The bounds in force when this stream reads (also in DataLoader workers, which get a copy).
+        self.limits = limits if limits is not None else current()
+        with raised(self.limits):
+            self._open(
+                url,
+                rank,
+                world_size,
+                shuffle,
+                seed,
+                shuffle_buffer,
+                decode,
+                transform,
+                verify,
+                cache_dir,
+                storage_options,
+                cache_limit,
+                pad,
+                shards,
+                mean,
+                std,
+                source,
+            )
+
+    def _open(
+        self,
+        url,
+        rank,
+        world_size,
+        shuffle,
+        seed,
+        shuffle_buffer,
+        decode,
+        transform,
+        verify,
+        cache_dir,
+        storage_options,
+        cache_limit,
+        pad,
+        shards,
+        mean,
+        std,
+        source,
+    ) -> None:
         check_choice("source", source, SOURCES)
         if decode not in DECODES:
             raise ConfigError(f"decode: {decode!r} is not known; use one of {', '.join(DECODES)}")
@@ -257,18 +311,14 @@ class FractalStream(IterableDataset):
         self._definition = (
             document.definition if kind == "recipe" else (document.definition() if self.source == "render" else None)
         )
+        # Stored shards are checked against the definition's plan (keys, labels, image headers).
+        self._plan_definition = document.definition if kind == "recipe" else document.definition()
         self.definition_id = document.version if kind == "recipe" else document.definition_id
         self._version = document.version
-        plan = self._definition.shard_sizes() if self._definition is not None else None
         if kind == "dataset":
-            entries = list(document.shards)
-            if plan is not None and [(s.name, s.samples) for s in entries] != plan:
-                raise StoredDataError(
-                    f"source: the shards listed in {url!r} are not its definition's plan; "
-                    "it cannot be rendered, use source='shards'"
-                )
+            entries = list(document.shards)  # the definition's plan (checked when the manifest was read)
         else:
-            entries = [_Entry(name, samples) for name, samples in plan]
+            entries = [_Entry(name, samples) for name, samples in self._definition.shard_sizes()]
         if shards is not None:
             known = {s.name for s in entries}
             unknown = [s for s in shards if s not in known]
@@ -368,6 +418,10 @@ class FractalStream(IterableDataset):
 
     # -- iteration --
     def __iter__(self) -> Iterator[Any]:
+        with raised(self.limits):
+            yield from self._iterate()
+
+    def _iterate(self) -> Iterator[Any]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         position = self._shared.read() if (self._shared is not None and info is not None) else self._position
@@ -381,7 +435,7 @@ class FractalStream(IterableDataset):
             loader = _ShardLoader(
                 self.store,
                 self.hashes,
-                dict(zip(self.shard_names, self.shard_samples.tolist())),
+                self._plan_definition,
                 self.verify,
                 self.cache,
                 self.version,
@@ -552,6 +606,10 @@ class FractalLoader(DataLoader):
         The dataset, shard selection, seed and shuffle must be the same; world size,
         shuffle buffer, padding, batch size and workers may differ (elastic resume).
         """
+        with raised(self.stream.limits):  # a state from storage asks for world sizes and levels
+            self._load_state_dict(state)
+
+    def _load_state_dict(self, state: dict) -> None:
         if not isinstance(state, dict) or state.get("version") not in (1, STATE_VERSION):
             raise ConfigError(
                 f"state: version {state.get('version') if isinstance(state, dict) else None!r} is not supported; "
@@ -577,6 +635,7 @@ class FractalLoader(DataLoader):
         raw_history = state.get("history", [])
         if not isinstance(raw_history, list):
             raise ConfigError("state: history must be a list of levels")
+        check("history", len(raw_history), "levels", "state")
         history = tuple(Level.from_dict(lv, "state: history") for lv in raw_history)
         saved = Level.from_dict(
             {

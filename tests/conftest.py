@@ -96,6 +96,14 @@ def divergent() -> IFS:
 
 #: Every request the test S3 server answered: (method, path, query), in order.
 S3_REQUESTS: list[tuple[str, str, str]] = []
+#: Throttling of the test S3 server: while ``rate`` > 0, that fraction of requests (a seeded draw) is
+#: answered 503 SlowDown or 429 instead, as an overloaded S3 does; ``answered`` counts them.
+S3_THROTTLE: dict = {"rate": 0.0, "rng": None, "answered": 0}
+
+_SLOW_DOWN = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
+    b"<Message>Please reduce your request rate.</Message><RequestId>test</RequestId></Error>"
+)
 
 
 def _counting_moto_server(port: int):
@@ -109,6 +117,13 @@ def _counting_moto_server(port: int):
 
             def counting(environ, start_response):
                 S3_REQUESTS.append((environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", "")))
+                throttle = S3_THROTTLE
+                if throttle["rate"] > 0 and throttle["rng"].random() < throttle["rate"]:
+                    throttle["answered"] += 1
+                    environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))  # drain the upload
+                    status = "503 Slow Down" if throttle["rng"].random() < 0.5 else "429 Too Many Requests"
+                    start_response(status, [("Content-Type", "application/xml"), ("Content-Length", str(len(_SLOW_DOWN)))])
+                    return [_SLOW_DOWN]
                 return app(environ, start_response)
 
             self._server = make_server(self._ip_address, self._port, counting, True, request_handler=MotoRequestHandler)
@@ -162,3 +177,16 @@ def s3_bucket(s3_endpoint, monkeypatch, request):
     name = f"b-{slug[:30].strip('-')}-{digest}-{os.getpid()}"
     fs.mkdir(name)
     return name, options
+
+
+@pytest.fixture
+def s3_throttled():
+    """Throttle the test S3 server (see :data:`S3_THROTTLE`) for one test; returns the knob."""
+    import random
+
+    def set_rate(rate: float, seed: int = 0) -> dict:
+        S3_THROTTLE.update(rate=rate, rng=random.Random(seed), answered=0)
+        return S3_THROTTLE
+
+    yield set_rate
+    S3_THROTTLE.update(rate=0.0, rng=None)

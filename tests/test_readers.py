@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import forge_shard
 
 from fractalshards.cli import main
 from fractalshards.dataset import load_dataset
@@ -111,6 +112,12 @@ def test_read_dataset_refuses_a_replaced_shard(built, tmp_path, local_ray):
         read_dataset(str(copy)).take_all()
     with pytest.raises(ConfigError, match="is not a shard"):
         read_dataset(str(copy), shards=["../secret.tar"])
+    # Relabelled and re-signed, as a bucket owner could: the plan check still refuses it.
+    shutil.rmtree(copy)
+    shutil.copytree(built, copy)
+    forge_shard(copy, "shard-000001.tar", lambda members: [(n, b"0" if n.endswith(".cls") else b) for n, b in members])
+    with pytest.raises(Exception, match="has label"):
+        read_dataset(str(copy)).take_all()
 
 
 def test_plain_webdataset_and_tar(built):

@@ -180,8 +180,8 @@ def test_rendering_a_dataset_whose_shard_list_is_not_its_plan_is_refused(made, t
     copy = tmp_path / "ds"
     shutil.copytree(ds, copy)
     manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["shards"][0]["name"] = "x.tar"  # names are not part of the fingerprint: the manifest still validates
+    manifest["shards"][0]["name"] = "x.tar"  # names are not part of the fingerprint, but must be the plan's
     (copy / "manifest.json").write_text(json.dumps(manifest))
-    FractalStream(str(copy), source="shards", shards=["shard-000001.tar"])
-    with pytest.raises(StoredDataError, match="not its definition's plan"):
-        FractalStream(str(copy), source="render")
+    for source in ("shards", "render"):
+        with pytest.raises(StoredDataError, match="shards listed are not the definition's plan"):
+            FractalStream(str(copy), source=source)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import math
 import pkgutil
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
@@ -52,6 +53,21 @@ log = logging.getLogger(__name__)
 DEFAULT_FAMILY = "fractaldb"
 
 
+def _check_type(field_name: str, value: object, default: object) -> None:
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    elif isinstance(default, str):
+        ok = isinstance(value, str)
+    else:
+        ok = True
+    if not ok:
+        raise ConfigError(f"{field_name}: {value!r} is not a {type(default).__name__} like its default {default!r}")
+
+
 class SettingsDict:
     """``to_dict``/``from_dict`` of a frozen settings dataclass of scalar fields: one implementation for
     every family's render and search settings (and the form they take in manifests and records)."""
@@ -63,12 +79,16 @@ class SettingsDict:
 
     @classmethod
     def from_dict(cls, data: object) -> Any:
-        """Inverse of :meth:`to_dict`; unknown fields, and data that is not an object, are one-line errors."""
+        """Inverse of :meth:`to_dict`, for stored data: unknown fields, and values of another type than the
+        field's default (an integer is not a bool, a number is finite), are one-line errors."""
         if not isinstance(data, dict):
             raise ConfigError(f"settings: {type(data).__name__} is not an object of {cls.__name__} fields")
-        unknown = set(data) - {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+        unknown = set(data) - set(known)
         if unknown:
             raise ConfigError(f"settings: unknown field(s) {sorted(unknown)} of {cls.__name__}; remove them")
+        for name, value in data.items():
+            _check_type(f"{cls.__name__}.{name}", value, known[name].default)
         return cls(**data)
 
 
@@ -191,6 +211,13 @@ class Family:
         """Search ``count`` categories (in index order, with the number of trials drawn)."""
         raise NotImplementedError
 
+    def search_at(self, indices: list[int], *, mode: str, seed: int, settings: Any) -> list:
+        """Categories ``indices`` of a ``mode`` search, exactly as :meth:`search` finds them (used to
+        spot-check cached sets). By default the first ``max(indices) + 1`` are searched; families whose
+        categories are independent (native streams) override it to search only those."""
+        found = self.search(max(indices) + 1, mode=mode, seed=seed, settings=settings).categories
+        return [found[i] for i in indices]
+
     def category_to_dict(self, category: Any) -> dict:
         """A category as manifest JSON (must round-trip exactly through :meth:`category_from_dict`)."""
         raise NotImplementedError
@@ -201,6 +228,10 @@ class Family:
 
     def check_manifest(self, manifest: Any, source: str) -> None:
         """Family-specific checks of a loaded manifest (one-line :class:`ConfigError`)."""
+
+    def check_limits(self, manifest: Any, settings: Any) -> None:
+        """Render settings within :func:`fractalshards.limits.current` (image size, points...): a one-line
+        error before anything is allocated. Called for every definition; a family with sizes sets it."""
 
     def subset_trials(self, manifest: Any, categories: list) -> int:
         """Trials needed for the first categories (a subset keeps an honest count)."""
@@ -253,6 +284,16 @@ class Family:
     def record(self, manifest: Any, category: int, instance: int, settings: Any, rendered: Rendered) -> dict:
         """The ``.json`` member of a sample: everything needed to re-render it."""
         raise NotImplementedError
+
+    def image_shape(self, manifest: Any, settings: Any) -> tuple[int, ...]:
+        """``(H, W)`` of grey images, ``(H, W, 3)`` of colour ones: every sample's, checked against each
+        stored PNG's header before it is decoded. By default, the shape of one render (category 0,
+        instance 0), made once per manifest and settings; families override it with arithmetic."""
+        key = (manifest.content_hash, repr(settings))
+        cache = self.__dict__.setdefault("_shape_cache", {})
+        if key not in cache:
+            cache[key] = tuple(self.render(manifest, 0, 0, settings).image.shape)
+        return cache[key]
 
     def bytes_per_sample(self, settings: Any) -> float:
         """Rough stored size of a sample (for the estimate printed before a build)."""

@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import random
 import time
 from collections.abc import Callable
@@ -251,11 +252,27 @@ def _distributed_setup() -> tuple[int, int, int]:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict:
-    """Read a checkpoint written by :func:`pretrain`."""
+    """Read a checkpoint written by :func:`pretrain`: data only (``torch.load(weights_only=True)``).
+
+    A checkpoint is plain data (tensors, numbers, strings, lists and dicts: the model, optimiser and
+    scaler states, the loader state and the config), so nothing in it can run code. A file that needs
+    pickled objects is refused with a one-line :class:`ConfigError` naming it.
+    """
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
+        state = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError as exc:
         raise ConfigError(f"checkpoint: {str(path)!r} does not exist; give a checkpoint written by jobs/pretrain.py") from exc
+    except pickle.UnpicklingError as exc:
+        first = " ".join(str(exc).split())[:160]
+        raise ConfigError(
+            f"checkpoint: {str(path)!r} holds pickled objects, not only data ({first}); fractalshards loads data-only "
+            "checkpoints (written by jobs/pretrain.py); do not load this file unless you trust its author"
+        ) from exc
+    if not isinstance(state, dict) or "model" not in state:
+        raise ConfigError(
+            f"checkpoint: {str(path)!r} is not a fractalshards checkpoint (no model state); give one written by jobs/pretrain.py"
+        )
+    return state
 
 
 def _save(path: Path, payload: dict) -> None:

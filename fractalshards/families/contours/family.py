@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from ...errors import ConfigError, check_choice, check_int
 from ...hashing import canonical_hash, version_id
+from ...limits import check
 from ...parallel import resolve_workers
 from ...results import Rendered, SearchResult
 from ...seeds import stream_key
@@ -43,9 +44,6 @@ __all__ = ["RadialFamily", "ContourCategory", "ContourSettings", "STRIDE", "INTE
 STRIDE = 25
 #: Parameters that are integers (written as JSON integers).
 INTEGER_FIELDS = ("vertices", "lines", "radius", "freq1", "freq2")
-#: Bounds on stored parameters: a manifest is untrusted, and vertices x lines sizes a render's buffers.
-MAX_VERTICES = 20_000
-MAX_LINES = 5_000
 IMAGE_SIZE = 512
 
 
@@ -86,11 +84,9 @@ def check_contour_search(settings: Any, numbers: tuple[str, ...]) -> None:
     """The checks VisualAtom's and RCDB's search settings share: ranges in order and within bounds,
     ``numbers`` non-negative, the thread layout positive; one-line errors naming the setting."""
     check_range("min_vertices", settings.min_vertices, "max_vertices", settings.max_vertices, 3)
-    if settings.max_vertices > MAX_VERTICES:
-        raise ConfigError(f"max_vertices: {settings.max_vertices} is too large; use at most {MAX_VERTICES}")
+    check("max_vertices", settings.max_vertices, "vertices")
     check_range("min_lines", settings.min_lines, "max_lines", settings.max_lines, 1)
-    if settings.max_lines > MAX_LINES:
-        raise ConfigError(f"max_lines: {settings.max_lines} is too large; use at most {MAX_LINES}")
+    check("max_lines", settings.max_lines, "lines")
     check_range("min_radius", settings.min_radius, "max_radius", settings.max_radius, 0)
     for name in numbers:
         value = getattr(settings, name)
@@ -170,6 +166,17 @@ class RadialFamily(Family):
             bar.close()
         return SearchResult([ContourCategory(c, tuple(rows[c].tolist())) for c in range(count)], count)
 
+    def search_at(self, indices, *, mode, seed, settings) -> list:
+        """Native categories are independent: each drawn alone (official ones share a thread's stream)."""
+        if mode != "native":
+            return super().search_at(indices, mode=mode, seed=seed, settings=settings)
+        spec, out = self.spec(settings), []
+        for c in indices:
+            row = np.zeros(len(PARAM_FIELDS))
+            self._native_category(stream_key(self.name, "category", seed, c), spec, row)
+            out.append(ContourCategory(c, tuple(row.tolist())))
+        return out
+
     def category_to_dict(self, category: ContourCategory) -> dict:
         """As :meth:`fractalshards.families.Family.category_to_dict`."""
         out: dict = {"index": category.index}
@@ -190,10 +197,10 @@ class RadialFamily(Family):
                 raise ValueError(f"category {data.get('index')!r}: {name} must be an integer")
             row.append(float(value))
         p = dict(zip(PARAM_FIELDS, row))
-        if not (3 <= p["vertices"] <= MAX_VERTICES and 1 <= p["lines"] <= MAX_LINES and p["radius"] >= 0):
-            raise ValueError(
-                f"category {data.get('index')!r}: vertices must be in 3..{MAX_VERTICES}, lines in 1..{MAX_LINES} and radius >= 0"
-            )
+        if not (3 <= p["vertices"] and 1 <= p["lines"] and p["radius"] >= 0):
+            raise ValueError(f"category {data.get('index')!r}: vertices must be >= 3, lines >= 1 and radius >= 0")
+        check(f"category {data.get('index')!r}: vertices", int(p["vertices"]), "vertices")  # they size a render's buffers
+        check(f"category {data.get('index')!r}: lines", int(p["lines"]), "lines")
         return ContourCategory(int(data["index"]), tuple(row))
 
     def check_manifest(self, manifest, source: str) -> None:
@@ -263,6 +270,10 @@ class RadialFamily(Family):
         params.pop("index")
         return {"params": params, "shape": rendered.info["shape"], "render": settings.to_dict()}
 
+    def image_shape(self, manifest, settings) -> tuple[int, ...]:
+        """512 x 512 grey, as released."""
+        return (IMAGE_SIZE, IMAGE_SIZE)
+
     def bytes_per_sample(self, settings) -> float:
         """As :meth:`fractalshards.families.Family.bytes_per_sample`."""
         return float(self.typical_bytes)
@@ -303,6 +314,8 @@ class RadialFamily(Family):
         path = folder / f"{self.name}-{key}.npz"
         with locked(folder / f".{path.name}.lock"):  # one process per machine replays a thread
             saved = self._load_states(path, settings)
+            if saved is not None and not self._spot_check(seed, settings, thread, saved):
+                saved = None  # the cache folder may be shared: states that do not replay are replayed again
             if saved is None or len(saved["params"]) <= slot:
                 saved = self._extend(seed, settings, thread, saved, slot)
                 atomic_write(path, lambda fh: np.savez(fh, **saved))
@@ -328,6 +341,11 @@ class RadialFamily(Family):
             states = np.concatenate([saved["states"], states])
             shapes = np.concatenate([saved["shapes"], shapes])
         return {"params": params, "states": states, "shapes": shapes, "next": state}
+
+    def _spot_check(self, seed: int, settings: Any, thread: int, saved: dict) -> bool:
+        """The thread's first category, replayed afresh, has the saved parameters, states and shapes."""
+        fresh = self._extend(seed, settings, thread, None, 0)
+        return all(np.array_equal(fresh[k][0], saved[k][0]) for k in ("params", "states", "shapes"))
 
     def _load_states(self, path, settings: Any) -> dict | None:
         # A cache file is ours, but may be truncated or from another version: check it, else replay again.

@@ -18,7 +18,7 @@ from .export import OFFICIAL_CSV, write_official_csv
 from .ifs import IFS
 from .instances import INSTANCES_PER_CATEGORY, Instance, instance_from_index
 from .render import MODES, RenderSettings, render, weight_rows
-from .search import Category, SearchSettings, search
+from .search import Category, SearchSettings, category_from_dict, category_to_dict, search, search_native
 
 __all__ = ["FractalDB", "FAMILY", "system_record"]
 
@@ -118,13 +118,19 @@ class FractalDB(Family):
         """As :meth:`fractalshards.families.Family.search`."""
         return search(count, mode=mode, seed=seed, settings=settings, workers=workers, progress=progress)
 
+    def search_at(self, indices, *, mode, seed, settings) -> list:
+        """Native categories are independent: each searched alone (official ones share one stream)."""
+        if mode != "native":
+            return super().search_at(indices, mode=mode, seed=seed, settings=settings)
+        return [search_native(1, seed=seed, settings=settings, start=i, workers=1).categories[0] for i in indices]
+
     def category_to_dict(self, category: Category) -> dict:
         """As :meth:`fractalshards.families.Family.category_to_dict`."""
-        return {"index": category.index, "trial": category.trial, "fill": category.fill, "maps": category.system.to_rows()}
+        return category_to_dict(category)
 
     def category_from_dict(self, data: dict) -> Category:
         """As :meth:`fractalshards.families.Family.category_from_dict`."""
-        return Category(int(data["index"]), IFS.from_rows(data["maps"]), int(data["trial"]), float(data["fill"]))
+        return category_from_dict(data)
 
     def subset_trials(self, manifest, categories):
         """As :meth:`fractalshards.families.Family.subset_trials`."""
@@ -171,6 +177,10 @@ class FractalDB(Family):
         fields = self.instance_fields(instance)
         row = weight_rows(settings.weight_delta)[fields["weight"]]
         return {**fields, **system_record(manifest.category(category).system, row, settings)}
+
+    def image_shape(self, manifest, settings: RenderSettings) -> tuple[int, ...]:
+        """``(size, size)``, or ``(size, size, 3)`` in colour."""
+        return (settings.size, settings.size, 3) if settings.color == "color" else (settings.size, settings.size)
 
     def bytes_per_sample(self, settings: RenderSettings) -> float:
         """As :meth:`fractalshards.families.Family.bytes_per_sample`."""

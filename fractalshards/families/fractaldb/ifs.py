@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...limits import check
+
 __all__ = [
     "IFS",
     "SAMPLERS",
@@ -125,6 +127,9 @@ class IFS:
     @classmethod
     def from_rows(cls, rows: list[list[float]]) -> IFS:
         """Inverse of :meth:`to_rows`."""
+        if not isinstance(rows, list):
+            raise ValueError("maps: expected a list of rows")
+        check("maps", len(rows), "maps")  # before numpy converts what may be a huge list
         arr = np.asarray(rows, dtype=np.float64)
         if arr.ndim != 2 or arr.shape[1] != 7:
             raise ValueError(f"maps: expected rows of 7 numbers (a, b, c, d, e, f, p), got shape {arr.shape}")

@@ -24,6 +24,7 @@ import numpy as np
 
 from ... import seeds
 from ...errors import ConfigError, check_choice, check_int
+from ...limits import check
 from ...png import TwoLevelImage
 from ...results import Rendered
 from ...seeds import stream_key
@@ -84,6 +85,8 @@ class RenderSettings(SettingsDict):
         if not 0.0 < float(self.weight_delta) < 1.0:
             raise ConfigError(f"weight_delta: {self.weight_delta!r} is out of range; use a number in (0, 1)")
         check_int("seed", self.seed, 0)
+        check("size", self.size, "image_size")  # before any canvas or point buffer is allocated
+        check("points", self.points, "points")
 
     @property
     def span(self) -> float:

@@ -15,6 +15,7 @@ Two modes:
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from tqdm import tqdm
 
 from ... import seeds
 from ...errors import ConfigError, check_choice, check_int
+from ...limits import check
 from ...parallel import resolve_workers, thread_map
 from ...results import SearchResult
 from .. import SettingsDict, setting
@@ -36,7 +38,8 @@ __all__ = [
     "SEARCH_MODES",
     "SearchSettings",
     "Category",
-    "SearchResult",
+    "category_to_dict",
+    "category_from_dict",
     "fill_rate",
     "search",
     "search_official",
@@ -70,6 +73,9 @@ class SearchSettings(SettingsDict):
         if not 0.0 <= float(self.fill_threshold) <= 1.0:
             raise ConfigError(f"fill_threshold: {self.fill_threshold!r} is out of range; use a number in [0, 1]")
         check_int("max_trials_per_category", self.max_trials_per_category, 1)
+        check("points", self.points, "points")
+        check("canvas", self.canvas, "image_size")
+        check("max_maps", self.max_maps, "maps")
 
     @property
     def span(self) -> float:
@@ -85,6 +91,32 @@ class Category:
     system: IFS
     trial: int
     fill: float
+
+
+def category_to_dict(category: Category) -> dict:
+    """A category as manifest JSON: index, trial, fill and the maps' rows ``[a, b, c, d, e, f, p]``."""
+    return {"index": category.index, "trial": category.trial, "fill": category.fill, "maps": category.system.to_rows()}
+
+
+def category_from_dict(data: dict) -> Category:
+    """Inverse of :func:`category_to_dict`, for stored data: every field of its type (an integer is not a
+    bool, a number is finite); a bad one is a ``ValueError`` naming it."""
+    index, trial, fill, maps = data["index"], data["trial"], data["fill"], data["maps"]
+    if not _is_int(index) or not _is_int(trial) or index < 0 or trial < 0:
+        raise ValueError(f"category {index!r}: index and trial must be non-negative integers")
+    if not _is_number(fill) or not 0.0 <= fill <= 1.0:
+        raise ValueError(f"category {index!r}: fill must be a number in [0, 1]")
+    if not isinstance(maps, list) or not all(isinstance(r, list) and all(_is_number(v) for v in r) for r in maps):
+        raise ValueError(f"category {index!r}: maps must be lists of finite numbers")
+    return Category(index, IFS.from_rows(maps), trial, float(fill))
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 class _Buffers:

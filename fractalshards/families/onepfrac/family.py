@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...errors import ConfigError, check_int
+from ...limits import check
 from ...parallel import thread_map
 from ...results import Rendered, SearchResult
 from .. import Family, Preset, SettingsDict, setting, settings_from_options
@@ -24,7 +25,7 @@ from ..fractaldb.family import system_record
 from ..fractaldb.ifs import IFS, sample_sigma
 from ..fractaldb.instances import Instance
 from ..fractaldb.render import RenderSettings, official_uniforms, render
-from ..fractaldb.search import Category, SearchSettings, fill_rate
+from ..fractaldb.search import Category, SearchSettings, category_from_dict, category_to_dict, fill_rate
 
 __all__ = ["OnePFracSearch", "OnePFrac", "FAMILY"]
 
@@ -63,6 +64,9 @@ class OnePFracSearch(SettingsDict):
         if not 0.0 <= float(self.fill_threshold) < 1.0:
             raise ConfigError(f"fill_threshold: {self.fill_threshold!r} is out of range; use a number in [0, 1)")
         check_int("max_trials_per_category", self.max_trials_per_category, 1)
+        check("points", self.points, "points")
+        check("canvas", self.canvas, "image_size")
+        check("maps", self.maps, "maps")
 
     def fill_settings(self) -> SearchSettings:
         """The fill check's canvas, pad and points in the form :func:`fractalshards.families.fractaldb.search.fill_rate` takes."""
@@ -113,24 +117,36 @@ class OnePFrac(Family):
         check_int("categories", count, 1)
         self.check_search_mode(mode)  # native only: the classes are random draws, there is no official stream
         base = self.base_system(seed, settings)
-        uniforms = official_uniforms(settings.points)  # the images' own point stream: the fill is the image's
-        check = settings.fill_settings()
-
-        def one(index: int) -> Category:
-            rng = np.random.default_rng([seed, index])
-            for trial in range(settings.max_trials_per_category):
-                system = self.perturb(base, rng, settings.delta)
-                fill = fill_rate(system, uniforms, check)
-                if fill > settings.fill_threshold:
-                    return Category(index, system, trial, fill)
-            raise ConfigError(
-                f"fill_threshold: class {index} found no perturbation filling more than "
-                f"{settings.fill_threshold} in {settings.max_trials_per_category} trials; "
-                "lower --delta or choose another --seed"
-            )
-
-        out = thread_map(one, range(count), workers=workers, desc="search (1p-frac)", unit="class", progress=progress)
+        out = thread_map(
+            lambda i: self._class(i, base, seed, settings),
+            range(count),
+            workers=workers,
+            desc="search (1p-frac)",
+            unit="class",
+            progress=progress,
+        )
         return SearchResult(out, sum(c.trial + 1 for c in out))
+
+    def search_at(self, indices, *, mode, seed, settings) -> list:
+        """Classes are independent: each searched alone."""
+        self.check_search_mode(mode)
+        base = self.base_system(seed, settings)
+        return [self._class(i, base, seed, settings) for i in indices]
+
+    def _class(self, index: int, base: IFS, seed: int, settings: OnePFracSearch) -> Category:
+        # The images' own point stream: the fill checked is the image's.
+        uniforms, check = official_uniforms(settings.points), settings.fill_settings()
+        rng = np.random.default_rng([seed, index])
+        for trial in range(settings.max_trials_per_category):
+            system = self.perturb(base, rng, settings.delta)
+            fill = fill_rate(system, uniforms, check)
+            if fill > settings.fill_threshold:
+                return Category(index, system, trial, fill)
+        raise ConfigError(
+            f"fill_threshold: class {index} found no perturbation filling more than "
+            f"{settings.fill_threshold} in {settings.max_trials_per_category} trials; "
+            "lower --delta or choose another --seed"
+        )
 
     def export(self, manifest, fmt: str, out) -> list:
         """``official-csv``: ``out/00000.csv ...``, one IFS per class, as FractalDB's release."""
@@ -140,11 +156,11 @@ class OnePFrac(Family):
 
     def category_to_dict(self, category: Category) -> dict:
         """As :meth:`fractalshards.families.Family.category_to_dict`."""
-        return {"index": category.index, "trial": category.trial, "fill": category.fill, "maps": category.system.to_rows()}
+        return category_to_dict(category)
 
     def category_from_dict(self, data: dict) -> Category:
         """As :meth:`fractalshards.families.Family.category_from_dict`."""
-        return Category(int(data["index"]), IFS.from_rows(data["maps"]), int(data["trial"]), float(data["fill"]))
+        return category_from_dict(data)
 
     def subset_trials(self, manifest, categories) -> int:
         """As :meth:`fractalshards.families.Family.subset_trials`."""
@@ -162,6 +178,10 @@ class OnePFrac(Family):
     def record(self, manifest, category, instance, settings, rendered) -> dict:
         """As :meth:`fractalshards.families.Family.record`."""
         return system_record(manifest.category(category).system, 1.0, settings)
+
+    def image_shape(self, manifest, settings: RenderSettings) -> tuple[int, ...]:
+        """``(size, size)``, or ``(size, size, 3)`` in colour."""
+        return (settings.size, settings.size, 3) if settings.color == "color" else (settings.size, settings.size)
 
     def bytes_per_sample(self, settings: RenderSettings) -> float:
         """As :meth:`fractalshards.families.Family.bytes_per_sample`."""
