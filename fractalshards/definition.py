@@ -24,7 +24,7 @@ from .errors import ConfigError, check_choice
 from .families import DEFAULT_FAMILY, Family
 from .hashing import canonical_hash, version_id
 from .limits import accepts_limits, check
-from .png import DEFAULT_ENCODER, ENCODERS, LEGACY_ENCODER
+from .png import DEFAULT_ENCODER, ENCODERS, LEGACY_ENCODER, PackedLayout
 from .seeds import seeded_permutation
 
 __all__ = [
@@ -196,6 +196,15 @@ class DatasetDefinition:
     def fingerprint(self) -> str:
         """``sha256:<hex>`` of the canonical definition."""
         return canonical_hash(self.to_dict())
+
+    @property
+    def packed_layout(self) -> PackedLayout:
+        """What a sample is in ``decode="packed"``: packed 1-bit rows of two-level images, grey or RGB bytes."""
+        shape = self.family.image_shape(self.categories, self.render)
+        level = self.family.grey_level(self.render)
+        if len(shape) == 3:
+            return PackedLayout("rgb", shape[0], shape[1])
+        return PackedLayout("bits", shape[0], shape[1], level) if level is not None else PackedLayout("grey", shape[0], shape[1])
 
     @property
     def version(self) -> str:

@@ -43,14 +43,16 @@ from .epochs import EpochLayout, Level, RankLayout, deal
 from .errors import ConfigError, ShardIntegrityError, TransferError, check_choice
 from .hashing import VERSION_LENGTH
 from .limits import Limits, check, current, raised
+from .png import PackedLayout, decode_packed
 from .shards import ShardPlan, decode_png, index_tar, render_sample, sample_png
 from .storage import Store, redact
 
 __all__ = ["FractalStream", "FractalLoader", "ShardIntegrityError", "TransferError", "DECODES", "STATE_VERSION"]
 
 #: Decoding choices: ``tensor`` (uint8 CHW, 3 channels), ``float`` (normalised float32 CHW),
-#: ``numpy`` (uint8 HWC, 3 channels), ``raw`` (the sample dict of bytes).
-DECODES = ("tensor", "float", "numpy", "raw")
+#: ``numpy`` (uint8 HWC, 3 channels), ``raw`` (the sample dict of bytes), ``packed`` (each image as
+#: compact as its PNG: see :attr:`FractalStream.layout` and :class:`fractalshards.png.PackedLayout`).
+DECODES = ("tensor", "float", "numpy", "raw", "packed")
 #: Version of :meth:`FractalLoader.state_dict`; version 1 states (no history) are still read.
 STATE_VERSION = 2
 #: Shards loaded ahead of the one being decoded, per worker.
@@ -171,9 +173,10 @@ class _StoredShard:
 class _RenderedShard:
     """A shard of a definition, rendered sample by sample on demand (nothing is read)."""
 
-    def __init__(self, definition: DatasetDefinition, index: int, url: str, raw: bool) -> None:
+    def __init__(self, definition: DatasetDefinition, index: int, url: str, raw: bool, packed: bool = False) -> None:
         self.definition, self.pairs, self.url = definition, definition.shard_spec(index).pairs, url
         self.raw = raw  # the shard's own members (record, PNG), or the pixels a decoding loader wants
+        self.packed = packed  # ... or the packed image, straight from the renderer's 1-bit rows
 
     def sample(self, i: int) -> dict:
         category, instance = self.pairs[i]
@@ -181,6 +184,8 @@ class _RenderedShard:
         sample["__url__"] = self.url
         if self.raw:  # exactly the shard's bytes: the encoder is deterministic
             sample["png"] = sample_png(self.definition, rendered)
+        elif self.packed:
+            sample["packed"] = _pack_rendered(rendered, self.definition.packed_layout)
         else:
             sample["pixels"] = rendered.image
         return sample
@@ -189,12 +194,12 @@ class _RenderedShard:
 class _RenderLoader:
     """The rendered source's stand-in for :class:`_ShardLoader`."""
 
-    def __init__(self, definition: DatasetDefinition, url: str, raw: bool) -> None:
-        self.definition, self.url, self.raw = definition, url, raw
+    def __init__(self, definition: DatasetDefinition, url: str, raw: bool, packed: bool = False) -> None:
+        self.definition, self.url, self.raw, self.packed = definition, url, raw, packed
         self.index = {name: i for i, (name, _) in enumerate(definition.shard_sizes())}
 
     def load(self, shard: str) -> _RenderedShard:
-        return _RenderedShard(self.definition, self.index[shard], f"{self.url}#{shard}", self.raw)
+        return _RenderedShard(self.definition, self.index[shard], f"{self.url}#{shard}", self.raw, self.packed)
 
 
 class FractalStream(IterableDataset):
@@ -344,6 +349,9 @@ class FractalStream(IterableDataset):
         self.pad = bool(pad)
         self.shuffle, self.seed, self.shuffle_buffer = bool(shuffle), int(seed), shuffle_buffer
         self.decode, self.transform, self.verify = decode, transform, bool(verify)
+        #: What ``decode="packed"`` yields: the definition's :class:`~fractalshards.png.PackedLayout`
+        #: (``bits`` with its grey ``level``, ``grey`` or ``rgb``), the same for every sample.
+        self.layout = self._plan_definition.packed_layout
         if cache_dir is True:
             cache_dir = None
         self.cache = None
@@ -430,7 +438,7 @@ class FractalStream(IterableDataset):
         if start >= layout.per_rank:
             return
         if self.source == "render":
-            loader = _RenderLoader(self._definition, self.store.url, self.decode == "raw")
+            loader = _RenderLoader(self._definition, self.store.url, self.decode == "raw", self.decode == "packed")
         else:
             loader = _ShardLoader(
                 self.store,
@@ -479,7 +487,7 @@ class FractalStream(IterableDataset):
         if self.decode == "raw":
             return sample
         key = sample.get("__key__")
-        if ("png" not in sample and "pixels" not in sample) or "cls" not in sample:
+        if ("png" not in sample and "pixels" not in sample and "packed" not in sample) or "cls" not in sample:
             raise ShardIntegrityError(
                 f"{shard}: sample {key!r} has no png or cls member; the shard is not a fractalshards dataset"
             )
@@ -489,6 +497,16 @@ class FractalStream(IterableDataset):
             raise ShardIntegrityError(
                 f"{shard}: sample {key!r} has a label {sample['cls'][:20]!r} that is not an integer"
             ) from exc
+        if self.decode == "packed":
+            try:
+                packed = sample["packed"] if "packed" in sample else decode_packed(sample["png"], self.layout)
+            except Exception as exc:  # noqa: BLE001 - zlib and Pillow raise many types for a damaged image
+                raise ShardIntegrityError(
+                    f"{shard}: sample {key!r} does not decode as its definition's {self.layout.kind} images "
+                    f"({type(exc).__name__}: {exc})"
+                ) from exc
+            image = torch.from_numpy(packed)
+            return (self.transform(image) if self.transform is not None else image), label
         try:
             pixels = sample["pixels"] if "pixels" in sample else decode_png(sample["png"])
         except Exception as exc:  # noqa: BLE001 - Pillow raises many types for a damaged image
@@ -515,6 +533,17 @@ class _Entry:
     name: str
     samples: int
     sha256: str = ""
+
+
+def _pack_rendered(rendered, layout: PackedLayout) -> np.ndarray:
+    # Two-level renders come as the PNG's 1-bit rows already: drop the filter byte, no unpacking.
+    if layout.kind == "bits":
+        if rendered.bits is not None and rendered.bits.level in (0, layout.level):
+            return (
+                np.ascontiguousarray(rendered.bits.scanlines[:, 1:]) if rendered.bits.level else np.zeros(layout.shape, np.uint8)
+            )
+        return np.packbits(rendered.image != 0, axis=1)
+    return rendered.image
 
 
 def _distributed() -> tuple[int, int]:

@@ -295,6 +295,11 @@ class Family:
             cache[key] = tuple(self.render(manifest, 0, 0, settings).image.shape)
         return cache[key]
 
+    def grey_level(self, settings: Any) -> int | None:
+        """The one grey level of two-level images (what a set bit of their packed rows means), or None
+        when images are not two-level (then ``decode="packed"`` gives grey or RGB bytes)."""
+        return None
+
     def bytes_per_sample(self, settings: Any) -> float:
         """Rough stored size of a sample (for the estimate printed before a build)."""
         return 12_000.0

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..augment import AugmentConfig, DeviceTransform, center_crop, random_crop
 from ..errors import ConfigError, check_choice
 from ..storage import atomic_write
 from ..stream import FractalLoader, FractalStream
@@ -84,6 +85,12 @@ class PretrainConfig:
     hflip: bool = _f(False, "random horizontal flips")
     crop: int = _f(224, "random crop size (centre crop for evaluation)")
     resize: int | None = _f(None, "resize images to this size before cropping (small runs)")
+    decode: str = _f(
+        "packed",
+        "packed: images travel as compact as their PNGs and become the network's input on the device "
+        "(fractalshards.augment); tensor: uint8 3 x H x W tensors from the workers (the old path)",
+        choices=("packed", "tensor"),
+    )
     mean: float = _f(0.2, "normalisation mean")
     std: float = _f(0.5, "normalisation std")
     workers: int = _f(4, "DataLoader workers per process")
@@ -104,6 +111,7 @@ class PretrainConfig:
         check_choice("recipe", self.recipe, tuple(TRAINING_RECIPES))
         check_choice("optimizer", self.optimizer, ("sgd", "adamw"))
         check_choice("schedule", self.schedule, ("step", "cosine"))
+        check_choice("decode", self.decode, ("packed", "tensor"))
         if not self.data:
             raise ConfigError("data: give the dataset folder or URL (--data)")
         for name in ("label_smoothing", "random_erase"):
@@ -144,23 +152,6 @@ def training_recipe_config(recipe: str = "fractaldb-resnet", **overrides: Any) -
 def normalize(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
     """``(N, 3, H, W)`` pixels in 0..255 (uint8 or float) -> float, ``(x / 255 - mean) / std``."""
     return (images.float() / 255.0 - mean) / std
-
-
-def random_crop(images: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
-    """A random ``size`` x ``size`` crop per image, offsets drawn from ``generator``."""
-    n, _, h, w = images.shape
-    if size > h or size > w:
-        raise ConfigError(f"crop: {size} is larger than the images ({h}x{w}); use --crop <= {min(h, w)}")
-    ys = torch.randint(0, h - size + 1, (n,), generator=generator).tolist()
-    xs = torch.randint(0, w - size + 1, (n,), generator=generator).tolist()
-    return torch.stack([images[i, :, y : y + size, x : x + size] for i, (y, x) in enumerate(zip(ys, xs))])
-
-
-def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
-    """The central ``size`` x ``size`` crop."""
-    h, w = images.shape[-2:]
-    y, x = (h - size) // 2, (w - size) // 2
-    return images[..., y : y + size, x : x + size]
 
 
 def prepare(
@@ -279,13 +270,23 @@ def _save(path: Path, payload: dict) -> None:
     atomic_write(path, lambda fh: torch.save(payload, fh))
 
 
+def input_transform(config: PretrainConfig, stream: FractalStream):
+    """``(images, device, generator) -> network input`` for batches of ``stream``: the device transform of
+    packed batches, or :func:`prepare` of uint8 tensors (``config.decode``); the same tensors either way."""
+    if config.decode == "tensor":
+        return lambda images, device, generator: prepare(images, config, device, generator)
+    augment = AugmentConfig(crop=config.crop, resize=config.resize or 0, hflip=config.hflip, mean=config.mean, std=config.std)
+    return DeviceTransform(augment, stream.layout)
+
+
 def evaluate(model: nn.Module, loader: Any, config: PretrainConfig, device: torch.device) -> float:
     """Top-1 accuracy (centre crop) over ``loader``."""
     model.eval()
     correct = total = 0
+    transform = input_transform(config, loader.stream)
     with torch.no_grad():
         for images, labels in loader:
-            pred = model(prepare(images, config, device, None)).argmax(1).cpu()
+            pred = model(transform(images, device, None)).argmax(1).cpu()
             correct += int((pred == labels).sum())
             total += int(labels.numel())
     model.train()
@@ -335,12 +336,20 @@ def pretrain(config: PretrainConfig, on_log: Callable[[dict], None] | None = Non
         shuffle_buffer=config.shuffle_buffer,
         storage_options=config.storage_options,
         shards=train_names,
+        decode=config.decode,
     )
+    transform = input_transform(config, stream)
     loader = FractalLoader(stream, batch_size=config.batch_size, num_workers=config.workers, pin_memory=device.type == "cuda")
     eval_loader = None
     if eval_names and rank == 0:
         eval_stream = FractalStream(
-            config.data, rank=0, world_size=1, shuffle=False, shards=eval_names, storage_options=config.storage_options
+            config.data,
+            rank=0,
+            world_size=1,
+            shuffle=False,
+            shards=eval_names,
+            storage_options=config.storage_options,
+            decode=config.decode,
         )
         eval_loader = FractalLoader(eval_stream, batch_size=config.batch_size, num_workers=min(config.workers, 2))
 
@@ -421,7 +430,7 @@ def pretrain(config: PretrainConfig, on_log: Callable[[dict], None] | None = Non
         for images, labels in loader:
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(epoch, step)
-            images = prepare(images, config, device, _step_generator(config.seed, step))
+            images = transform(images, device, _step_generator(config.seed, step))
             labels = labels.to(device, non_blocking=True)
             images, labels = augment(images, labels, step)
             with torch.autocast(device.type, enabled=amp):

@@ -238,3 +238,13 @@ def test_recipes_and_flags_come_from_the_config(tiny, tmp_path):
         timeout=300,
     )
     assert bad.returncode == 2 and "arch: 'not_a_net' is not a timm model" in bad.stderr
+
+
+def test_packed_and_tensor_inputs_train_identically(tiny):
+    # The default (packed batches + the device transform) and --decode tensor give the same losses.
+    runs = {
+        decode: pretrain(_config(tiny, max_steps=5, hflip=True, resize=44, decode=decode, resume=False), on_log=lambda r: None)
+        for decode in ("packed", "tensor")
+    }
+    assert len(runs["packed"]["losses"]) == 5
+    assert runs["packed"]["losses"] == runs["tensor"]["losses"]

@@ -17,7 +17,7 @@ from .. import Family, Preset, settings_from_options
 from .export import OFFICIAL_CSV, write_official_csv
 from .ifs import IFS
 from .instances import INSTANCES_PER_CATEGORY, Instance, instance_from_index
-from .render import MODES, RenderSettings, render, weight_rows
+from .render import GRAY_VALUE, MODES, RenderSettings, render, weight_rows
 from .search import Category, SearchSettings, category_from_dict, category_to_dict, search, search_native
 
 __all__ = ["FractalDB", "FAMILY", "system_record"]
@@ -177,6 +177,10 @@ class FractalDB(Family):
         fields = self.instance_fields(instance)
         row = weight_rows(settings.weight_delta)[fields["weight"]]
         return {**fields, **system_record(manifest.category(category).system, row, settings)}
+
+    def grey_level(self, settings: RenderSettings) -> int | None:
+        """Grey renders are two-level, 0 and the official 127 (patches and points alike)."""
+        return GRAY_VALUE if settings.color == "gray" else None
 
     def image_shape(self, manifest, settings: RenderSettings) -> tuple[int, ...]:
         """``(size, size)``, or ``(size, size, 3)`` in colour."""

@@ -24,7 +24,7 @@ from ..fractaldb.export import OFFICIAL_CSV, write_official_csv
 from ..fractaldb.family import system_record
 from ..fractaldb.ifs import IFS, sample_sigma
 from ..fractaldb.instances import Instance
-from ..fractaldb.render import RenderSettings, official_uniforms, render
+from ..fractaldb.render import GRAY_VALUE, RenderSettings, official_uniforms, render
 from ..fractaldb.search import Category, SearchSettings, category_from_dict, category_to_dict, fill_rate
 
 __all__ = ["OnePFracSearch", "OnePFrac", "FAMILY"]
@@ -178,6 +178,10 @@ class OnePFrac(Family):
     def record(self, manifest, category, instance, settings, rendered) -> dict:
         """As :meth:`fractalshards.families.Family.record`."""
         return system_record(manifest.category(category).system, 1.0, settings)
+
+    def grey_level(self, settings: RenderSettings) -> int | None:
+        """Grey renders are two-level, 0 and the official 127 (patches and points alike)."""
+        return GRAY_VALUE if settings.color == "gray" else None
 
     def image_shape(self, manifest, settings: RenderSettings) -> tuple[int, ...]:
         """``(size, size)``, or ``(size, size, 3)`` in colour."""

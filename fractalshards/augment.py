@@ -1,0 +1,159 @@
+"""Batch augmentation on the training device: packed (or grey) batches in, the network's input out.
+
+A ``decode="packed"`` loader ships each image as compact as its PNG (1-bit rows of two-level
+images, grey bytes, RGB bytes: :class:`fractalshards.png.PackedLayout`), so workers, shared memory
+and PCIe carry up to 24x fewer bytes; the pixels are made here, on the device, batch by batch:
+
+    unpack -> [resize] -> crop (random, RandomResizedCrop, or centre) -> [flip] -> normalise -> channels
+
+Every random draw comes from the ``torch.Generator`` passed in (one per step in
+:mod:`fractalshards.train.pretrain`), so a resumed run draws the same crops and flips. For the
+same draws, :class:`DeviceTransform` gives the same tensors as the uint8 path it replaces
+(``decode="tensor"`` and :func:`fractalshards.train.pretrain.prepare`): a grey image's three
+channels are equal, so it is unpacked, resized, cropped and normalised on one channel and
+expanded last.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .errors import ConfigError
+from .png import PackedLayout
+
+__all__ = ["AugmentConfig", "DeviceTransform", "unpack", "random_crop", "center_crop", "random_resized_crop_params"]
+
+_SHIFTS = torch.arange(7, -1, -1, dtype=torch.uint8)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """What :class:`DeviceTransform` does (the pre-training recipes' input pipeline)."""
+
+    #: Side of the network's input.
+    crop: int = 224
+    #: Resize the whole image to ``resize`` x ``resize`` first (bilinear, antialiased); 0: no resize.
+    resize: int = 0
+    #: RandomResizedCrop (``scale``, ``ratio``, torchvision's sampling) instead of a plain random crop.
+    resized_crop: bool = False
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    #: Flip half of the images left to right.
+    hflip: bool = True
+    #: ``(x / 255 - mean) / std``.
+    mean: float = 0.2
+    std: float = 0.5
+    #: Channels of the network's input (grey images are repeated).
+    channels: int = 3
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.crop, int) or self.crop < 1:
+            raise ConfigError(f"crop: {self.crop!r} is not valid; use a positive integer")
+        if not 0.0 < self.scale[0] <= self.scale[1] <= 1.0 or not 0.0 < self.ratio[0] <= self.ratio[1]:
+            raise ConfigError(f"scale/ratio: {self.scale}/{self.ratio} are not valid; use 0 < lo <= hi (scale <= 1)")
+        if self.channels not in (1, 3):
+            raise ConfigError(f"channels: {self.channels!r} is not valid; use 1 or 3")
+
+
+def unpack(batch: torch.Tensor, layout: PackedLayout) -> torch.Tensor:
+    """A packed batch (``(N, *layout.shape)``, uint8, on any device) as uint8 pixels ``(N, C, H, W)``
+    (``C`` 1 for grey and two-level images, 3 for colour)."""
+    if layout.kind == "bits":
+        bits = (batch.unsqueeze(-1) >> _SHIFTS.to(batch.device)) & 1  # (N, H, Wb, 8), leftmost pixel first
+        pixels = bits.flatten(-2)[..., : layout.width] * layout.level
+        return pixels.unsqueeze(1)
+    if layout.kind == "grey":
+        return batch.unsqueeze(1)
+    return batch.permute(0, 3, 1, 2)
+
+
+def random_crop(images: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """A random ``size`` x ``size`` crop per image; offsets drawn from ``generator`` (all ``y`` then all ``x``)."""
+    n, _, h, w = images.shape
+    if size > h or size > w:
+        raise ConfigError(f"crop: {size} is larger than the images ({h}x{w}); use --crop <= {min(h, w)}")
+    ys = torch.randint(0, h - size + 1, (n,), generator=generator).tolist()
+    xs = torch.randint(0, w - size + 1, (n,), generator=generator).tolist()
+    return torch.stack([images[i, :, y : y + size, x : x + size] for i, (y, x) in enumerate(zip(ys, xs))])
+
+
+def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
+    """The central ``size`` x ``size`` crop."""
+    h, w = images.shape[-2:]
+    y, x = (h - size) // 2, (w - size) // 2
+    return images[..., y : y + size, x : x + size]
+
+
+def random_resized_crop_params(
+    h: int, w: int, scale: tuple[float, float], ratio: tuple[float, float], generator: torch.Generator
+) -> tuple[int, int, int, int]:
+    """``(top, left, height, width)`` as torchvision's ``RandomResizedCrop.get_params`` samples them (10
+    tries of an area in ``scale`` and a log-uniform aspect ratio in ``ratio``, else a centre crop),
+    every draw from ``generator``."""
+    area = h * w
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target = area * torch.empty(1).uniform_(scale[0], scale[1], generator=generator).item()
+        aspect = math.exp(torch.empty(1).uniform_(log_ratio[0], log_ratio[1], generator=generator).item())
+        cw, ch = int(round(math.sqrt(target * aspect))), int(round(math.sqrt(target / aspect)))
+        if 0 < cw <= w and 0 < ch <= h:
+            top = int(torch.randint(0, h - ch + 1, (1,), generator=generator).item())
+            left = int(torch.randint(0, w - cw + 1, (1,), generator=generator).item())
+            return top, left, ch, cw
+    in_ratio = w / h
+    if in_ratio < min(ratio):
+        cw, ch = w, int(round(w / min(ratio)))
+    elif in_ratio > max(ratio):
+        ch, cw = h, int(round(h * max(ratio)))
+    else:
+        cw, ch = w, h
+    return (h - ch) // 2, (w - cw) // 2, ch, cw
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    # Bilinear and antialiased, as torchvision v2 resizes tensors.
+    return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+
+
+class DeviceTransform:
+    """The input pipeline of :class:`AugmentConfig` for batches of one :class:`PackedLayout`, on any device.
+
+    ``transform(batch, device, generator)`` takes a packed uint8 batch as a loader yields it and
+    returns float32 ``(N, channels, crop, crop)`` on ``device``; ``generator`` (a CPU
+    ``torch.Generator``) decides the crops and flips, and ``None`` means evaluation (a centre crop,
+    no flip).
+    """
+
+    def __init__(self, config: AugmentConfig, layout: PackedLayout) -> None:
+        self.config, self.layout = config, layout
+
+    def __call__(self, batch: torch.Tensor, device: torch.device | str = "cpu", generator: torch.Generator | None = None):
+        """The network's input for ``batch`` (see the class docstring)."""
+        c = self.config
+        x = unpack(batch.to(device, non_blocking=True), self.layout)
+        if c.resize:
+            x = _resize(x.float(), (c.resize, c.resize))
+        if generator is None:
+            x = center_crop(x, c.crop)
+        elif c.resized_crop:
+            h, w = x.shape[-2:]
+            boxes = [random_resized_crop_params(h, w, c.scale, c.ratio, generator) for _ in range(x.shape[0])]
+            x = torch.cat(
+                [
+                    _resize(x[i : i + 1, :, t : t + bh, lf : lf + bw].float(), (c.crop, c.crop))
+                    for i, (t, lf, bh, bw) in enumerate(boxes)
+                ]
+            )
+        else:
+            x = random_crop(x, c.crop, generator)
+        if generator is not None and c.hflip:
+            flip = torch.rand(x.shape[0], generator=generator) < 0.5
+            x = torch.where(flip.to(x.device)[:, None, None, None], x.flip(-1), x)
+        x = (x.float() / 255.0 - c.mean) / c.std
+        if x.shape[1] != c.channels:
+            x = x.expand(-1, c.channels, -1, -1) if x.shape[1] == 1 else x[:, :1]
+        return x.contiguous()
