@@ -67,6 +67,7 @@ bench: bench-install
 	$(BIN)/python benchmarks/build.py
 	$(BIN)/python benchmarks/render_stream.py
 	$(BIN)/python benchmarks/stream.py
+	$(BIN)/python benchmarks/pipeline.py
 
 bench-stream: bench-install
 	$(BIN)/python benchmarks/stream.py

@@ -1,6 +1,6 @@
 """Loader throughput against the anchors: fractalshards vs webdataset vs LitData vs Mosaic Streaming.
 
-    make bench-stream            # or: .venv-bench/bin/python benchmarks/stream.py [--instances 30]
+    make bench-stream            # or: .venv/bin/python benchmarks/stream.py [--instances 30]
 
 One run, the same images for everyone: fractaldb-100 x K instances at 362 px are
 built as fractalshards shards (shards of 250); their PNG bytes and labels are
@@ -17,8 +17,8 @@ epoch with 0, 1 and 2 workers:
 Also printed: bytes fetched from the store per epoch, the gap between the last
 batch of one epoch and the first of the next with and without
 ``persistent_workers``, and what ``verify=True`` (sha256 of every shard) costs.
-The peers need a torchvision that imports; ``make bench-stream`` sets up
-``.venv-bench`` with one (the default CPU torch has none).
+The peers (the ``bench`` extra) need a torchvision that imports; ``make bench-stream`` adds them
+to the one ``.venv``.
 """
 
 from __future__ import annotations
