@@ -12,7 +12,7 @@ Pinned to one CPU, in one run, for fractaldb-100 x K at 362 px and at 224 px
 - ``FractalStream(dataset)`` reading the same samples from local shards (decode included).
 
 Anderson & Farrell's on-the-fly generator is not on the package index, so it is
-not run here; the README compares with their published settings instead.
+not run here; docs/streaming.md compares with their published settings instead.
 """
 
 from __future__ import annotations

@@ -117,7 +117,7 @@ def check_dataset_name(value: object, field: str, source: str, allow_empty: bool
     return value
 
 
-#: The license a dataset carries unless told otherwise: FractalDB's release (see the README).
+#: The license a dataset carries unless told otherwise: FractalDB's release (see docs/building.md).
 DEFAULT_LICENSE = "CC-BY-4.0"
 _SPDX = re.compile(r"^(LicenseRef-[A-Za-z0-9.-]{1,64}|[A-Za-z0-9][A-Za-z0-9.+-]{0,63})$")
 

@@ -11,7 +11,7 @@ pixels from either (Pillow, webdataset, Ray Data, Hugging Face ``datasets``).
   are 8-bit grey, colour images RGB, deflated with zlib's default strategy. On our images
   it is 3-6x faster than Pillow and 10-20% smaller: Pillow's adaptive row filters cost
   time and, on random mask bits and thin anti-alias-free lines, bytes (measured on
-  FractalDB, VisualAtom and RCDB renders; ``benchmarks/build.py``, README).
+  FractalDB, VisualAtom and RCDB renders; ``benchmarks/build.py``, docs/benchmarks.md).
 - ``pillow``: every image through Pillow (two-level grey as a 1-bit palette PNG),
   with Pillow's row filters. Definitions stored before encoders were named mean
   this one, so those datasets rebuild to the same bytes.

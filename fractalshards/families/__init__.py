@@ -158,7 +158,7 @@ class Family:
 
     #: Registry name, written into manifests (``"family"``).
     name: ClassVar[str] = ""
-    #: Paper the family comes from (for ``presets``, cards and the README).
+    #: Paper the family comes from (for ``presets``, cards and the docs).
     paper: ClassVar[str] = ""
     #: Search modes: ``official`` reproduces a released dataset's categories; ``native`` is counter-based.
     search_modes: ClassVar[tuple[str, ...]] = ("official", "native")

@@ -1,7 +1,7 @@
 """Training on fractalshards streams with timm networks: pre-training (two recipes) and fine-tuning.
 
 Needs the ``train`` extra (``timm``, ``scikit-learn``); timm in turn needs a torchvision that
-imports beside the installed torch (see the README).
+imports beside the installed torch (see docs/training.md).
 """
 
 from .finetune import FinetuneConfig, format_table, load_digits_images, load_folder_images, run_finetune
