@@ -1,0 +1,160 @@
+"""Ray Train: jobs/pretrain.py --ray-workers gives torchrun's losses, and a killed worker's run resumes exactly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import torch
+
+from fractalshards.builder import build
+from fractalshards.definition import DatasetDefinition
+from fractalshards.train import load_checkpoint
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+ARGS = ["--arch", "resnet18", "--batch-size", "4", "--crop", "32", "--workers", "0", "--log-every", "1", "--eval-shards", "0"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> str:
+    out = tmp_path_factory.mktemp("raytrain") / "ds"
+    d = DatasetDefinition.from_preset(
+        "fractaldb-100", categories=4, instances=12, shard_size=12, render={"mode": "official", "size": 40, "points": 3000}
+    )
+    build(d, str(out), workers=0)
+    return str(out)
+
+
+def _losses(stderr: str) -> list[float]:
+    out = []
+    for line in stderr.splitlines():
+        start = line.find("{")
+        if start < 0:
+            continue
+        try:
+            record = json.loads(line[start:])
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and "loss" in record and "step" in record:
+            out.append((record["step"], record["loss"]))
+    return [loss for _, loss in sorted(dict(out).items())]
+
+
+def _env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "RAY_AUTH_MODE": "disabled"}
+
+
+def test_ray_train_gives_the_losses_of_torchrun(data, tmp_path):
+    common = ["--data", data, *ARGS, "--max-steps", "4"]
+    torchrun = Path(sys.executable).parent / "torchrun"
+    ddp = subprocess.run(
+        [
+            str(torchrun),
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            str(ROOT / "jobs" / "pretrain.py"),
+            *common,
+            "--checkpoint-dir",
+            str(tmp_path / "ddp"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=_env(),
+    )
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    ray_run = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "jobs" / "pretrain.py"),
+            *common,
+            "--ray-workers",
+            "2",
+            "--checkpoint-dir",
+            str(tmp_path / "ray"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_env(),
+    )
+    assert ray_run.returncode == 0, ray_run.stderr[-3000:]
+    expected, got = _losses(ddp.stderr), _losses(ray_run.stderr)
+    assert len(expected) == 4 and got == pytest.approx(expected, rel=1e-6)
+    a, b = load_checkpoint(tmp_path / "ddp" / "last.pt"), load_checkpoint(tmp_path / "ray" / "last.pt")
+    assert a["step"] == b["step"] == 4 and a["loader"] == b["loader"] and b["loader"]["world_size"] == 2
+    for name, tensor in a["model"].items():
+        torch.testing.assert_close(tensor, b["model"][name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def _ray_train_workers(root: psutil.Process) -> list[psutil.Process]:
+    found = []
+    for proc in root.children(recursive=True):
+        try:
+            if "RayTrainWorker" in " ".join(proc.cmdline()):
+                found.append(proc)
+        except psutil.Error:
+            pass
+    return found
+
+
+def test_a_killed_ray_worker_and_a_resubmitted_run_resume_exactly(data, tmp_path):
+    command = [
+        sys.executable,
+        str(ROOT / "jobs" / "pretrain.py"),
+        "--data",
+        data,
+        *ARGS,
+        "--max-steps",
+        "10",
+        "--checkpoint-every",
+        "2",
+        "--ray-workers",
+        "2",
+    ]
+    straight = subprocess.run(
+        [*command, "--checkpoint-dir", str(tmp_path / "straight")], capture_output=True, text=True, timeout=300, env=_env()
+    )
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    killed_dir = tmp_path / "killed"
+    job = subprocess.Popen([*command, "--checkpoint-dir", str(killed_dir)], stderr=subprocess.PIPE, text=True, env=_env())
+    watchdog = threading.Timer(300, job.kill)  # a silent hang must not outlive the test
+    watchdog.start()
+    try:
+        deadline = time.monotonic() + 240
+        seen = 0
+        for line in job.stderr:  # wait for a checkpoint past step 4, then kill one Ray Train worker
+            seen += '"loss"' in line
+            if seen >= 5 and (killed_dir / "last.pt").exists():
+                break
+            assert time.monotonic() < deadline, "the run did not reach step 5"
+        victims = _ray_train_workers(psutil.Process(job.pid))
+        assert victims, "no Ray Train worker found"
+        victims[-1].send_signal(signal.SIGKILL)
+        rest = job.stderr.read()
+        assert job.wait(timeout=240) != 0, rest[-2000:]
+    finally:
+        watchdog.cancel()
+        if job.poll() is None:
+            job.kill()
+            job.wait()
+    partial = load_checkpoint(killed_dir / "last.pt")
+    assert 2 <= partial["step"] < 10
+    resumed = subprocess.run(
+        [*command, "--checkpoint-dir", str(killed_dir)], capture_output=True, text=True, timeout=300, env=_env()
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert '"event": "resumed"' in resumed.stderr
+    a, b = load_checkpoint(tmp_path / "straight" / "last.pt"), load_checkpoint(killed_dir / "last.pt")
+    assert a["step"] == b["step"] == 10 and a["loader"] == b["loader"]
+    for name, tensor in a["model"].items():
+        torch.testing.assert_close(tensor, b["model"][name], rtol=1e-4, atol=1e-5, msg=name)
