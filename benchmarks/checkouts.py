@@ -56,33 +56,10 @@ for name, mode, n in (("fractaldb", "native", 150), ("fractaldb", "official", 15
 print(json.dumps(out))
 """
 
-_BUILD = r"""
+_ONE_CORE_BUILD = r"""
 import os, time, json, tempfile
 os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
 from fractalshards.presets import load_preset
-try:
-    from fractalshards.builder import build
-    from fractalshards.definition import DatasetDefinition
-except ImportError:  # checkouts before the module renames
-    from fractalshards.build import build
-    from fractalshards.plan import DatasetDefinition
-m = load_preset("fractaldb-1k")
-s = m.family.render_settings(m, {"mode": "official"})
-with tempfile.TemporaryDirectory() as tmp:
-    build(DatasetDefinition(categories=m.subset(1), instances=10, render=s, shard_size=10), tmp + "/warm", workers=0)
-    t = time.perf_counter()
-    build(DatasetDefinition(categories=m.subset(3), instances=1000, render=s, shard_size=1000), tmp + "/d", workers=0)
-    rate = 3000 / (time.perf_counter() - t)
-    shards = [x["sha256"] for x in json.load(open(tmp + "/d/manifest.json"))["shards"]]
-print(json.dumps({"build images/s": round(rate), "build shards sha256": [h[:16] for h in shards]}))
-"""
-
-
-_READ = r"""
-import os, time, json, tempfile
-os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
-from fractalshards.presets import load_preset
-from fractalshards.stream import FractalStream
 try:
     from fractalshards.builder import build
     from fractalshards.definition import DatasetDefinition
@@ -93,6 +70,26 @@ except ImportError:  # checkouts before the module renames
     from fractalshards.verify import verify
 m = load_preset("fractaldb-1k")
 s = m.family.render_settings(m, {"mode": "official"})
+"""
+
+_BUILD = (
+    _ONE_CORE_BUILD
+    + r"""
+with tempfile.TemporaryDirectory() as tmp:
+    build(DatasetDefinition(categories=m.subset(1), instances=10, render=s, shard_size=10), tmp + "/warm", workers=0)
+    t = time.perf_counter()
+    build(DatasetDefinition(categories=m.subset(3), instances=1000, render=s, shard_size=1000), tmp + "/d", workers=0)
+    rate = 3000 / (time.perf_counter() - t)
+    shards = [x["sha256"] for x in json.load(open(tmp + "/d/manifest.json"))["shards"]]
+print(json.dumps({"build images/s": round(rate), "build shards sha256": [h[:16] for h in shards]}))
+"""
+)
+
+
+_READ = (
+    _ONE_CORE_BUILD
+    + r"""
+from fractalshards.stream import FractalStream
 with tempfile.TemporaryDirectory() as tmp:
     build(DatasetDefinition(categories=m.subset(4), instances=1000, render=s, shard_size=1000), tmp, workers=0)
     best_stream = best_verify = 1e9
@@ -106,6 +103,7 @@ with tempfile.TemporaryDirectory() as tmp:
 print(json.dumps({"read us/sample (decode raw, 1 core)": round(best_stream * 1e6, 1),
                   "verify s (4,000 samples, no re-render)": round(best_verify, 3)}))
 """
+)
 
 
 def _run(code: str, script: str) -> dict:

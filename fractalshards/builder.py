@@ -6,10 +6,11 @@ straight to the destination, returning its manifest entry (a few numbers). At mo
 (``ray.wait``), and a task whose worker dies or raises is retried up to
 ``max_retries`` times; since shards are deterministic, a retry writes the same bytes.
 
-Resuming: every finished shard records its entry in ``_build/<fingerprint>/``. A
-re-run of the same definition skips shards whose stored bytes have the recorded
-sha256, rebuilds the rest, and writes the same manifest as a clean build. The
-manifest is written last; the journal is removed after it.
+Resuming: every finished shard records its entry in ``_build/<version>/``. A
+re-run of the same definition keeps the shards whose stored bytes have the recorded
+sha256 and pass the checks of a read (keys, labels and image headers against the plan),
+rebuilds the rest, and writes the same manifest as a clean build. The manifest is
+written last; the journal is removed after it.
 """
 
 from __future__ import annotations

@@ -146,11 +146,9 @@ def _default_text(defaults: dict) -> str:
     return "defaults: " + ", ".join(f"{family} {value}" for family, value in defaults.items())
 
 
-def _add_setting_flags(group, kind: str, preset_override: bool = False, skip: tuple = ()) -> None:
+def _add_setting_flags(group, kind: str, preset_override: bool = False) -> None:
     """One flag per flagged settings field of any family (help and defaults from the field itself)."""
     for name, entry in _settings_flags(kind, preset_override).items():
-        if name in skip:
-            continue
         f = entry["field"]
         group.add_argument(
             "--" + name.replace("_", "-"),
@@ -533,8 +531,8 @@ def _cmd_search(args: argparse.Namespace, progress: bool) -> int:
     family = get_family(args.family)
     family.check_search_mode(args.mode)
     settings = family.search_settings({k: getattr(args, k) for k in _settings_flags("search")})
-    if args.format != "manifest" and args.format not in family.export_formats:
-        family.export(None, args.format, None)  # the family's one-line error
+    if args.format != "manifest":
+        family.check_export_format(args.format)
     out = _check_output_dir(args.out) if args.format != "manifest" else _check_output_file(args.out)
     seed = args.seed if args.seed is not None else family.default_seed(args.mode)
     result = family.search(args.categories, mode=args.mode, seed=seed, settings=settings, workers=args.workers, progress=progress)

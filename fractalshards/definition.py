@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .categories import CategoryManifest
-from .errors import ConfigError, check_choice
+from .errors import ConfigError, check_choice, is_int
 from .families import DEFAULT_FAMILY, Family
 from .hashing import canonical_hash, version_id
 from .limits import accepts_limits, check
@@ -50,10 +50,6 @@ DEFINITION_FORMAT = 2
 DEFINITION_FORMATS = (1, 2)
 #: Instances per category when neither the user nor a preset says (capped by the family's instance space).
 DEFAULT_INSTANCES = 1000
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def sample_key(category: int, instance: int) -> str:
@@ -94,15 +90,15 @@ class DatasetDefinition:
     def __post_init__(self) -> None:
         check_choice("definition_format", self.definition_format, DEFINITION_FORMATS)
         top = self.family.instances_per_category
-        if not _is_int(self.instances) or not 1 <= self.instances <= top:
+        if not is_int(self.instances) or not 1 <= self.instances <= top:
             raise ConfigError(
                 f"instances: {self.instances!r} is out of range for the {self.family.name} family; use an integer in 1..{top}"
             )
         if not isinstance(self.render, self.family.Settings):
             raise ConfigError(f"render: {type(self.render).__name__} are not render settings of the {self.family.name} family")
-        if not _is_int(self.shard_size) or self.shard_size < 1:
+        if not is_int(self.shard_size) or self.shard_size < 1:
             raise ConfigError(f"shard_size: {self.shard_size!r} is not valid; use a positive integer (default 1000)")
-        if not _is_int(self.png_compress_level) or not 0 <= self.png_compress_level <= 9:
+        if not is_int(self.png_compress_level) or not 0 <= self.png_compress_level <= 9:
             raise ConfigError(f"png_compress_level: {self.png_compress_level!r} is not valid; use an integer in 0..9")
         check_choice("png_encoder", self.png_encoder, ENCODERS)
         # Bounds before anything is allocated (the sample order holds 8 bytes per sample).
@@ -284,6 +280,10 @@ class DatasetDefinition:
         k = self.instances
         return ShardSpec(index, SHARD_FORMAT.format(index=index), tuple((int(p) // k, int(p) % k) for p in chunk))
 
+    def shard_index(self, name: str) -> int:
+        """The index in the plan of the shard called ``name`` (a ``KeyError`` for a name not in it)."""
+        return _shard_indices(self.num_shards)[name]
+
     def shard_sizes(self) -> list[tuple[str, int]]:
         """``(name, samples)`` of every shard, without building their sample lists."""
         n, size = self.num_samples, self.shard_size
@@ -295,3 +295,8 @@ def _order(n: int, seed: int) -> np.ndarray:
     out = seeded_permutation(n, "order", seed)
     out.setflags(write=False)
     return out
+
+
+@functools.lru_cache(maxsize=16)
+def _shard_indices(num_shards: int) -> dict[str, int]:
+    return {SHARD_FORMAT.format(index=i): i for i in range(num_shards)}

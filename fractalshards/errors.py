@@ -8,6 +8,7 @@ their cause (``raise ... from exc``), so ``FRACTALSHARDS_DEBUG=1`` shows the bac
 from __future__ import annotations
 
 import functools
+import math
 import re
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -19,6 +20,8 @@ __all__ = [
     "ConfigError",
     "ShardIntegrityError",
     "TransferError",
+    "is_int",
+    "is_number",
     "check_choice",
     "check_int",
     "is_version_id",
@@ -36,6 +39,16 @@ def check_choice(field: str, value: object, allowed: tuple) -> None:
     """Raise :class:`ConfigError` unless ``value`` is one of ``allowed``."""
     if value not in allowed:
         raise ConfigError(f"{field}: {value!r} is not known; use one of {', '.join(map(str, allowed))}")
+
+
+def is_int(value: object) -> bool:
+    """Whether ``value`` is an integer that is not a bool (JSON's ``true`` is no count)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: object) -> bool:
+    """Whether ``value`` is a finite int or float that is not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def check_int(field: str, value: object, minimum: int, hint: str = "") -> None:

@@ -218,7 +218,7 @@ except ImportError:  # pragma: no cover - a platform without its wheels
 
 
 def _chunks(data: bytes) -> dict:
-    """IHDR fields, the PLTE and the IDAT bytes of a PNG, or None where it is not one we can read alone."""
+    """IHDR fields, the PLTE and the IDAT bytes of a PNG; a ``ValueError`` when it is not a whole PNG."""
     if data[:8] != _SIGNATURE:
         raise ValueError("not a PNG")
     pos, idat, plte, ihdr = 8, [], None, None

@@ -65,8 +65,9 @@ def read_dataset(
         )
     base, options = store.url, dict(storage_options or {})
     definition = manifest.definition()
-    plan_index = {name: i for i, (name, _) in enumerate(definition.shard_sizes())}
-    items = [{"shard": n, "sha256": listed[n].sha256, "samples": listed[n].samples, "plan": plan_index[n]} for n in names]
+    items = [
+        {"shard": n, "sha256": listed[n].sha256, "samples": listed[n].samples, "plan": definition.shard_index(n)} for n in names
+    ]
 
     def read(row: dict) -> list[dict]:
         data = open_store(base, options).read_bytes(row["shard"])

@@ -119,7 +119,6 @@ class _ShardLoader:
     ) -> None:
         self.store = store.for_this_process()
         self.hashes, self.definition, self.verify, self.cache, self.version = hashes, definition, verify, cache, version
-        self.plan_index = {name: i for i, (name, _) in enumerate(definition.shard_sizes())}
 
     def load(self, shard: str) -> _StoredShard:
         """The shard's bytes and sample index; checked against the manifest (hash when verifying, count always)."""
@@ -135,7 +134,7 @@ class _ShardLoader:
                         f"({len(data)} bytes read); the shard is truncated or altered"
                     )
         index = index_tar(data, shard)
-        plan = ShardPlan.of(self.definition, self.plan_index[shard])
+        plan = ShardPlan.of(self.definition, self.definition.shard_index(shard))
         plan.check_index(index)  # keys, order and members; labels and PNG headers as each sample is read
         return _StoredShard(memoryview(data), index, self.store.url_of(shard), plan)
 
@@ -196,10 +195,9 @@ class _RenderLoader:
 
     def __init__(self, definition: DatasetDefinition, url: str, raw: bool, packed: bool = False) -> None:
         self.definition, self.url, self.raw, self.packed = definition, url, raw, packed
-        self.index = {name: i for i, (name, _) in enumerate(definition.shard_sizes())}
 
     def load(self, shard: str) -> _RenderedShard:
-        return _RenderedShard(self.definition, self.index[shard], f"{self.url}#{shard}", self.raw, self.packed)
+        return _RenderedShard(self.definition, self.definition.shard_index(shard), f"{self.url}#{shard}", self.raw, self.packed)
 
 
 class FractalStream(IterableDataset):
@@ -259,111 +257,69 @@ class FractalStream(IterableDataset):
         super().__init__()
         #: The bounds in force when this stream reads (also in DataLoader workers, which get a copy).
         self.limits = limits if limits is not None else current()
-        with raised(self.limits):
-            self._open(
-                url,
-                rank,
-                world_size,
-                shuffle,
-                seed,
-                shuffle_buffer,
-                decode,
-                transform,
-                verify,
-                cache_dir,
-                storage_options,
-                cache_limit,
-                pad,
-                shards,
-                mean,
-                std,
-                source,
-            )
+        with raised(self.limits):  # the reads below ask for sizes: they are bounded
+            check_choice("source", source, SOURCES)
+            if decode not in DECODES:
+                raise ConfigError(f"decode: {decode!r} is not known; use one of {', '.join(DECODES)}")
+            if not isinstance(shuffle_buffer, int) or isinstance(shuffle_buffer, bool) or shuffle_buffer < 1:
+                raise ConfigError(f"shuffle_buffer: {shuffle_buffer!r} is not valid; use a positive integer")
+            kind, document, self.store = open_definition(url, storage_options)
+            if kind == "recipe" and source == "shards":
+                raise ConfigError(f"source: {url!r} is a recipe and has no shards; use source='render' or build it first")
+            self.url = url
+            self.kind = kind
+            self.source = "render" if source == "render" or kind == "recipe" else "shards"
+            self.manifest = document if kind == "dataset" else None
+            self.recipe = document if kind == "recipe" else None
+            # What renders a rendered source, and what stored shards are checked against (keys, labels, headers).
+            self._definition = document.definition if kind == "recipe" else document.definition()
+            self.definition_id = document.version if kind == "recipe" else document.definition_id
+            self._version = document.version
+            if kind == "dataset":
+                entries = list(document.shards)  # the definition's plan (checked when the manifest was read)
+            else:
+                entries = [_Entry(name, samples) for name, samples in self._definition.shard_sizes()]
+            if shards is not None:
+                known = {s.name for s in entries}
+                unknown = [s for s in shards if s not in known]
+                if unknown:
+                    raise ConfigError(f"shards: {unknown[:3]} are not in {url!r}; use names from its manifest")
+                wanted = set(shards)
+                entries = [s for s in entries if s.name in wanted]
+            if not entries:
+                raise ConfigError("shards: no shard selected; the stream would be empty")
+            self.shard_names = [s.name for s in entries]
+            self.shard_samples = np.array([s.samples for s in entries], np.int64)
+            self.hashes = {s.name: s.sha256 for s in entries}
+            if rank is None or world_size is None:
+                dist_rank, dist_world = _distributed()
+                rank = dist_rank if rank is None else rank
+                world_size = dist_world if world_size is None else world_size
+            if not isinstance(world_size, int) or world_size < 1 or not isinstance(rank, int) or not 0 <= rank < world_size:
+                raise ConfigError(f"rank/world_size: {rank!r}/{world_size!r} is not valid; use 0 <= rank < world_size")
+            self.rank, self.world_size = rank, world_size
+            total = int(self.shard_samples.sum())
+            if total < world_size:
+                raise ConfigError(f"world_size: {world_size} ranks for {total} samples leaves a rank empty; use fewer ranks")
+            self.pad = bool(pad)
+            self.shuffle, self.seed, self.shuffle_buffer = bool(shuffle), int(seed), shuffle_buffer
+            self.decode, self.transform, self.verify = decode, transform, bool(verify)
+            #: What ``decode="packed"`` yields: the definition's :class:`~fractalshards.png.PackedLayout`
+            #: (``bits`` with its grey ``level``, ``grey`` or ``rgb``), the same for every sample.
+            self.layout = self._definition.packed_layout
+            if cache_dir is True:
+                cache_dir = None
+            self.cache = None
+            if cache_dir is not False and not self.store.is_local and self.source == "shards":
+                self.cache = ShardCache(default_cache_dir() if cache_dir is None else cache_dir, cache_limit)
+                self.cache.path(self.version, self.shard_names[0])  # validates the version and a name before any fetch
+            self.mean, self.std = float(mean), float(std)
+            self._position = _Position()
+            self._shared: _SharedPosition | None = None  # set by FractalLoader for its worker processes
+            self._layout_cache: tuple | None = None
 
-    def _open(
-        self,
-        url,
-        rank,
-        world_size,
-        shuffle,
-        seed,
-        shuffle_buffer,
-        decode,
-        transform,
-        verify,
-        cache_dir,
-        storage_options,
-        cache_limit,
-        pad,
-        shards,
-        mean,
-        std,
-        source,
-    ) -> None:
-        check_choice("source", source, SOURCES)
-        if decode not in DECODES:
-            raise ConfigError(f"decode: {decode!r} is not known; use one of {', '.join(DECODES)}")
-        if not isinstance(shuffle_buffer, int) or isinstance(shuffle_buffer, bool) or shuffle_buffer < 1:
-            raise ConfigError(f"shuffle_buffer: {shuffle_buffer!r} is not valid; use a positive integer")
-        kind, document, self.store = open_definition(url, storage_options)
-        if kind == "recipe" and source == "shards":
-            raise ConfigError(f"source: {url!r} is a recipe and has no shards; use source='render' or build it first")
-        self.url = url
-        self.kind = kind
-        self.source = "render" if source == "render" or kind == "recipe" else "shards"
-        self.manifest = document if kind == "dataset" else None
-        self.recipe = document if kind == "recipe" else None
-        self._definition = (
-            document.definition if kind == "recipe" else (document.definition() if self.source == "render" else None)
-        )
-        # Stored shards are checked against the definition's plan (keys, labels, image headers).
-        self._plan_definition = document.definition if kind == "recipe" else document.definition()
-        self.definition_id = document.version if kind == "recipe" else document.definition_id
-        self._version = document.version
-        if kind == "dataset":
-            entries = list(document.shards)  # the definition's plan (checked when the manifest was read)
-        else:
-            entries = [_Entry(name, samples) for name, samples in self._definition.shard_sizes()]
-        if shards is not None:
-            known = {s.name for s in entries}
-            unknown = [s for s in shards if s not in known]
-            if unknown:
-                raise ConfigError(f"shards: {unknown[:3]} are not in {url!r}; use names from its manifest")
-            wanted = set(shards)
-            entries = [s for s in entries if s.name in wanted]
-        if not entries:
-            raise ConfigError("shards: no shard selected; the stream would be empty")
-        self.shard_names = [s.name for s in entries]
-        self.shard_samples = np.array([s.samples for s in entries], np.int64)
-        self.hashes = {s.name: s.sha256 for s in entries}
-        if rank is None or world_size is None:
-            dist_rank, dist_world = _distributed()
-            rank = dist_rank if rank is None else rank
-            world_size = dist_world if world_size is None else world_size
-        if not isinstance(world_size, int) or world_size < 1 or not isinstance(rank, int) or not 0 <= rank < world_size:
-            raise ConfigError(f"rank/world_size: {rank!r}/{world_size!r} is not valid; use 0 <= rank < world_size")
-        self.rank, self.world_size = rank, world_size
-        total = int(self.shard_samples.sum())
-        if total < world_size:
-            raise ConfigError(f"world_size: {world_size} ranks for {total} samples leaves a rank empty; use fewer ranks")
-        self.pad = bool(pad)
-        self.shuffle, self.seed, self.shuffle_buffer = bool(shuffle), int(seed), shuffle_buffer
-        self.decode, self.transform, self.verify = decode, transform, bool(verify)
-        #: What ``decode="packed"`` yields: the definition's :class:`~fractalshards.png.PackedLayout`
-        #: (``bits`` with its grey ``level``, ``grey`` or ``rgb``), the same for every sample.
-        self.layout = self._plan_definition.packed_layout
-        if cache_dir is True:
-            cache_dir = None
-        self.cache = None
-        if cache_dir is not False and not self.store.is_local and self.source == "shards":
-            self.cache = ShardCache(default_cache_dir() if cache_dir is None else cache_dir, cache_limit)
-            self.cache.path(self.version, self.shard_names[0])  # validates the version and a name before any fetch
-        self.mean, self.std = float(mean), float(std)
-        self._position = _Position()
-        self._shared: _SharedPosition | None = None  # set by FractalLoader for its worker processes
-        self._layout_cache: tuple | None = None
+        # -- public --
 
-    # -- public --
     def __len__(self) -> int:
         """Samples this rank yields in the current epoch (the same on every rank)."""
         return self._rank_layout(self._position).per_rank
@@ -443,7 +399,7 @@ class FractalStream(IterableDataset):
             loader = _ShardLoader(
                 self.store,
                 self.hashes,
-                self._plan_definition,
+                self._definition,
                 self.verify,
                 self.cache,
                 self.version,

@@ -81,7 +81,6 @@ def verify(
                 break
             position -= s.samples
     categories, settings, instances = definition.categories, definition.render, definition.instances
-    plan_index = {name: i for i, (name, _) in enumerate(manifest.definition().shard_sizes())}
     bar = tqdm(total=len(shards), desc="verify", unit="shard", disable=not progress)
     for s in shards:
         name = s.name
@@ -100,7 +99,7 @@ def verify(
             continue  # nothing in a shard whose hash failed is read
         count = 0
         try:
-            plan = ShardPlan.of(manifest.definition(), plan_index[name])
+            plan = ShardPlan.of(manifest.definition(), manifest.definition().shard_index(name))
             for index, sample in enumerate(read_planned(data, plan)):
                 count += 1
                 if index in picks.get(name, ()):

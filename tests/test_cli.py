@@ -162,3 +162,25 @@ def test_missing_output_folder(tmp_path, capsys):
     code, err = _run(["search", "--categories", "1", "--out", str(target)], capsys)
     assert code == 2 and "does not exist" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_help_gives_every_familys_own_defaults(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        main(["build", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    # Generated from the settings fields and each family's overrides: 1p-frac renders at 512 px.
+    assert "image size in pixels (defaults: fractaldb 362, 1p-frac 512)" in text
+    assert "chaos-game points (defaults: fractaldb 200000, 1p-frac 100000)" in text
+
+
+def test_a_format_the_family_does_not_write_is_refused_before_anything_is_made(tmp_path, capsys):
+    out = tmp_path / "csv"
+    assert (
+        main(["--no-progress", "search", "--family", "rcdb", "--categories", "2", "--format", "official-csv", "--out", str(out)])
+        == 2
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["fractalshards search: error: format: the rcdb family has no 'official-csv' format; use --format manifest"]
+    assert not out.exists()

@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import importlib
 import logging
-import math
 import pkgutil
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, is_int, is_number
 from ..results import Rendered, SearchResult
 
 __all__ = [
@@ -57,9 +56,9 @@ def _check_type(field_name: str, value: object, default: object) -> None:
     if isinstance(default, bool):
         ok = isinstance(value, bool)
     elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
+        ok = is_int(value)
     elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        ok = is_number(value)
     elif isinstance(default, str):
         ok = isinstance(value, str)
     else:
@@ -169,6 +168,8 @@ class Family:
     #: Render settings and search settings dataclasses (``to_dict`` / ``from_dict``, frozen).
     Settings: ClassVar[type]
     SearchSettings: ClassVar[type]
+    #: Render settings of this family's images where they differ from the settings dataclass's defaults.
+    render_overrides: ClassVar[dict] = {}
     #: The family's named category sets.
     presets: ClassVar[tuple[Preset, ...]] = ()
     #: Named parts of an instance index, ``(name, help)`` (``render --<name>``; see :meth:`instance_index`).
@@ -193,9 +194,15 @@ class Family:
         """The name of a searched category set when the user gives none."""
         return f"{mode}-{self.name}-seed{seed}-{count}"
 
+    def check_export_format(self, fmt: str) -> None:
+        """A one-line error unless this family writes ``fmt`` (:attr:`export_formats`)."""
+        if fmt not in self.export_formats:
+            raise ConfigError(f"format: the {self.name} family has no {fmt!r} format; use --format manifest")
+
     def export(self, manifest: Any, fmt: str, out: Any) -> list:
         """Write ``manifest`` in ``fmt`` (one of :attr:`export_formats`) under folder ``out``; the files written."""
-        raise ConfigError(f"format: the {self.name} family has no {fmt!r} format; use --format manifest")
+        self.check_export_format(fmt)
+        raise NotImplementedError
 
     def search_settings(self, options: dict) -> Any:
         """Search settings from user options (``None`` values mean "default")."""
@@ -267,7 +274,7 @@ class Family:
     # -- rendering --------------------------------------------------------------------------
     def render_defaults(self) -> dict:
         """The render settings a dataset of this family gets when no option is given (for help texts)."""
-        return {f.name: f.default for f in fields(self.Settings)}
+        return {**{f.name: f.default for f in fields(self.Settings)}, **self.render_overrides}
 
     def search_defaults(self) -> dict:
         """The search settings of a search with no option given (for help texts)."""
@@ -275,7 +282,7 @@ class Family:
 
     def render_settings(self, manifest: Any, options: dict) -> Any:
         """Render settings from user options (``None`` values mean the manifest's / family's default)."""
-        return settings_from_options(self.Settings, options, "render setting", self.name)
+        return settings_from_options(self.Settings, options, "render setting", self.name, self.render_overrides)
 
     def render(self, manifest: Any, category: int, instance: int, settings: Any) -> Rendered:
         """Render one instance: a ``uint8`` image (grey ``(H, W)`` or colour ``(H, W, 3)``)."""

@@ -27,15 +27,8 @@ def _loop(config: dict) -> None:
 
     from .pretrain import PretrainConfig, pretrain
 
-    summary = pretrain(PretrainConfig(**config), on_log=_log)
+    summary = pretrain(PretrainConfig(**config))  # rank 0 logs its JSON lines, as under torchrun
     ray.train.report({"losses": summary["losses"], "step": summary.get("step"), "top1": summary.get("top1")})
-
-
-def _log(record: dict) -> None:
-    import json
-    import logging
-
-    logging.getLogger("fractalshards.train").info(json.dumps(record))
 
 
 def run(config: PretrainConfig, num_workers: int, *, use_gpu: bool | None = None, storage_path: str | None = None) -> dict:

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 from tqdm import tqdm
 
-from ...errors import ConfigError, check_choice, check_int
+from ...errors import ConfigError, check_choice, check_int, is_number
 from ...hashing import canonical_hash, version_id
 from ...limits import check
 from ...parallel import resolve_workers
@@ -191,7 +191,7 @@ class RadialFamily(Family):
         row = []
         for name in PARAM_FIELDS:
             value = 0 if (self.rcdb and name in ("freq1", "freq2")) else data[name]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            if not is_number(value):
                 raise ValueError(f"category {data.get('index')!r}: {name} must be a finite number")
             if name in INTEGER_FIELDS and value != int(value):
                 raise ValueError(f"category {data.get('index')!r}: {name} must be an integer")

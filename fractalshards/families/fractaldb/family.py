@@ -110,8 +110,7 @@ class FractalDB(Family):
 
     def export(self, manifest, fmt: str, out) -> list:
         """``official-csv``: ``out/00000.csv ...`` as FractalDB's release."""
-        if fmt != OFFICIAL_CSV:
-            return super().export(manifest, fmt, out)
+        self.check_export_format(fmt)
         return write_official_csv(manifest, out)
 
     def search(self, count, *, mode, seed, settings, workers=None, progress=False):

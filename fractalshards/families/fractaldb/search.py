@@ -15,7 +15,6 @@ Two modes:
 
 from __future__ import annotations
 
-import math
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -26,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ... import seeds
-from ...errors import ConfigError, check_choice, check_int
+from ...errors import ConfigError, check_choice, check_int, is_int, is_number
 from ...limits import check
 from ...parallel import resolve_workers, thread_map
 from ...results import SearchResult
@@ -102,21 +101,13 @@ def category_from_dict(data: dict) -> Category:
     """Inverse of :func:`category_to_dict`, for stored data: every field of its type (an integer is not a
     bool, a number is finite); a bad one is a ``ValueError`` naming it."""
     index, trial, fill, maps = data["index"], data["trial"], data["fill"], data["maps"]
-    if not _is_int(index) or not _is_int(trial) or index < 0 or trial < 0:
+    if not is_int(index) or not is_int(trial) or index < 0 or trial < 0:
         raise ValueError(f"category {index!r}: index and trial must be non-negative integers")
-    if not _is_number(fill) or not 0.0 <= fill <= 1.0:
+    if not is_number(fill) or not 0.0 <= fill <= 1.0:
         raise ValueError(f"category {index!r}: fill must be a number in [0, 1]")
-    if not isinstance(maps, list) or not all(isinstance(r, list) and all(_is_number(v) for v in r) for r in maps):
+    if not isinstance(maps, list) or not all(isinstance(r, list) and all(is_number(v) for v in r) for r in maps):
         raise ValueError(f"category {index!r}: maps must be lists of finite numbers")
     return Category(index, IFS.from_rows(maps), trial, float(fill))
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 class _Buffers:

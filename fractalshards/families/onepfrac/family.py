@@ -19,7 +19,7 @@ from ...errors import ConfigError, check_int
 from ...limits import check
 from ...parallel import thread_map
 from ...results import Rendered, SearchResult
-from .. import Family, Preset, SettingsDict, setting, settings_from_options
+from .. import Family, Preset, SettingsDict, setting
 from ..fractaldb.export import OFFICIAL_CSV, write_official_csv
 from ..fractaldb.family import system_record
 from ..fractaldb.ifs import IFS, sample_sigma
@@ -95,7 +95,7 @@ class OnePFrac(Family):
             native_seed=0,
         ),
     )
-    _RENDER_DEFAULTS = {"mode": "official", "size": 512, "points": 100_000, "pad": 6}
+    render_overrides = {"mode": "official", "size": 512, "points": 100_000, "pad": 6}
 
     def base_system(self, seed: int, settings: OnePFracSearch) -> IFS:
         """The one system every class perturbs."""
@@ -150,8 +150,7 @@ class OnePFrac(Family):
 
     def export(self, manifest, fmt: str, out) -> list:
         """``official-csv``: ``out/00000.csv ...``, one IFS per class, as FractalDB's release."""
-        if fmt != OFFICIAL_CSV:
-            return super().export(manifest, fmt, out)
+        self.check_export_format(fmt)
         return write_official_csv(manifest, out)
 
     def category_to_dict(self, category: Category) -> dict:
@@ -165,10 +164,6 @@ class OnePFrac(Family):
     def subset_trials(self, manifest, categories) -> int:
         """As :meth:`fractalshards.families.Family.subset_trials`."""
         return sum(c.trial + 1 for c in categories)
-
-    def render_settings(self, manifest, options: dict) -> RenderSettings:
-        """As :meth:`fractalshards.families.Family.render_settings`."""
-        return settings_from_options(RenderSettings, options, "render setting", self.name, self._RENDER_DEFAULTS)
 
     def render(self, manifest, category: int, instance: int, settings: RenderSettings) -> Rendered:
         """As :meth:`fractalshards.families.Family.render`."""
