@@ -90,7 +90,8 @@ def read_regular(path: str | os.PathLike) -> bytes:
     """The bytes of the regular file ``path``, never through a symlink (``O_NOFOLLOW``) nor from a device
     or pipe: what a shared folder holds is checked before it is read. Missing: ``FileNotFoundError``."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        # O_NONBLOCK: opening a FIFO planted where a file belongs must not wait for a writer.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise ShardIntegrityError(

@@ -146,6 +146,8 @@ class _ShardLoader:
                 return self.store.read_bytes(shard)
             except FileNotFoundError as exc:
                 raise ShardIntegrityError(f"{shard}: missing from {self.store.url}; the dataset is incomplete") from exc
+            except ShardIntegrityError:  # what is stored is wrong (a link, a device): trying again changes nothing
+                raise
             except Exception as exc:  # noqa: BLE001 - backends raise many types (botocore, aiohttp, OSError)
                 if attempt + 1 == FETCH_ATTEMPTS:
                     message = redact(f"{type(exc).__name__}: {exc}", self.store.storage_options).splitlines()[0][:300]

@@ -425,3 +425,15 @@ def test_category_fields_of_the_wrong_type_are_one_line_errors(field, value):
     with pytest.raises(ConfigError, match="malformed category manifest") as err:
         CategoryManifest.from_dict(body, source="m.json")
     assert "\n" not in str(err.value)
+
+
+def test_a_fifo_planted_in_a_dataset_folder_is_refused_at_once(copy):
+    import os
+
+    shard = copy / "shard-000001.tar"
+    shard.unlink()
+    os.mkfifo(shard)  # opening it for reading would wait for a writer forever
+    start = time.perf_counter()
+    with pytest.raises(ShardIntegrityError, match="not a regular file"):
+        _read_all(str(copy))
+    assert time.perf_counter() - start < 10
