@@ -28,9 +28,8 @@ import hashlib
 import logging
 import os
 import shutil
-import socket
+import sys
 import tempfile
-import threading
 import time
 import warnings
 
@@ -45,6 +44,9 @@ from fractalshards.presets import load_preset
 from fractalshards.shards import decode_png, read_samples
 from fractalshards.stream import FractalLoader, FractalStream
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peers import SENT, FsspecOpen, litdata_dataset, litdata_write, mds_write, mosaic_dataset, start_s3, wds_samples  # noqa: E402
+
 BATCH = 64
 #: Every loader forks its workers (torch 2.13's default here; newer torch may pick forkserver,
 #: which costs seconds of start-up per fresh worker and needs picklable datasets).
@@ -56,42 +58,6 @@ def to_tensor(png: bytes) -> torch.Tensor:
     pixels = decode_png(png)
     chw = np.broadcast_to(pixels, (3, *pixels.shape)) if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
     return torch.from_numpy(np.ascontiguousarray(chw))
-
-
-# -- a counting S3 server -------------------------------------------------------------------
-
-SENT = {"bytes": 0, "gets": 0}
-_LOCK = threading.Lock()
-
-
-def start_s3():
-    from moto.server import DomainDispatcherApplication, MotoRequestHandler, ThreadedMotoServer, create_backend_app
-    from werkzeug.serving import make_server
-
-    class Counting(ThreadedMotoServer):
-        def _server_entry(self) -> None:
-            app = DomainDispatcherApplication(create_backend_app)
-
-            def counting(environ, start_response):
-                body = app(environ, start_response)
-                if environ["REQUEST_METHOD"] == "GET":
-                    chunks = list(body)
-                    with _LOCK:
-                        SENT["gets"] += 1
-                        SENT["bytes"] += sum(len(c) for c in chunks)
-                    return chunks
-                return body
-
-            self._server = make_server(self._ip_address, self._port, counting, True, request_handler=MotoRequestHandler)
-            self._server_ready_event.set()
-            self._server.serve_forever()
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = Counting(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    return server, f"http://127.0.0.1:{port}"
 
 
 # -- the loaders ------------------------------------------------------------------------------
@@ -106,109 +72,35 @@ def _wds_decode(sample):
     return to_tensor(sample["png"]), int(sample["cls"])
 
 
-class _FsspecOpen:
-    """webdataset stage: shard URLs -> open streams through fsspec (webdataset has no s3:// handler)."""
-
-    def __init__(self, options: dict | None) -> None:
-        self.options = options or {}
-
-    def __call__(self, src):
-        import fsspec
-
-        for item in src:
-            with fsspec.open(item["url"], "rb", **self.options) as stream:
-                yield {"url": item["url"], "stream": stream}
-
-
-def _wds_samples(src):
-    import webdataset as wds
-
-    yield from wds.tariterators.group_by_keys(wds.tariterators.tar_file_expander(src))
-
-
 def webdataset_loader(urls: list[str], workers: int, options: dict | None):
     import webdataset as wds
 
     pipeline = wds.DataPipeline(
         wds.SimpleShardList(urls),
         wds.split_by_worker,
-        _FsspecOpen(options),
-        _wds_samples,
+        FsspecOpen(options),
+        wds_samples,
         wds.shuffle(1000),
         wds.map(_wds_decode),
     )
     return DataLoader(pipeline, batch_size=BATCH, num_workers=workers, persistent_workers=workers > 0, **(MP if workers else {}))
 
 
-def _lit_item(item):
-    return {"png": item[0], "cls": item[1]}
-
-
-def litdata_write(samples, out: str) -> None:
-    import litdata
-
-    litdata.optimize(fn=_lit_item, inputs=samples, output_dir=out, chunk_bytes="16MB", num_workers=1)
-
-
-def _lit_decoded():
-    import litdata
-
-    class LitDecoded(litdata.StreamingDataset):
-        def __getitem__(self, index):
-            item = super().__getitem__(index)
-            return to_tensor(item["png"]), int(item["cls"])
-
-    LitDecoded.__qualname__ = LitDecoded.__name__ = "LitDecoded"
-    globals()["LitDecoded"] = LitDecoded  # module level, so forked and spawned workers find it
-    return LitDecoded
+def _decoded(png: bytes, label: int):
+    return to_tensor(png), label
 
 
 def litdata_loader(url: str, workers: int, options: dict | None, cache: str | None):
     import litdata
-    from litdata.streaming import downloader
 
-    # LitData's obstore path refuses plain-http endpoints (the loopback server); its boto3 path takes them.
-    downloader._OBSTORE_AVAILABLE = False
-    Decoded = globals().get("LitDecoded") or _lit_decoded()
-    kwargs = {"shuffle": True, "seed": 0}
-    if options:
-        kwargs["storage_options"] = {
-            "endpoint_url": options["endpoint_url"],
-            "aws_access_key_id": options["key"],
-            "aws_secret_access_key": options["secret"],
-        }
-    if cache:
-        kwargs["cache_dir"] = cache
-    ds = Decoded(url, **kwargs)
+    ds = litdata_dataset(url, _decoded, options, cache)
     return litdata.StreamingDataLoader(
         ds, batch_size=BATCH, num_workers=workers, persistent_workers=workers > 0, **(MP if workers else {})
     )
 
 
-def mds_write(samples, out: str) -> None:
-    from streaming import MDSWriter
-
-    with MDSWriter(out=out, columns={"png": "bytes", "cls": "int"}, size_limit="16mb") as writer:
-        for png, label in samples:
-            writer.write({"png": png, "cls": label})
-
-
-def _mosaic_decoded():
-    from streaming import StreamingDataset
-
-    class MosaicDecoded(StreamingDataset):
-        def __getitem__(self, index):
-            item = super().__getitem__(index)
-            return to_tensor(item["png"]), int(item["cls"])
-
-    MosaicDecoded.__qualname__ = "MosaicDecoded"
-    globals()["MosaicDecoded"] = MosaicDecoded
-    return MosaicDecoded
-
-
 def mosaic_loader(remote: str | None, local: str, workers: int):
-    Decoded = globals().get("MosaicDecoded") or _mosaic_decoded()
-    ds = Decoded(remote=remote, local=local, shuffle=True, shuffle_seed=0, batch_size=BATCH)
+    ds = mosaic_dataset(remote, local, _decoded, BATCH)
     return DataLoader(ds, batch_size=BATCH, num_workers=workers, persistent_workers=workers > 0, **(MP if workers else {}))
 
 
@@ -318,17 +210,10 @@ def main() -> None:
                     lambda: litdata_loader("s3://bench/lit", workers, options, cache("lit")),
                 )
             if peer == "mosaic":
-                from streaming.base.util import clean_stale_shared_memory
-
-                def local_loader():
-                    clean_stale_shared_memory()
-                    return mosaic_loader(None, mds_dir, workers)
-
-                def remote_loader():
-                    clean_stale_shared_memory()
-                    return mosaic_loader("s3://bench/mds", cache("mds"), workers)
-
-                return local_loader, remote_loader
+                return (
+                    lambda: mosaic_loader(None, mds_dir, workers),
+                    lambda: mosaic_loader("s3://bench/mds", cache("mds"), workers),
+                )
             raise ValueError(peer)
 
         rows = []

@@ -55,8 +55,11 @@ __all__ = ["FractalStream", "FractalLoader", "ShardIntegrityError", "TransferErr
 DECODES = ("tensor", "float", "numpy", "raw", "packed")
 #: Version of :meth:`FractalLoader.state_dict`; version 1 states (no history) are still read.
 STATE_VERSION = 2
-#: Shards loaded ahead of the one being decoded, per worker.
+#: Shards loaded ahead of the shuffle window being decoded, per worker.
 PREFETCH_SHARDS = 2
+#: Shards fetched at once, per worker: a window's shards (and those ahead) download in parallel,
+#: so a cold epoch waits for about one round trip per window, not one per shard.
+FETCH_THREADS = 4
 #: Where samples come from: ``auto`` renders a recipe and reads a built dataset's shards.
 SOURCES = ("auto", "shards", "render")
 #: Whole-shard fetch attempts (each on top of the store client's own request retries).
@@ -411,7 +414,7 @@ class FractalStream(IterableDataset):
         names = [self.shard_names[s] for s, _, _ in segments]
         # Input positions covered by each segment, for lookups.
         seg_lo = np.concatenate([[first_window * b], first_window * b + np.cumsum([n for _, _, n in segments])]).tolist()
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fractalshards-prefetch")
+        pool = ThreadPoolExecutor(max_workers=FETCH_THREADS, thread_name_prefix="fractalshards-prefetch")
         pending: deque[Future] = deque()
         next_submit = 0
         active: dict[int, _StoredShard | _RenderedShard] = {}
@@ -421,10 +424,12 @@ class FractalStream(IterableDataset):
                 lo, hi = w * b, min((w + 1) * b, layout.per_rank)
                 outputs = deal(max(start, lo), hi, start, block, workers, worker)
                 # Load every segment that overlaps this window (in order), drop those behind it.
+                # Every shard this window needs, and PREFETCH_SHARDS after them, are fetched at once.
+                need = bisect_right(seg_lo, hi - 1)
+                while next_submit < len(segments) and next_submit < need + PREFETCH_SHARDS:
+                    pending.append(pool.submit(loader.load, names[next_submit]))
+                    next_submit += 1
                 while next_load < len(segments) and seg_lo[next_load] < hi:
-                    while next_submit < len(segments) and next_submit <= next_load + PREFETCH_SHARDS:
-                        pending.append(pool.submit(loader.load, names[next_submit]))
-                        next_submit += 1
                     active[next_load] = pending.popleft().result()
                     next_load += 1
                 for k in [k for k in active if seg_lo[k + 1] <= lo]:

@@ -54,15 +54,26 @@ def test_unpack_every_layout():
     assert torch.equal(unpack(rgb, PackedLayout("rgb", 5, 13)), rgb.permute(0, 3, 1, 2))
 
 
-def test_random_resized_crop_matches_torchvision_per_sample():
-    images = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (4, 3, 50, 70), dtype=np.uint8))
-    config = AugmentConfig(crop=32, resized_crop=True, hflip=False, channels=3)
-    ours = DeviceTransform(config, PackedLayout("rgb", 50, 70))(
-        images.permute(0, 2, 3, 1).contiguous(), "cpu", torch.Generator().manual_seed(5)
-    )
+@pytest.mark.parametrize("kind", ["rgb", "bits"])
+def test_random_resized_crop_equals_torchvision_v2_per_sample(kind):
+    # The path a torchvision user writes: RandomResizedCrop on the uint8 image, flip, ToDtype, Normalize.
+    rng = np.random.default_rng(1)
+    if kind == "rgb":
+        images = torch.from_numpy(rng.integers(0, 256, (6, 3, 50, 70), dtype=np.uint8))
+        layout, batch = PackedLayout("rgb", 50, 70), images.permute(0, 2, 3, 1).contiguous()
+    else:
+        grey = rng.integers(0, 2, (6, 50, 70), dtype=np.uint8) * 127
+        images = torch.from_numpy(grey)[:, None].expand(-1, 3, -1, -1)
+        layout, batch = PackedLayout("bits", 50, 70, 127), torch.from_numpy(np.packbits(grey != 0, axis=-1))
+    config = AugmentConfig(crop=32, resized_crop=True, hflip=True, channels=3)
+    ours = DeviceTransform(config, layout)(batch, "cpu", torch.Generator().manual_seed(5))
+    assert ours.shape == (6, 3, 32, 32) and ours.dtype == torch.float32
     gen = torch.Generator().manual_seed(5)
-    for i in range(4):
-        top, left, h, w = random_resized_crop_params(50, 70, config.scale, config.ratio, gen)
-        ref = TF.resized_crop(images[i].float(), top, left, h, w, [32, 32], antialias=True)
-        expected = (ref / 255.0 - config.mean) / config.std
-        torch.testing.assert_close(ours[i], expected, rtol=0, atol=1e-5)
+    boxes = [random_resized_crop_params(50, 70, config.scale, config.ratio, gen) for _ in range(6)]
+    flips = torch.rand(6, generator=gen) < 0.5
+    assert 0 < int(flips.sum()) < 6  # both branches are exercised
+    for i, (top, left, h, w) in enumerate(boxes):
+        ref = TF.resized_crop(images[i].contiguous(), top, left, h, w, [32, 32], antialias=True)
+        ref = TF.horizontal_flip(ref) if flips[i] else ref
+        expected = TF.normalize(TF.to_dtype(ref, torch.float32, scale=True), [config.mean] * 3, [config.std] * 3)
+        torch.testing.assert_close(ours[i], expected, rtol=0, atol=1e-6)

@@ -200,6 +200,7 @@ class _Augment:
     def __call__(self, images: torch.Tensor, labels: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self.mix is None and self.erase is None:
             return images, labels
+        images = images.contiguous()  # timm writes in place; the device transform's grey batch is a view
         with _seeded(self.config.seed * 1_000_003 + step):
             if self.erase is not None:
                 images = self.erase(images)
