@@ -128,7 +128,7 @@ class Data:
     def __init__(self, name: str, definition: DatasetDefinition, root: str, fs, peers: list[str]) -> None:
         self.name, self.root = name, root
         self.local = os.path.join(root, "fs")
-        build(definition, self.local, workers=2, log_fn=lambda s: None)
+        build(definition, self.local, workers=0, log_fn=lambda s: None)  # inline: no Ray session left behind
         self.total = definition.num_samples
         self.shards = sorted(p for p in os.listdir(self.local) if p.endswith(".tar"))
         samples = []
