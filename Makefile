@@ -13,7 +13,7 @@ DEMO_OUT ?= out/demo
 DEMO_DATA ?= data/fractaldb-100
 SITE ?= out/site
 
-.PHONY: install test lint docs demo bench bench-install bench-stream manifests clean
+.PHONY: install test lint docs demo bench bench-install bench-stream bench-pipeline manifests clean
 
 install: $(STAMP)
 
@@ -71,6 +71,10 @@ bench: bench-install
 
 bench-stream: bench-install
 	$(BIN)/python benchmarks/stream.py
+
+# The whole input path (store -> network input), every path and peer, local disk and S3: about 12 minutes here.
+bench-pipeline: bench-install
+	$(BIN)/python benchmarks/pipeline.py
 
 # The committed official category sets (about 1 + 4 + 2 minutes on 2 cores); the tests check them
 # against the official files.

@@ -190,9 +190,15 @@ class FsspecOpen:
 
     def __call__(self, src):
         import fsspec
+        from torch.utils.data import get_worker_info
 
+        options = dict(self.options)
+        if "filecache" in options:  # fsspec's file cache is not safe across processes: one folder per worker
+            info = get_worker_info()
+            cache = options["filecache"]["cache_storage"]
+            options["filecache"] = {**options["filecache"], "cache_storage": f"{cache}/worker-{info.id if info else 0}"}
         for item in src:
-            with fsspec.open(item["url"], "rb", **self.options) as stream:
+            with fsspec.open(item["url"], "rb", **options) as stream:
                 yield {"url": item["url"], "stream": stream}
 
 

@@ -170,8 +170,8 @@ def make_loader(path: str, data: Data, workers: int, s3: dict | None, cache: str
             urls, options = [os.path.join(data.local, s) for s in data.shards], None
         pipeline = wds.DataPipeline(
             wds.SimpleShardList(urls),
+            wds.split_by_worker,  # first: each worker keeps its shards (and its file cache) every epoch
             wds.shuffle(len(urls)),
-            wds.split_by_worker,
             FsspecOpen(options),
             wds_samples,
             wds.shuffle(1000),
