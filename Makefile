@@ -13,7 +13,7 @@ DEMO_OUT ?= out/demo
 DEMO_DATA ?= data/fractaldb-100
 SITE ?= out/site
 
-.PHONY: install test lint docs demo bench bench-install bench-stream bench-pipeline manifests clean
+.PHONY: install test test-gpu lint docs demo bench bench-install bench-stream bench-pipeline manifests clean
 
 install: $(STAMP)
 
@@ -36,6 +36,10 @@ docs: install
 # Lint, the docs site (strict: a broken link fails) and the whole suite, once.
 test: lint docs
 	$(BIN)/python -m pytest -q
+
+# On a GPU machine: the tests marked `gpu` (the kernels on the device, against the CPU).
+test-gpu: install
+	FRACTALSHARDS_TEST_GPU=1 $(BIN)/python -m pytest -q -m gpu
 
 # The main job end to end on the embedded local Ray: FractalDB-100, 10 instances per
 # category, 362 px, into ./data; then inspect it, preview it from its shards and pre-train on it.

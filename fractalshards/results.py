@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .png import TwoLevelImage
+from .png import PackedLayout, TwoLevelImage
 
-__all__ = ["SearchResult", "Rendered"]
+__all__ = ["SearchResult", "Rendered", "pack_rendered", "from_packed"]
 
 
 @dataclass
@@ -71,3 +71,26 @@ class Rendered:
             return self._count / (self.bits.height * self.bits.width)
         img = self.image if self.image.ndim == 2 else self.image.max(axis=2)
         return float(np.count_nonzero(img)) / img.size
+
+
+def pack_rendered(rendered: Rendered, layout: PackedLayout) -> np.ndarray:
+    """A render in the ``packed`` layout (:class:`fractalshards.png.PackedLayout`): two-level renders
+    come as the PNG's 1-bit rows already (the filter byte dropped, no unpacking)."""
+    if layout.kind == "bits":
+        if rendered.bits is not None and rendered.bits.level in (0, layout.level):
+            return (
+                np.ascontiguousarray(rendered.bits.scanlines[:, 1:]) if rendered.bits.level else np.zeros(layout.shape, np.uint8)
+            )
+        return np.packbits(rendered.image != 0, axis=1)
+    return rendered.image
+
+
+def from_packed(packed: np.ndarray, layout: PackedLayout, diverged: bool) -> Rendered:
+    """The inverse of :func:`pack_rendered`: a render made in the packed layout (on a GPU) as the
+    encoder takes it (two-level images as their PNG rows, with a zero filter byte per row)."""
+    if layout.kind == "bits":
+        scanlines = np.zeros((layout.height, packed.shape[1] + 1), np.uint8)
+        scanlines[:, 1:] = packed
+        bits = TwoLevelImage(scanlines, layout.width, layout.level)
+        return Rendered(None, diverged, bits=bits, count=bits.count())
+    return Rendered(np.ascontiguousarray(packed), diverged)

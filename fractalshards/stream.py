@@ -43,7 +43,8 @@ from .epochs import EpochLayout, Level, RankLayout, deal
 from .errors import ConfigError, ShardIntegrityError, TransferError, check_choice
 from .hashing import VERSION_LENGTH
 from .limits import Limits, check, current, raised
-from .png import PackedLayout, decode_packed
+from .png import decode_packed
+from .results import pack_rendered
 from .shards import ShardPlan, decode_png, index_tar, render_sample, sample_png
 from .storage import Store, redact
 
@@ -189,7 +190,7 @@ class _RenderedShard:
         if self.raw:  # exactly the shard's bytes: the encoder is deterministic
             sample["png"] = sample_png(self.definition, rendered)
         elif self.packed:
-            sample["packed"] = _pack_rendered(rendered, self.definition.packed_layout)
+            sample["packed"] = pack_rendered(rendered, self.definition.packed_layout)
         else:
             sample["pixels"] = rendered.image
         return sample
@@ -496,17 +497,6 @@ class _Entry:
     name: str
     samples: int
     sha256: str = ""
-
-
-def _pack_rendered(rendered, layout: PackedLayout) -> np.ndarray:
-    # Two-level renders come as the PNG's 1-bit rows already: drop the filter byte, no unpacking.
-    if layout.kind == "bits":
-        if rendered.bits is not None and rendered.bits.level in (0, layout.level):
-            return (
-                np.ascontiguousarray(rendered.bits.scanlines[:, 1:]) if rendered.bits.level else np.zeros(layout.shape, np.uint8)
-            )
-        return np.packbits(rendered.image != 0, axis=1)
-    return rendered.image
 
 
 def _distributed() -> tuple[int, int]:

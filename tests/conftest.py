@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
+
+# GPU kernels run in numba's CUDA simulator unless a real GPU is asked for (make test-gpu); numba
+# reads this when it is first imported, so it is set before anything imports numba.
+if os.environ.get("FRACTALSHARDS_TEST_GPU") != "1":
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+
+import hashlib
 import re
 import shutil
 import tempfile

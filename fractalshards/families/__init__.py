@@ -307,6 +307,14 @@ class Family:
         when images are not two-level (then ``decode="packed"`` gives grey or RGB bytes)."""
         return None
 
+    def gpu_renderer(self, manifest: Any, settings: Any) -> Any:
+        """A renderer of ``manifest``'s samples on the GPU (:mod:`fractalshards.gpu`), or None when the
+        family has no GPU kernels. It has ``layout`` (the family's packed layout),
+        ``render_into(pairs, out) -> diverged`` (fills a zeroed device array; a True entry is a sample
+        for ``render_cpu(category, instance)``) and ``to_rendered(packed)`` (a host copy as
+        :meth:`render` returns it)."""
+        return None
+
     def bytes_per_sample(self, settings: Any) -> float:
         """Rough stored size of a sample (for the estimate printed before a build)."""
         return 12_000.0

@@ -181,6 +181,12 @@ class FractalDB(Family):
         """Grey renders are two-level, 0 and the official 127 (patches and points alike)."""
         return GRAY_VALUE if settings.color == "gray" else None
 
+    def gpu_renderer(self, manifest, settings: RenderSettings):
+        """As :meth:`fractalshards.families.Family.gpu_renderer` (:mod:`.gpu`: numba-cuda)."""
+        from .gpu import FractalGPU
+
+        return FractalGPU(manifest, settings, instance_from_index)
+
     def image_shape(self, manifest, settings: RenderSettings) -> tuple[int, ...]:
         """``(size, size)``, or ``(size, size, 3)`` in colour."""
         return (settings.size, settings.size, 3) if settings.color == "color" else (settings.size, settings.size)

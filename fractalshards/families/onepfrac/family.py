@@ -170,6 +170,16 @@ class OnePFrac(Family):
         self.check_instance(instance)
         return render(manifest.category(category).system, category, _IDENTITY, settings)
 
+    def gpu_renderer(self, manifest, settings: RenderSettings):
+        """As :meth:`fractalshards.families.Family.gpu_renderer`: FractalDB's kernels, one drawing per class."""
+        from ..fractaldb.gpu import FractalGPU
+
+        def instance_of(index: int) -> Instance:
+            self.check_instance(index)
+            return _IDENTITY
+
+        return FractalGPU(manifest, settings, instance_of)
+
     def record(self, manifest, category, instance, settings, rendered) -> dict:
         """As :meth:`fractalshards.families.Family.record`."""
         return system_record(manifest.category(category).system, 1.0, settings)

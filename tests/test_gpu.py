@@ -1,0 +1,158 @@
+"""GPU rendering: every kernel in numba's CUDA simulator against the CPU kernels, and the PTX the
+real compiler makes (no fused multiply-add in the walks). Tests marked ``gpu`` need a real device."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from conftest import VECTORS
+
+from fractalshards.definition import DatasetDefinition
+from fractalshards.errors import ConfigError
+from fractalshards.gpu import GPURenderer, check_device, simulated
+from fractalshards.results import pack_rendered
+
+# A few thousand points and tiny images: the simulator runs every thread as Python.
+SMALL = {"size": 36, "points": 1200}
+
+
+def _cpu_packed(definition, pairs):
+    return [
+        pack_rendered(definition.family.render(definition.categories, c, i, definition.render), definition.packed_layout)
+        for c, i in pairs
+    ]
+
+
+def _assert_same(definition, pairs):
+    images, diverged = GPURenderer(definition, "cuda").render(pairs)
+    assert images.dtype == torch.uint8 and tuple(images.shape) == (len(pairs), *definition.packed_layout.shape)
+    for b, expected in enumerate(_cpu_packed(definition, pairs)):
+        assert np.array_equal(images[b].numpy(), expected), (pairs[b], definition.render)
+    return images, diverged
+
+
+def test_the_suite_runs_the_kernels_in_the_simulator():
+    assert simulated()  # conftest sets NUMBA_ENABLE_CUDASIM=1 (make test-gpu does not)
+
+
+@pytest.mark.parametrize(
+    "render",
+    [
+        {"mode": "official"},
+        {"mode": "native"},
+        {"mode": "official", "draw": "point"},
+        {"mode": "native", "draw": "point"},
+        {"mode": "official", "color": "color"},
+        {"mode": "native", "color": "color", "draw": "point"},
+        {"mode": "native", "seed": 7, "pad": 5},
+    ],
+)
+def test_fractaldb_kernels_equal_the_cpu_pixel_for_pixel(render):
+    d = DatasetDefinition.from_preset("fractaldb-100", categories=4, instances=1000, render={**SMALL, **render})
+    # Every flip, several weight rows and patch variants.
+    pairs = [(0, 0), (1, 25), (2, 50), (3, 75), (1, 999), (2, 313), (0, 642)]
+    _, diverged = _assert_same(d, pairs)
+    assert not diverged.any()
+
+
+def test_ofdb_and_1p_frac_equal_the_cpu():
+    ofdb = DatasetDefinition.from_preset("ofdb-1k", categories=3, instances=1, render=SMALL)
+    _assert_same(ofdb, [(0, 0), (1, 0), (2, 0)])
+    one = DatasetDefinition.from_preset("1p-frac", categories=3, render={"size": 40, "points": 1500})
+    _assert_same(one, [(0, 0), (2, 0), (1, 0)])
+
+
+def test_divergent_walks_get_the_cpu_pixels_and_are_flagged():
+    # Weight row 4 of fractaldb-1k's categories 2 and 14 diverges (recorded vectors; within 6,000
+    # points here): the kernel hands those walks to the CPU's NaN rule, the others stay on the device.
+    with open(VECTORS / "fractaldb-render-golden.json") as fh:
+        cases = [c for c in json.load(fh)["renders"] if c["diverged"] and c["category"] in (2, 14) and c["weight"] == 4]
+    d = DatasetDefinition.from_preset(
+        "fractaldb-1k", categories=15, instances=1000, render={"mode": "official", "size": 36, "points": 6000}
+    )
+    pairs = [(c["category"], c["weight"] + 25 * (c["flip"] + 4 * c["patch"])) for c in cases[:2]] + [(0, 2)]
+    with np.errstate(all="ignore"):
+        _, diverged = _assert_same(d, pairs)
+        expected = [d.family.render(d.categories, c, i, d.render).diverged for c, i in pairs]
+    assert diverged.tolist() == expected == [True, True, False]
+
+
+def test_rendered_for_the_encoder_gives_the_cpu_png_bytes():
+    from fractalshards.shards import render_sample, sample_png
+
+    for render in ({"mode": "official"}, {"mode": "native", "draw": "point"}, {"mode": "native", "color": "color"}):
+        d = DatasetDefinition.from_preset("fractaldb-100", categories=2, instances=8, render={**SMALL, **render})
+        pairs = [(0, 1), (1, 6)]
+        for (c, i), rendered in zip(pairs, GPURenderer(d, "cuda").rendered(pairs)):
+            _, cpu = render_sample(d, c, i, record=False)
+            assert sample_png(d, rendered) == sample_png(d, cpu) and rendered.fill == cpu.fill
+
+
+def test_bad_devices_and_families_are_one_line_errors(tmp_path):
+    for bad, match in (("cpu", "not a GPU"), ("tpu", "not a device"), ("cuda:x", "not a device")):
+        with pytest.raises(ConfigError, match=match):
+            check_device(bad)
+    rcdb = DatasetDefinition.from_preset("rcdb-1k", categories=2, instances=2)
+    with pytest.raises(ConfigError, match="rcdb family has no GPU kernels"):
+        GPURenderer(rcdb, "cuda")
+
+
+_PTX_CHECK = textwrap.dedent(
+    """
+    import json, re, sys
+    import numba.cuda.dispatcher as dispatcher
+    from numba import cuda
+    from fractalshards.families.fractaldb import gpu
+
+    # No driver here: device functions ask the current device for its compute capability, so
+    # this machine is told the one being compiled for (the compiler itself is the real NVVM).
+    class Device:
+        compute_capability = (8, 0)
+
+    dispatcher.get_current_device = lambda: Device
+    sig = ("float64[:, :, ::1], float64[:, ::1], int32[::1], float64[::1], boolean, uint64[::1], uint64[::1], "
+           "int32[::1], int64, int64, float64, float64, boolean, uint8[:, ::1], {out}, int32[::1]")
+    out = {}
+    for cc in ((8, 0), (9, 0)):
+        Device.compute_capability = cc
+        for kernel, layout in ((gpu._render_bits, "uint8[:, :, ::1]"), (gpu._render_rgb, "uint8[:, :, :, ::1]")):
+            ptx, _ = cuda.compile_ptx(kernel.py_func, sig.format(out=layout), cc=cc)
+            out[f"sm_{cc[0]}{cc[1]} {layout}"] = {
+                "fma": len(re.findall(r"\\bfma\\.", ptx)),
+                "mul": len(re.findall(r"\\bmul\\.rn\\.f64", ptx)),
+                "entry": ".entry" in ptx,
+            }
+    print(json.dumps(out))
+    """
+)
+
+
+def test_the_kernels_compile_to_ptx_for_sm80_and_sm90_without_fused_multiply_adds():
+    # The real compiler (NVVM from the gpu extra), not the simulator: a separate interpreter.
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "0"}
+    done = subprocess.run([sys.executable, "-c", _PTX_CHECK], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(result) == 4
+    for name, counts in result.items():
+        assert counts["entry"] and counts["mul"] > 0, name  # the walk's products are there, as mul.rn.f64
+        assert counts["fma"] == 0, name
+
+
+@pytest.mark.gpu
+def test_on_a_real_gpu_every_mode_equals_the_cpu():  # pragma: no cover - make test-gpu, on a GPU machine
+    assert not simulated() and torch.cuda.is_available()
+    for render in ({"mode": "official"}, {"mode": "native"}, {"mode": "native", "color": "color", "draw": "point"}):
+        d = DatasetDefinition.from_preset("fractaldb-1k", categories=20, instances=1000, render=render)
+        pairs = [(c, (37 * c + 11) % 1000) for c in range(20)]
+        images, _ = GPURenderer(d, "cuda").render(pairs)
+        assert images.is_cuda
+        for b, expected in enumerate(_cpu_packed(d, pairs)):
+            assert np.array_equal(images[b].cpu().numpy(), expected)
