@@ -156,3 +156,98 @@ def test_on_a_real_gpu_every_mode_equals_the_cpu():  # pragma: no cover - make t
         assert images.is_cuda
         for b, expected in enumerate(_cpu_packed(d, pairs)):
             assert np.array_equal(images[b].cpu().numpy(), expected)
+
+
+@pytest.fixture(scope="module")
+def small_dataset(tmp_path_factory):
+    from fractalshards.builder import build
+
+    out = tmp_path_factory.mktemp("gpu") / "ds"
+    d = DatasetDefinition.from_preset(
+        "fractaldb-100", categories=3, instances=5, shard_size=4, render={"size": 32, "points": 400}
+    )
+    build(d, str(out), workers=0)
+    return str(out)
+
+
+def _cpu_loader(url, batch_size, **kw):
+    from fractalshards.stream import FractalLoader, FractalStream
+
+    drop_last = kw.pop("drop_last", False)
+    stream = FractalStream(url, source="render", decode="packed", shuffle_buffer=6, **kw)
+    return FractalLoader(stream, batch_size=batch_size, drop_last=drop_last)
+
+
+def _same_batches(ours, theirs):
+    a, b = list(ours), list(theirs)
+    assert len(a) == len(b) > 0
+    for (x, y), (u, v) in zip(a, b):
+        assert torch.equal(x, u) and torch.equal(y, v)
+    return a
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_render_loader_equals_the_fractal_loader_batch_for_batch(small_dataset, drop_last):
+    from fractalshards.gpu import RenderLoader
+
+    ours = RenderLoader(small_dataset, 4, device="cuda", seed=3, shuffle_buffer=6, drop_last=drop_last)
+    theirs = _cpu_loader(small_dataset, 4, seed=3, drop_last=drop_last)
+    batches = _same_batches(ours, theirs)
+    assert len(batches) == len(ours) == (3 if drop_last else 4)  # 15 samples in batches of 4
+    assert ours.epoch == theirs.epoch == 1 and ours.state_dict() == theirs.state_dict()
+    # The next epoch is another order, on both.
+    _same_batches(ours, theirs)
+
+
+def test_render_loader_splits_ranks_pads_and_resumes_as_the_fractal_loader(small_dataset):
+    from fractalshards.gpu import RenderLoader
+
+    for rank in (0, 1):  # 15 samples over 2 ranks: padded to 8 each
+        ours = RenderLoader(small_dataset, 3, seed=1, shuffle_buffer=6, rank=rank, world_size=2)
+        theirs = _cpu_loader(small_dataset, 3, seed=1, rank=rank, world_size=2)
+        assert len(ours.stream) == 8
+        _same_batches(ours, theirs)
+    # A state saved by the GPU loader mid-epoch resumes a CPU loader exactly, and back.
+    first = RenderLoader(small_dataset, 4, seed=5, shuffle_buffer=6)
+    it = iter(first)
+    next(it)
+    state = first.state_dict()
+    rest = list(it)
+    cpu = _cpu_loader(small_dataset, 4, seed=5)
+    cpu.load_state_dict(state)
+    for (x, y), (u, v) in zip(rest, list(cpu), strict=True):
+        assert torch.equal(x, u) and torch.equal(y, v)
+    back = RenderLoader(small_dataset, 4, seed=5, shuffle_buffer=6)
+    back.load_state_dict(state)
+    assert torch.equal(next(iter(back))[0], rest[0][0])
+    with pytest.raises(ConfigError, match="decode"):
+        RenderLoader(small_dataset, 4, decode="tensor")
+
+
+def test_pretraining_with_render_on_gpu_gives_the_losses_of_the_shards(small_dataset, tmp_path):
+    from fractalshards.train.pretrain import PretrainConfig, pretrain
+
+    def run(render_on):
+        config = PretrainConfig(
+            data=small_dataset,
+            arch="resnet18",
+            epochs=3,
+            batch_size=4,
+            lr=0.05,
+            crop=24,
+            workers=0,
+            log_every=1,
+            eval_shards=0,
+            shuffle_buffer=6,
+            hflip=True,
+            max_steps=4,
+            resume=False,
+            checkpoint_dir=str(tmp_path / render_on),
+            render_on=render_on,
+        )
+        return pretrain(config, on_log=lambda r: None)["losses"]
+
+    gpu = run("gpu")
+    assert len(gpu) == 4 and gpu == run("cpu")
+    with pytest.raises(ConfigError, match="render_on: gpu renders packed images"):
+        PretrainConfig(data=small_dataset, render_on="gpu", decode="tensor")

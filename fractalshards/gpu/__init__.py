@@ -14,7 +14,9 @@ kernels are tested without a GPU.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,8 +24,9 @@ import torch
 from ..definition import DatasetDefinition
 from ..errors import ConfigError
 from ..results import Rendered, pack_rendered
+from ..stream import FractalLoader, FractalStream, _Position
 
-__all__ = ["simulated", "check_device", "GPURenderer"]
+__all__ = ["simulated", "check_device", "GPURenderer", "RenderLoader"]
 
 
 def _cuda():
@@ -116,3 +119,73 @@ class GPURenderer:
             else:
                 out.append(self._impl.to_rendered(host[b]))
         return out
+
+
+class RenderLoader(FractalLoader):
+    """A loader with no workers that renders every batch on the GPU: ``(images, labels)`` on the device.
+
+    It yields exactly the samples, order, rank split (from ``torch.distributed`` unless ``rank`` and
+    ``world_size`` are given), padding and labels of
+    ``FractalLoader(FractalStream(source, source="render", decode="packed", ...), batch_size)``,
+    images in the definition's packed layout (``loader.stream.layout``; feed them to
+    :class:`fractalshards.augment.DeviceTransform`), and it is one: ``state_dict()``,
+    ``load_state_dict()`` and ``set_epoch()`` are FractalLoader's, so states move between the two
+    (elastic resume included).
+
+    Args:
+        source: a recipe or a dataset (its definition is rendered; no shard byte is read).
+        batch_size: samples per batch.
+        device: ``cuda`` or ``cuda:N`` (under numba's CUDA simulator the tensors are CPU tensors).
+        seed, shuffle, shuffle_buffer: the sample order, as :class:`fractalshards.stream.FractalStream`'s.
+        drop_last: leave out the epoch's last batch when it is short.
+        stream_options: any other :class:`~fractalshards.stream.FractalStream` argument (``rank``,
+            ``world_size``, ``pad``, ``shards``, ``storage_options``, ``limits``).
+    """
+
+    def __init__(
+        self,
+        source: str,
+        batch_size: int,
+        device: str | torch.device = "cuda",
+        seed: int = 0,
+        shuffle: bool = True,
+        shuffle_buffer: int = 1000,
+        drop_last: bool = False,
+        **stream_options: Any,
+    ) -> None:
+        for fixed in ("source", "decode", "transform"):
+            if fixed in stream_options:
+                raise ConfigError(f"{fixed}: RenderLoader renders packed images itself; drop {fixed}=")
+        stream = FractalStream(
+            source, source="render", decode="packed", seed=seed, shuffle=shuffle, shuffle_buffer=shuffle_buffer, **stream_options
+        )
+        self.renderer = GPURenderer(stream._definition, device)
+        super().__init__(stream, batch_size=batch_size, num_workers=0, drop_last=drop_last)
+        self._labels_device = torch.device("cpu") if simulated() else self.renderer.device
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        stream, definition, size = self.stream, self.renderer.definition, self.batch_size
+        # The same bookkeeping as FractalLoader.__iter__: the position counts what this process got.
+        stream._set_position(replace(stream._position, start=self._seen, block=size))
+        per_rank = len(stream)
+        keys = stream.epoch_keys()
+        specs: dict[str, Any] = {}
+        for lo in range(0, len(keys), size):
+            chunk = keys[lo : lo + size]
+            if self.drop_last and len(chunk) < size:
+                break
+            pairs = []
+            for shard, index in chunk:
+                if shard not in specs:
+                    specs[shard] = definition.shard_spec(definition.shard_index(shard)).pairs
+                pairs.append(tuple(int(v) for v in specs[shard][index]))
+            images, _ = self.renderer.render(pairs)
+            labels = torch.tensor([c for c, _ in pairs], dtype=torch.int64).to(self._labels_device)
+            self._seen = min(self._seen + size, per_rank)
+            yield images, labels
+        self._seen = 0
+        stream._set_position(_Position(epoch=stream.epoch + 1, start=0, block=size))
+
+    def __len__(self) -> int:
+        n = len(self.stream)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)

@@ -91,6 +91,12 @@ class PretrainConfig:
         "(fractalshards.augment); tensor: uint8 3 x H x W tensors from the workers (the old path)",
         choices=("packed", "tensor"),
     )
+    render_on: str = _f(
+        "cpu",
+        "cpu: samples come from the dataset's shards (or a recipe rendered in the workers); gpu: every "
+        "sample is rendered on the training GPU (fractalshards.gpu.RenderLoader: no shard read, no workers)",
+        choices=("cpu", "gpu"),
+    )
     mean: float = _f(0.2, "normalisation mean")
     std: float = _f(0.5, "normalisation std")
     workers: int = _f(4, "DataLoader workers per process")
@@ -112,6 +118,9 @@ class PretrainConfig:
         check_choice("optimizer", self.optimizer, ("sgd", "adamw"))
         check_choice("schedule", self.schedule, ("step", "cosine"))
         check_choice("decode", self.decode, ("packed", "tensor"))
+        check_choice("render_on", self.render_on, ("cpu", "gpu"))
+        if self.render_on == "gpu" and self.decode != "packed":
+            raise ConfigError("render_on: gpu renders packed images; drop --decode tensor")
         if not self.data:
             raise ConfigError("data: give the dataset folder or URL (--data)")
         for name in ("label_smoothing", "random_erase"):
@@ -340,7 +349,23 @@ def pretrain(config: PretrainConfig, on_log: Callable[[dict], None] | None = Non
         decode=config.decode,
     )
     transform = input_transform(config, stream)
-    loader = FractalLoader(stream, batch_size=config.batch_size, num_workers=config.workers, pin_memory=device.type == "cuda")
+    if config.render_on == "gpu":
+        from ..gpu import RenderLoader
+
+        # The same samples, order and states as the stream above, rendered on this process's GPU.
+        loader = RenderLoader(
+            config.data,
+            config.batch_size,
+            device=device if device.type == "cuda" else "cuda",
+            seed=config.seed,
+            shuffle_buffer=config.shuffle_buffer,
+            rank=rank,
+            world_size=world,
+            shards=train_names,
+            storage_options=config.storage_options,
+        )
+    else:
+        loader = FractalLoader(stream, batch_size=config.batch_size, num_workers=config.workers, pin_memory=device.type == "cuda")
     eval_loader = None
     if eval_names and rank == 0:
         eval_stream = FractalStream(
