@@ -142,9 +142,9 @@ def _differences(stored: object, wanted: dict, prefix: str = "") -> list[str]:
     return out[:5] or ["definition"]
 
 
-def _run_inline(store, definition, specs, planned, on_done) -> None:
+def _run_inline(store, definition, specs, planned, on_done, renderer=None) -> None:
     for spec in specs:
-        on_done(build_shard(store, definition, spec, planned.get(spec.name)))
+        on_done(build_shard(store, definition, spec, planned.get(spec.name), renderer))
 
 
 def _run_ray(store, definition, specs, planned, on_done, max_in_flight, max_retries) -> None:
@@ -180,6 +180,7 @@ def build(
     progress: bool = False,
     log_fn: Callable[[str], None] | None = None,
     license: str = DEFAULT_LICENSE,
+    device: str = "cpu",
 ) -> BuildResult:
     """Build ``definition`` into ``out`` (a folder or URL) and write its manifest last.
 
@@ -196,6 +197,9 @@ def build(
         progress: show a tqdm bar of shards and images/s.
         log_fn: where to send the plan and summary lines (default: logging).
         license: SPDX id recorded in the manifest (default ``CC-BY-4.0``, FractalDB's release).
+        device: ``cpu`` (default) renders in the workers; ``cuda`` / ``cuda:N`` renders each shard's
+            images on this machine's GPU (:mod:`fractalshards.gpu`) and encodes them here, inline:
+            the same shard bytes as a CPU build.
     """
     say = log_fn or log.info
     check_license(license)
@@ -203,6 +207,14 @@ def build(
         raise ConfigError(f"workers: {workers!r} is not valid; use 0 (inline) or a positive integer")
     if workers == 0 and address:
         raise ConfigError("workers: --workers 0 builds inline and cannot join a cluster; drop --address or --workers")
+    renderer = None
+    if device != "cpu":
+        if workers or address:
+            raise ConfigError(f"device: --device {device} renders on this machine's GPU, inline; drop --workers/--address")
+        from .gpu import GPURenderer
+
+        renderer = GPURenderer(definition, device)  # a one-line error without a GPU or GPU kernels
+        workers = 0
     store = out if isinstance(out, Store) else open_store(out, storage_options)
     out = store.url
     store.check_reachable(create=True)
@@ -229,7 +241,7 @@ def build(
 
     try:
         if workers == 0:
-            _run_inline(store, definition, specs, planned, on_done)
+            _run_inline(store, definition, specs, planned, on_done, renderer)
         else:
             _with_ray(workers, address, lambda: _run_ray(store, definition, specs, planned, on_done, max_in_flight, max_retries))
     finally:

@@ -344,6 +344,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="embedded local Ray with N CPUs (default: all cores); 0 builds inline without Ray",
     )
     where.add_argument("--address", metavar="ADDR", help="join a Ray cluster (auto, host:6379, ray://host:10001)")
+    b.add_argument(
+        "--device",
+        default="cpu",
+        metavar="DEV",
+        help="cpu (default) renders in the Ray workers; cuda or cuda:N renders on this machine's GPU and "
+        "encodes here, inline (FractalDB-family presets; the same shard bytes)",
+    )
     b.add_argument("--max-retries", type=_non_negative, default=3, metavar="N", help="retries of a failed shard task (default 3)")
     b.add_argument(
         "--license",
@@ -660,6 +667,7 @@ def _cmd_build(args: argparse.Namespace, progress: bool) -> int:
         max_retries=args.max_retries,
         progress=progress,
         license=args.license,
+        device=args.device,
     )
     return 0
 

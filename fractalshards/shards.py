@@ -147,11 +147,16 @@ def render_sample(definition: DatasetDefinition, category: int, instance: int, r
     ``record=False`` the ``.json`` member is left out (a decoding loader has no use for it).
     """
     out = definition.family.render(definition.categories, category, instance, definition.render)
+    return sample_of(definition, category, instance, out, record), out
+
+
+def sample_of(definition: DatasetDefinition, category: int, instance: int, out: Rendered, record: bool = True) -> dict:
+    """The members of a rendered sample but its PNG (:func:`render_sample`, for a render made elsewhere: a GPU's)."""
     sample = {"__key__": sample_key(category, instance), "cls": str(category).encode()}
     if record:
         fields = sample_record(definition, category, instance, out)
         sample["json"] = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
-    return sample, out
+    return sample
 
 
 def sample_png(definition: DatasetDefinition, rendered: Rendered) -> bytes:
@@ -159,12 +164,20 @@ def sample_png(definition: DatasetDefinition, rendered: Rendered) -> bytes:
     return png.encode(rendered.encodable, definition.png_compress_level, definition.png_encoder)
 
 
-def render_shard(definition: DatasetDefinition, spec: ShardSpec) -> tuple[bytes, int]:
-    """Render every sample of ``spec``; returns the tar bytes and how many samples diverged."""
+def render_shard(definition: DatasetDefinition, spec: ShardSpec, renderer=None) -> tuple[bytes, int]:
+    """Render every sample of ``spec``; returns the tar bytes and how many samples diverged.
+
+    ``renderer`` (a :class:`fractalshards.gpu.GPURenderer`) renders the shard's images on a GPU in
+    one batch; the records, PNGs and tar are made here, the same bytes as the CPU's."""
     members = []
     diverged = 0
-    for category, instance in spec.pairs:
-        sample, rendered = render_sample(definition, category, instance)
+    renders = renderer.rendered(spec.pairs) if renderer is not None else None
+    for k, (category, instance) in enumerate(spec.pairs):
+        if renders is None:
+            sample, rendered = render_sample(definition, category, instance)
+        else:
+            rendered = renders[k]
+            sample = sample_of(definition, category, instance, rendered)
         diverged += rendered.diverged
         key = sample["__key__"]
         members.append((f"{key}.cls", sample["cls"]))
@@ -198,7 +211,9 @@ def _intact(store: Store, definition: DatasetDefinition, spec: ShardSpec, expect
     return True
 
 
-def build_shard(store: Store, definition: DatasetDefinition, spec: ShardSpec, expected: dict | None = None) -> ShardEntry:
+def build_shard(
+    store: Store, definition: DatasetDefinition, spec: ShardSpec, expected: dict | None = None, renderer=None
+) -> ShardEntry:
     """Build one shard straight into ``store`` and return its entry.
 
     ``expected`` is the shard's entry from an earlier run of the same definition
@@ -207,6 +222,7 @@ def build_shard(store: Store, definition: DatasetDefinition, spec: ShardSpec, ex
     nothing is rendered (resume). Otherwise the shard is rendered, written whole, and its entry
     recorded in the build journal: a journal is a hint, never trusted on its own (a shared
     output folder may hold a planted shard and a forged entry that match each other).
+    ``renderer`` renders on a GPU (see :func:`render_shard`).
     """
     start = time.perf_counter()
     if expected is not None and _intact(store, definition, spec, expected):
@@ -219,7 +235,7 @@ def build_shard(store: Store, definition: DatasetDefinition, spec: ShardSpec, ex
             skipped=True,
             seconds=time.perf_counter() - start,
         )
-    data, diverged = render_shard(definition, spec)
+    data, diverged = render_shard(definition, spec, renderer)
     entry = ShardEntry(spec.name, spec.samples, len(data), sha256_bytes(data), diverged)
     store.write_bytes(spec.name, data)
     store.write_bytes(journal_name(definition, spec.name), json.dumps(entry.manifest_entry(), sort_keys=True).encode())

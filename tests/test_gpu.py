@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -251,3 +252,38 @@ def test_pretraining_with_render_on_gpu_gives_the_losses_of_the_shards(small_dat
     assert len(gpu) == 4 and gpu == run("cpu")
     with pytest.raises(ConfigError, match="render_on: gpu renders packed images"):
         PretrainConfig(data=small_dataset, render_on="gpu", decode="tensor")
+
+
+@pytest.mark.parametrize(
+    "render", [{"mode": "official"}, {"mode": "native", "draw": "point"}, {"mode": "native", "color": "color"}]
+)
+def test_build_on_the_gpu_writes_the_cpu_build_s_bytes(tmp_path, render):
+    from fractalshards.builder import build
+
+    d = DatasetDefinition.from_preset(
+        "fractaldb-100", categories=2, instances=3, shard_size=4, render={"size": 32, "points": 400, **render}
+    )
+    cpu = build(d, str(tmp_path / "cpu"), workers=0, log_fn=lambda s: None)
+    gpu = build(d, str(tmp_path / "gpu"), device="cuda", log_fn=lambda s: None)
+    assert [e.to_dict() for e in gpu.manifest.shards] == [e.to_dict() for e in cpu.manifest.shards]
+    for name in (e.name for e in cpu.manifest.shards):
+        assert (tmp_path / "gpu" / name).read_bytes() == (tmp_path / "cpu" / name).read_bytes()
+
+
+def test_build_device_flag_of_the_cli(tmp_path):
+    exe = str(Path(sys.executable).parent / "fractalshards")
+    common = ["build", "--preset", "fractaldb-100", "--categories", "2", "--instances", "2", "--size", "32", "--points", "400"]
+    done = subprocess.run(
+        [exe, *common, "--device", "cuda", "--out", str(tmp_path / "g")], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-1500:]
+    subprocess.run([exe, *common, "--workers", "0", "--out", str(tmp_path / "c")], check=True, capture_output=True, timeout=300)
+    assert (tmp_path / "g" / "manifest.json").read_text() == (tmp_path / "c" / "manifest.json").read_text()
+    bad = subprocess.run(
+        [exe, *common, "--device", "cuda", "--workers", "2", "--out", str(tmp_path / "x")], capture_output=True, text=True
+    )
+    assert bad.returncode != 0 and "device: --device cuda renders on this machine's GPU, inline" in bad.stderr
+    rcdb = ["build", "--preset", "rcdb-1k", "--categories", "2", "--instances", "1", "--device", "cuda"]
+    bad = subprocess.run([exe, *rcdb, "--out", str(tmp_path / "y")], capture_output=True, text=True)
+    assert bad.returncode != 0 and "rcdb family has no GPU kernels" in bad.stderr
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y" / "manifest.json").exists()
