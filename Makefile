@@ -13,7 +13,7 @@ DEMO_OUT ?= out/demo
 DEMO_DATA ?= data/fractaldb-100
 SITE ?= out/site
 
-.PHONY: install test test-gpu lint docs demo bench bench-install bench-stream bench-pipeline manifests clean
+.PHONY: install test test-gpu lint docs demo bench bench-install bench-stream bench-pipeline bench-gpu manifests clean
 
 install: $(STAMP)
 
@@ -79,6 +79,11 @@ bench-stream: bench-install
 # The whole input path (store -> network input), every path and peer, local disk and S3: about 12 minutes here.
 bench-pipeline: bench-install
 	$(BIN)/python benchmarks/pipeline.py
+
+# The device check of GPU rendering (on a GPU machine, under 5 minutes): images/s per family, pixel
+# equality with the CPU, training from RenderLoader against synthetic inputs.
+bench-gpu: install
+	$(BIN)/python benchmarks/gpu.py
 
 # The committed official category sets (about 1 + 4 + 2 minutes on 2 cores); the tests check them
 # against the official files.
