@@ -78,7 +78,8 @@ def equality(definition: DatasetDefinition, n: int) -> tuple[int, int]:
     same = 0
     with np.errstate(all="ignore"):
         for b, (c, i) in enumerate(pairs):
-            cpu = pack_rendered(definition.family.render(definition.categories, c, i, definition.render), definition.packed_layout)
+            rendered = definition.family.render(definition.categories, c, i, definition.render)
+            cpu = pack_rendered(rendered, definition.packed_layout)
             same += bool(np.array_equal(host[b], cpu))
     return same, n
 
