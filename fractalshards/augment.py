@@ -127,9 +127,7 @@ def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 def _resize_pixels(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     # Resize uint8 pixels as torchvision v2 does (RandomResizedCrop on a uint8 image): on the CPU
     # torch's uint8 kernel (1.4x the float one here, measured); elsewhere in float, rounded back.
-    if x.dtype != torch.uint8:
-        return _resize(x, size)
-    if x.device.type == "cpu":
+    if x.dtype != torch.uint8 or x.device.type == "cpu":
         return _resize(x, size)
     return _resize(x.float(), size).clamp_(0, 255).round_().to(torch.uint8)
 
@@ -183,7 +181,6 @@ class DeviceTransform:
         flips = (torch.rand(n, generator=generator) < 0.5).tolist() if c.hflip else [False] * n
         out = torch.empty((n, x.shape[1], c.crop, c.crop), device=x.device)
         for i, (top, left, bh, bw) in enumerate(boxes):
-            crop = _resize_pixels(x[i : i + 1, :, top : top + bh, left : left + bw], (c.crop, c.crop))[0].float()
-            crop.div_(255.0).sub_(c.mean).div_(c.std)
+            crop = _normalize(_resize_pixels(x[i : i + 1, :, top : top + bh, left : left + bw], (c.crop, c.crop))[0], c)
             out[i] = crop.flip(-1) if flips[i] else crop
         return out

@@ -89,10 +89,15 @@ class GPURenderer:
 
     def render(self, pairs: Sequence[tuple[int, int]]) -> tuple[torch.Tensor, np.ndarray]:
         """Render ``pairs`` (see the class docstring)."""
+        images, diverged, _ = self._render(pairs)
+        return images, diverged
+
+    def _render(self, pairs: Sequence[tuple[int, int]]) -> tuple[torch.Tensor, np.ndarray, dict[int, Rendered]]:
+        # Also the CPU's renders of the divergent samples, by position (rendered() reuses them).
         cuda = self._cuda
         shape = (len(pairs), *self.layout.shape)
         if not pairs:
-            return torch.zeros(shape, dtype=torch.uint8, device="cpu" if simulated() else self.device), np.zeros(0, bool)
+            return torch.zeros(shape, dtype=torch.uint8, device="cpu" if simulated() else self.device), np.zeros(0, bool), {}
         if simulated():
             target = cuda.to_device(np.zeros(shape, np.uint8))
             diverged = self._impl.render_into(list(pairs), target)
@@ -101,24 +106,18 @@ class GPURenderer:
             images = torch.zeros(shape, dtype=torch.uint8, device=self.device)
             with cuda.gpus[self.device.index or 0]:
                 diverged = self._impl.render_into(list(pairs), cuda.as_cuda_array(images))
-        for b in np.flatnonzero(diverged):
-            category, instance = pairs[int(b)]
-            packed = pack_rendered(self._impl.render_cpu(category, instance), self.layout)
-            images[int(b)] = torch.from_numpy(packed).to(images.device)
-        return images, diverged
+        cpu = {int(b): self._impl.render_cpu(*pairs[int(b)]) for b in np.flatnonzero(diverged)}
+        for b, rendered in cpu.items():
+            images[b] = torch.from_numpy(pack_rendered(rendered, self.layout)).to(images.device)
+        return images, diverged, cpu
 
     def rendered(self, pairs: Sequence[tuple[int, int]]) -> list[Rendered]:
         """``pairs`` rendered on the GPU and brought to the host as the PNG encoder takes them
         (what a build writes: the same bytes as a CPU build's)."""
-        images, diverged = self.render(pairs)
+        images, _, cpu = self._render(pairs)
         host = images.cpu().numpy()
-        out = []
-        for b, (category, instance) in enumerate(pairs):
-            if diverged[b]:  # the CPU's own render, with everything it reports
-                out.append(self._impl.render_cpu(category, instance))
-            else:
-                out.append(self._impl.to_rendered(host[b]))
-        return out
+        # A divergent sample keeps the CPU's own render, with everything it reports.
+        return [cpu[b] if b in cpu else self._impl.to_rendered(host[b]) for b in range(len(pairs))]
 
 
 class RenderLoader(FractalLoader):
