@@ -5,8 +5,10 @@
 On one GPU, in one run (sized to finish in under 5 minutes):
 
 1. images/s of ``GPURenderer`` per family at the official settings (FractalDB-1k official: 362 px,
-   200,000 points, 3x3 grey patches; FractalDB native; 1p-frac), batch sizes 256 to 16,384
-   (each timed after a warm-up batch, synchronised);
+   200,000 points, 3x3 grey patches; FractalDB native; 1p-frac; VisualAtom-1k and RCDB-1k official,
+   512 px; VisualAtom-21k and RCDB-21k native), batch sizes 256 to 16,384 (each timed after a
+   warm-up batch, synchronised; an official contour set's saved states are replayed on the host's
+   cores during the warm-up);
 2. pixel equality against the CPU kernels on ``--check`` samples per family (1,000 by default,
    spread over categories and instances);
 3. training throughput of ResNet-50 and ViT-Tiny (AMP, channels-last) for ``--train-steps`` steps:
@@ -27,7 +29,9 @@ import numpy as np
 import torch
 
 from fractalshards.augment import AugmentConfig, DeviceTransform
+from fractalshards.categories import CategoryManifest
 from fractalshards.definition import DatasetDefinition
+from fractalshards.families import get_family
 from fractalshards.gpu import GPURenderer, RenderLoader, simulated
 from fractalshards.recipe import Recipe
 from fractalshards.results import pack_rendered
@@ -38,13 +42,35 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
+#: Contours the simulator can draw: few vertices and lines, threads of 2 categories.
+TINY_CONTOURS = {"min_vertices": 3, "max_vertices": 9, "min_lines": 1, "max_lines": 3}
+
+
+def _tiny_contours(family: str, mode: str) -> DatasetDefinition:
+    fam = get_family(family)
+    small = {**TINY_CONTOURS, "categories_per_thread": 2, "instances_per_category": 60}
+    settings = fam.search_settings({**small, **({"vertex_mean": 6.0} if family == "rcdb" else {})})
+    seed = fam.default_seed(mode)
+    result = fam.search(4, mode=mode, seed=seed, settings=settings)
+    manifest = CategoryManifest.from_search(f"{family}-tiny", mode, seed, settings, result, mode, family=family)
+    return DatasetDefinition.from_manifest(manifest, instances=60, render={"mode": mode})
+
+
 def families(tiny: bool) -> dict[str, DatasetDefinition]:
     small = {"size": 32, "points": 400} if tiny else {}
-    return {
+    out = {
         "FractalDB official 362 px": DatasetDefinition.from_preset("fractaldb-1k", render={"mode": "official", **small}),
         "FractalDB native 362 px": DatasetDefinition.from_preset("fractaldb-1k", render={"mode": "native", **small}),
         "1p-frac 512 px": DatasetDefinition.from_preset("1p-frac", render=small),
     }
+    for family, label in (("visualatom", "VisualAtom"), ("rcdb", "RCDB")):
+        if tiny:
+            out[f"{label} official (tiny)"] = _tiny_contours(family, "official")
+            out[f"{label} native (tiny)"] = _tiny_contours(family, "native")
+        else:  # the official 1k sets (their saved states replayed on the host's cores first) and 21k native
+            out[f"{label} official 512 px"] = DatasetDefinition.from_preset(f"{family}-1k", render={"mode": "official"})
+            out[f"{label} native 512 px"] = DatasetDefinition.from_preset(f"{family}-21k", instances=1000)
+    return out
 
 
 def _pairs(definition: DatasetDefinition, n: int, seed: int = 0) -> list[tuple[int, int]]:
@@ -134,7 +160,7 @@ def main() -> None:
     parser.add_argument("--check", type=int, default=1000, help="samples per family compared with the CPU")
     parser.add_argument("--train-steps", type=int, default=30)
     parser.add_argument("--train-batch", type=int, default=256)
-    parser.add_argument("--budget-s", type=float, default=60.0, help="seconds of throughput runs per family")
+    parser.add_argument("--budget-s", type=float, default=25.0, help="seconds of throughput runs per family")
     parser.add_argument("--tiny", action="store_true", help="tiny settings (the simulator)")
     args = parser.parse_args()
     batches = [int(b) for b in args.batches.split(",")]

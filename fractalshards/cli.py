@@ -349,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="cpu",
         metavar="DEV",
         help="cpu (default) renders in the Ray workers; cuda or cuda:N renders on this machine's GPU and "
-        "encodes here, inline (FractalDB-family presets; the same shard bytes)",
+        "encodes here, inline (every built-in family; the same shard bytes)",
     )
     b.add_argument("--max-retries", type=_non_negative, default=3, metavar="N", help="retries of a failed shard task (default 3)")
     b.add_argument(

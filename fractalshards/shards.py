@@ -23,6 +23,7 @@ import logging
 import re
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -31,6 +32,7 @@ from PIL import Image
 from . import png
 from .definition import DatasetDefinition, ShardSpec, sample_key
 from .errors import ShardIntegrityError
+from .parallel import resolve_workers
 from .results import Rendered
 from .storage import Store, sha256_bytes
 
@@ -168,10 +170,15 @@ def render_shard(definition: DatasetDefinition, spec: ShardSpec, renderer=None) 
     """Render every sample of ``spec``; returns the tar bytes and how many samples diverged.
 
     ``renderer`` (a :class:`fractalshards.gpu.GPURenderer`) renders the shard's images on a GPU in
-    one batch; the records, PNGs and tar are made here, the same bytes as the CPU's."""
+    one batch; the records, PNGs (on every host core) and tar are made here, the same bytes as the CPU's."""
     members = []
     diverged = 0
-    renders = renderer.rendered(spec.pairs) if renderer is not None else None
+    renders = pngs = None
+    if renderer is not None:
+        renders = renderer.rendered(spec.pairs)
+        # What is left to the host in a GPU build is the PNGs: on every core (zlib releases the GIL).
+        with ThreadPoolExecutor(max_workers=resolve_workers(None)) as pool:
+            pngs = list(pool.map(lambda r: sample_png(definition, r), renders))
     for k, (category, instance) in enumerate(spec.pairs):
         if renders is None:
             sample, rendered = render_sample(definition, category, instance)
@@ -182,7 +189,7 @@ def render_shard(definition: DatasetDefinition, spec: ShardSpec, renderer=None) 
         key = sample["__key__"]
         members.append((f"{key}.cls", sample["cls"]))
         members.append((f"{key}.json", sample["json"]))
-        members.append((f"{key}.png", sample_png(definition, rendered)))
+        members.append((f"{key}.png", sample_png(definition, rendered) if pngs is None else pngs[k]))
     return tar_bytes(members), diverged
 
 

@@ -58,6 +58,12 @@ def test_a_family_from_an_entry_point_searches_builds_verifies_previews_and_stre
     assert run.returncode == 0, run.stderr
     stored = json.loads((data / "manifest.json").read_text())
     assert stored["definition"]["family"] == "toy" and stored["totals"]["samples"] == 20 and len(stored["shards"]) == 3
+    # A family without GPU kernels cannot build on the GPU: a one-line error, nothing written.
+    run = _cli(
+        plugin_env, "build", "--manifest", str(manifest), "--instances", "2", "--device", "cuda", "--out", str(tmp_path / "g")
+    )
+    assert run.returncode != 0 and "toy family has no GPU kernels" in run.stderr, run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and not (tmp_path / "g" / "manifest.json").exists()
     run = _cli(plugin_env, "verify", str(data), "--render-sample", "6")
     assert run.returncode == 0 and "ok:" in run.stdout, run.stdout + run.stderr
     run = _cli(plugin_env, "preview", str(data), "--categories", "3", "--instances", "4", "--out", str(grid))

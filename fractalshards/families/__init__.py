@@ -309,10 +309,12 @@ class Family:
 
     def gpu_renderer(self, manifest: Any, settings: Any) -> Any:
         """A renderer of ``manifest``'s samples on the GPU (:mod:`fractalshards.gpu`), or None when the
-        family has no GPU kernels. It has ``layout`` (the family's packed layout),
-        ``render_into(pairs, out) -> diverged`` (fills a zeroed device array; a True entry is a sample
-        for ``render_cpu(category, instance)``) and ``to_rendered(packed)`` (a host copy as
-        :meth:`render` returns it)."""
+        family has no GPU kernels. It has ``layout`` (the family's packed layout), ``background``
+        (the byte a canvas holds before drawing), ``render_into(pairs, out) -> (diverged, infos)``
+        (draws into a device array filled with ``background``; a True entry of ``diverged`` is a
+        sample for ``render_cpu(category, instance)``; ``infos`` is each sample's
+        :attr:`~fractalshards.results.Rendered.info`, or None) and ``to_rendered(packed, info)`` (a
+        host copy as :meth:`render` returns it)."""
         return None
 
     def bytes_per_sample(self, settings: Any) -> float:

@@ -89,35 +89,40 @@ class GPURenderer:
 
     def render(self, pairs: Sequence[tuple[int, int]]) -> tuple[torch.Tensor, np.ndarray]:
         """Render ``pairs`` (see the class docstring)."""
-        images, diverged, _ = self._render(pairs)
+        images, diverged, _, _ = self._render(pairs)
         return images, diverged
 
-    def _render(self, pairs: Sequence[tuple[int, int]]) -> tuple[torch.Tensor, np.ndarray, dict[int, Rendered]]:
-        # Also the CPU's renders of the divergent samples, by position (rendered() reuses them).
+    def _render(
+        self, pairs: Sequence[tuple[int, int]]
+    ) -> tuple[torch.Tensor, np.ndarray, dict[int, Rendered], list[dict | None]]:
+        # Also the CPU's renders of the divergent samples, by position (rendered() reuses them), and
+        # what each sample's record reports from its render (the family's info, or None).
         cuda = self._cuda
         shape = (len(pairs), *self.layout.shape)
+        background = int(getattr(self._impl, "background", 0))  # what a canvas holds before drawing
         if not pairs:
-            return torch.zeros(shape, dtype=torch.uint8, device="cpu" if simulated() else self.device), np.zeros(0, bool), {}
+            device = "cpu" if simulated() else self.device
+            return torch.full(shape, background, dtype=torch.uint8, device=device), np.zeros(0, bool), {}, []
         if simulated():
-            target = cuda.to_device(np.zeros(shape, np.uint8))
-            diverged = self._impl.render_into(list(pairs), target)
+            target = cuda.to_device(np.full(shape, background, np.uint8))
+            diverged, infos = self._impl.render_into(list(pairs), target)
             images = torch.from_numpy(target.copy_to_host())
         else:  # pragma: no cover - needs a GPU
-            images = torch.zeros(shape, dtype=torch.uint8, device=self.device)
+            images = torch.full(shape, background, dtype=torch.uint8, device=self.device)
             with cuda.gpus[self.device.index or 0]:
-                diverged = self._impl.render_into(list(pairs), cuda.as_cuda_array(images))
+                diverged, infos = self._impl.render_into(list(pairs), cuda.as_cuda_array(images))
         cpu = {int(b): self._impl.render_cpu(*pairs[int(b)]) for b in np.flatnonzero(diverged)}
         for b, rendered in cpu.items():
             images[b] = torch.from_numpy(pack_rendered(rendered, self.layout)).to(images.device)
-        return images, diverged, cpu
+        return images, diverged, cpu, infos or [None] * len(pairs)
 
     def rendered(self, pairs: Sequence[tuple[int, int]]) -> list[Rendered]:
         """``pairs`` rendered on the GPU and brought to the host as the PNG encoder takes them
         (what a build writes: the same bytes as a CPU build's)."""
-        images, _, cpu = self._render(pairs)
+        images, _, cpu, infos = self._render(pairs)
         host = images.cpu().numpy()
         # A divergent sample keeps the CPU's own render, with everything it reports.
-        return [cpu[b] if b in cpu else self._impl.to_rendered(host[b]) for b in range(len(pairs))]
+        return [cpu[b] if b in cpu else self._impl.to_rendered(host[b], infos[b]) for b in range(len(pairs))]
 
 
 class RenderLoader(FractalLoader):

@@ -2,7 +2,8 @@
 
 With default options NVVM contracts ``a * b + c`` into one fused multiply-add, which rounds once
 where the CPU rounds twice; the round-to-nearest intrinsics (``libdevice.dmul_rn``, ``dadd_rn``,
-``ddiv_rn``; a subtraction adds the negation, which is exact) are never contracted, so a walk written with them gives the CPU's
+``ddiv_rn``; a subtraction adds the negation, which is exact; ``fadd_rn``, ``fsub_rn``, ``fmul_rn`` in
+float32) are never contracted, so a walk written with them gives the CPU's
 float64 values bit for bit (its PTX holds no ``fma``: tested with ``numba.cuda.compile_ptx``).
 The counter-based streams (:mod:`fractalshards.seeds`) are the same integer arithmetic.
 
@@ -17,7 +18,7 @@ import numpy as np
 from numba import cuda
 from numba.core import config
 
-__all__ = ["SIMULATED", "add", "sub", "mul", "div", "splitmix64", "uniform_at", "mask_at", "pixel"]
+__all__ = ["SIMULATED", "add", "sub", "mul", "div", "fadd", "fsub", "fmul", "splitmix64", "uniform_at", "mask_at", "pixel"]
 
 #: True under numba's CUDA simulator (kernels run on the CPU, as Python).
 SIMULATED = bool(config.ENABLE_CUDASIM)
@@ -46,6 +47,18 @@ if SIMULATED:
     def _div(a, b):
         with np.errstate(divide="ignore", invalid="ignore"):  # IEEE, as error_model="numpy" on the CPU
             return float(np.float64(a) / np.float64(b))
+
+    @cuda.jit(device=True)
+    def _fadd(a, b):
+        return np.float32(np.float32(a) + np.float32(b))
+
+    @cuda.jit(device=True)
+    def _fsub(a, b):
+        return np.float32(np.float32(a) - np.float32(b))
+
+    @cuda.jit(device=True)
+    def _fmul(a, b):
+        return np.float32(np.float32(a) * np.float32(b))
 
     @cuda.jit(device=True)
     def _splitmix64(key, i):
@@ -89,6 +102,18 @@ else:  # pragma: no cover - compiled for a device (and to PTX in the tests), run
         return libdevice.ddiv_rn(a, b)
 
     @cuda.jit(device=True, inline=True)
+    def _fadd(a, b):
+        return libdevice.fadd_rn(a, b)
+
+    @cuda.jit(device=True, inline=True)
+    def _fsub(a, b):
+        return libdevice.fsub_rn(a, b)
+
+    @cuda.jit(device=True, inline=True)
+    def _fmul(a, b):
+        return libdevice.fmul_rn(a, b)
+
+    @cuda.jit(device=True, inline=True)
     def _splitmix64(key, i):
         z = np.uint64(key) + (np.uint64(i) + _U1) * _U_GOLDEN
         z = (z ^ (z >> _S30)) * _U_MIX1
@@ -108,6 +133,8 @@ else:  # pragma: no cover - compiled for a device (and to PTX in the tests), run
 #: fused); value ``i`` of SplitMix64 stream ``key``, as a uniform in [0, 1), as a 3x3 patch mask
 #: in 1..511 (:mod:`fractalshards.seeds`, FractalDB's ``_mask_at``).
 add, sub, mul, div = _add, _sub, _mul, _div
+#: ``a + b``, ``a - b``, ``a * b`` in float32, likewise (the Perlin noise's arithmetic).
+fadd, fsub, fmul = _fadd, _fsub, _fmul
 splitmix64, uniform_at, mask_at = _splitmix64, _uniform_at, _mask_at
 
 

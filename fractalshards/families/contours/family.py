@@ -264,6 +264,13 @@ class RadialFamily(Family):
         image = self._image(p, shape, greys, ux, uy)
         return Rendered(image, False, info={"shape": dict(zip(SHAPE_FIELDS, shape.tolist()))})
 
+    def gpu_renderer(self, manifest, settings: ContourSettings):
+        """As :meth:`fractalshards.families.Family.gpu_renderer` (:mod:`.gpu`: numba-cuda)."""
+        self._check_mode(manifest, settings)
+        from .gpu import ContourGPU
+
+        return ContourGPU(self, manifest, settings)
+
     def record(self, manifest, category, instance, settings, rendered) -> dict:
         """As :meth:`fractalshards.families.Family.record`."""
         params = self.category_to_dict(manifest.category(category))
@@ -282,17 +289,43 @@ class RadialFamily(Family):
         return self.search_settings_from_dict(manifest.search)
 
     # -- official: saved generator states -------------------------------------------------------
+    def official_starts(self, manifest, pairs, workers: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Where official renders of ``pairs`` start: the saved generator states ``(n, 625)`` and shapes
+        ``(n, 5)`` nearest before each instance, and how many instances to skip from there.
+
+        The threads a batch spans are replayed (or loaded) in parallel: one alone takes seconds."""
+        settings = self._search(manifest)
+        per = settings.categories_per_thread
+        cats = np.fromiter((c for c, _ in pairs), np.int64, len(pairs))
+        ks = np.fromiter((self.check_instance(k) for _, k in pairs), np.int64, len(pairs))
+        threads, slots = np.divmod(cats, per)
+        last = {int(t): int(slots[threads == t].max()) for t in np.unique(threads)}
+        with ThreadPoolExecutor(max_workers=max(1, min(len(last), resolve_workers(workers)))) as pool:
+            saved = dict(zip(last, pool.map(lambda t: self._thread_states(manifest.seed, settings, t, last[t]), last)))
+        for c in np.unique(cats).tolist():
+            self._check_official(manifest, saved[c // per], c % per, c)
+        states = np.empty((len(pairs), 625), np.uint32)
+        shapes = np.empty((len(pairs), len(SHAPE_FIELDS)))
+        for t, thread in saved.items():
+            sel = threads == t
+            states[sel] = thread["states"][slots[sel], ks[sel] // STRIDE]
+            shapes[sel] = thread["shapes"][slots[sel], ks[sel] // STRIDE]
+        return states, shapes, ks % STRIDE
+
+    def _check_official(self, manifest, saved: dict, slot: int, category: int) -> None:
+        if not np.array_equal(saved["params"][slot], np.asarray(manifest.category(category).params)):
+            raise ConfigError(
+                f"categories: category {category} of {manifest.name!r} is not the official stream's "
+                "(the manifest was not written by an official search); render it with --mode native"
+            )
+
     def _saved_state(self, manifest, settings: Any, category: int, checkpoint: int) -> tuple[np.ndarray, np.ndarray]:
         """Copies of the generator state and shape saved at instance ``checkpoint * STRIDE`` of ``category``
         (``settings``: the manifest's search settings)."""
         per = settings.categories_per_thread
         thread, slot = divmod(category, per)
         saved = self._thread_states(manifest.seed, settings, thread, slot)
-        if not np.array_equal(saved["params"][slot], np.asarray(manifest.category(category).params)):
-            raise ConfigError(
-                f"categories: category {category} of {manifest.name!r} is not the official stream's "
-                "(the manifest was not written by an official search); render it with --mode native"
-            )
+        self._check_official(manifest, saved, slot, category)
         return saved["states"][slot, checkpoint].copy(), saved["shapes"][slot, checkpoint].copy()
 
     def _thread_states(self, seed: int, settings: Any, thread: int, slot: int) -> dict:

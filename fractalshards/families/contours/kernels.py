@@ -41,6 +41,8 @@ __all__ = [
     "rcdb_native_category",
     "native_instance_draws",
     "native_shape",
+    "angle_table",
+    "wave_table",
 ]
 
 
@@ -55,6 +57,32 @@ def _angles(vertices):
         cos_t[j] = math.cos(theta * j)
         sin_t[j] = math.sin(theta * j)
     return theta, cos_t, sin_t
+
+
+@kernel
+def _wave(theta, j, freq):
+    # A vertex's sinusoid term (VisualAtom's waves): one expression for the image kernel and the GPU's table.
+    return 0.5 * math.sin(theta * j * freq)
+
+
+def angle_table(vertices: int) -> np.ndarray:
+    """``(2, vertices)`` float64: the cosine and sine of each vertex angle, the image kernels' values."""
+    _theta, cos_t, sin_t = _angles(vertices)
+    return np.stack([cos_t, sin_t])
+
+
+@kernel
+def _wave_table(vertices, freq, out):
+    theta, _cos, _sin = _angles(vertices)
+    for j in range(vertices):
+        out[j] = _wave(theta, j, freq)
+
+
+def wave_table(vertices: int, freq: float) -> np.ndarray:
+    """``(vertices,)`` float64: VisualAtom's sinusoid term of each vertex for frequency ``freq``."""
+    out = np.empty(vertices)
+    _wave_table(vertices, float(freq), out)
+    return out
 
 
 @kernel
@@ -74,8 +102,8 @@ def visualatom_image(size, vertices, radius, oval_x, oval_y, perlin, width, freq
     for j in range(vertices):
         xs[j] = cos_t[j] * radius * oval_x + cx
         ys[j] = sin_t[j] * radius * oval_y + cy
-        waves[j] = 0.5 * math.sin(theta * j * freq1)
-        waves2[j] = 0.5 * math.sin(theta * j * freq2)
+        waves[j] = _wave(theta, j, freq1)
+        waves2[j] = _wave(theta, j, freq2)
     for line in range(greys.shape[0]):
         for j in range(vertices):
             nx = pnoise1(ux[line, j], grad) * perlin - perlin - waves[j] - waves2[j]

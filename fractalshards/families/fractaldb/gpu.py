@@ -224,9 +224,12 @@ class FractalGPU:
             "flips": np.array([inst.flip for inst in insts], np.int32),
         }
 
-    def render_into(self, pairs, out) -> np.ndarray:
+    #: What the canvas holds before any point: black.
+    background = 0
+
+    def render_into(self, pairs, out) -> tuple[np.ndarray, None]:
         """Render ``pairs`` into ``out`` (a zeroed device array ``(len(pairs), *layout.shape)``, uint8);
-        returns the host mask of the images the CPU must render (divergent walks)."""
+        returns the host mask of the images the CPU must render (divergent walks) and no info."""
         s = self.settings
         a = self.arrays(pairs)
         const = self._constants()
@@ -251,9 +254,9 @@ class FractalGPU:
             out,
             diverged,
         )
-        return diverged.copy_to_host().astype(bool)
+        return diverged.copy_to_host().astype(bool), None
 
-    def to_rendered(self, packed: np.ndarray) -> Rendered:
+    def to_rendered(self, packed: np.ndarray, info: dict | None = None) -> Rendered:
         """A (non-divergent) GPU render on the host as the CPU's :func:`render` gives it (grey patch
         images as 1-bit rows, grey points as pixels, colour as RGB): what the PNG encoder takes."""
         if self.settings.color == "gray" and self.settings.draw == "point":
