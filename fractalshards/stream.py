@@ -549,17 +549,28 @@ class FractalLoader(DataLoader):
         self._seen = 0
 
     def __iter__(self) -> Iterator[Any]:
-        stream = self.stream
-        # The position must reach the workers before they start (or resume) iterating.
-        stream._set_position(replace(stream._position, start=self._seen, block=self.batch_size))
-        per_rank = len(stream)
+        per_rank = self._begin()
         for batch in super().__iter__():
-            # Batches are the stream's blocks in order, so each holds batch_size samples
-            # except the epoch's last: counted without looking inside (any collate_fn works).
-            self._seen = min(self._seen + self.batch_size, per_rank)
+            self._count(per_rank)
             yield batch
+        self._finish()
+
+    # The position bookkeeping of an iteration (RenderLoader, which makes its own batches, shares it).
+    def _begin(self) -> int:
+        # The position must reach the workers before they start (or resume) iterating.
+        stream = self.stream
+        stream._set_position(replace(stream._position, start=self._seen, block=self.batch_size))
+        return len(stream)
+
+    def _count(self, per_rank: int) -> None:
+        # Batches are the stream's blocks in order, so each holds batch_size samples except the
+        # epoch's last: counted without looking inside (any collate_fn works).
+        self._seen = min(self._seen + self.batch_size, per_rank)
+
+    def _finish(self) -> None:
         # The epoch ran out (a `break` never gets here): the next iteration is the next epoch.
         self._seen = 0
+        stream = self.stream
         stream._set_position(_Position(epoch=stream.epoch + 1, start=0, block=self.batch_size))
 
     def state_dict(self) -> dict:

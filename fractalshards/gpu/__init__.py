@@ -15,7 +15,6 @@ kernels are tested without a GPU.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -24,7 +23,7 @@ import torch
 from ..definition import DatasetDefinition
 from ..errors import ConfigError
 from ..results import Rendered, pack_rendered
-from ..stream import FractalLoader, FractalStream, _Position
+from ..stream import FractalLoader, FractalStream
 
 __all__ = ["simulated", "check_device", "GPURenderer", "RenderLoader"]
 
@@ -169,9 +168,7 @@ class RenderLoader(FractalLoader):
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         stream, definition, size = self.stream, self.renderer.definition, self.batch_size
-        # The same bookkeeping as FractalLoader.__iter__: the position counts what this process got.
-        stream._set_position(replace(stream._position, start=self._seen, block=size))
-        per_rank = len(stream)
+        per_rank = self._begin()  # FractalLoader's bookkeeping: the position counts what this process got
         keys = stream.epoch_keys()
         specs: dict[str, Any] = {}
         for lo in range(0, len(keys), size):
@@ -185,10 +182,9 @@ class RenderLoader(FractalLoader):
                 pairs.append(tuple(int(v) for v in specs[shard][index]))
             images, _ = self.renderer.render(pairs)
             labels = torch.tensor([c for c, _ in pairs], dtype=torch.int64).to(self._labels_device)
-            self._seen = min(self._seen + size, per_rank)
+            self._count(per_rank)
             yield images, labels
-        self._seen = 0
-        stream._set_position(_Position(epoch=stream.epoch + 1, start=0, block=size))
+        self._finish()
 
     def __len__(self) -> int:
         n = len(self.stream)
