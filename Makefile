@@ -91,6 +91,7 @@ manifests: install
 	$(BIN)/fractalshards search --mode official --categories 1000 --name fractaldb-1k --out manifests/fractaldb-1k.json
 	$(BIN)/fractalshards search --family visualatom --mode official --categories 1000 --name visualatom-1k --out manifests/visualatom-1k.json
 	$(BIN)/fractalshards search --family rcdb --mode official --categories 1000 --name rcdb-1k --out manifests/rcdb-1k.json
+	$(BIN)/fractalshards search --family segrcdb --mode official --categories 254 --name segrcdb --out manifests/segrcdb.json
 
 clean:
 	rm -rf $(VENV) .venv-bench .venv-train out data .pytest_cache

@@ -221,7 +221,7 @@ def build(
     planned = _planned_entries(store, definition)
     specs = definition.shard_specs()
     say(
-        f"plan: {definition.name}: {definition.num_categories} categories x {definition.instances} instances = "
+        f"plan: {definition.name}: {_grid(definition)} = "
         f"{definition.num_samples} samples in {len(specs)} shards of {definition.shard_size} "
         f"(~{definition.estimated_bytes() / 1e6:.0f} MB) -> {out}"
     )
@@ -296,3 +296,11 @@ def _remove_journal(store: Store, definition: DatasetDefinition) -> None:
             store.fs.rmdir(parent)
     except FileNotFoundError:
         pass
+
+
+def _grid(definition: DatasetDefinition) -> str:
+    # "C categories x K instances", or the family's own grouping (segmentation: one group of images).
+    groups, k = definition.num_groups, definition.instances
+    if groups == definition.num_categories:
+        return f"{groups} categories x {k} instances"
+    return f"{groups} group{'s' if groups != 1 else ''} x {k} samples ({definition.num_categories} classes)"

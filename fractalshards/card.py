@@ -75,7 +75,14 @@ _CONTEXT = {
     "samplingRate": "cr:samplingRate",
 }
 
-_TAGS = ["formula-driven", "synthetic", "fdsl", "webdataset", "image-classification", "pre-training"]
+_TAGS = ["formula-driven", "synthetic", "fdsl", "webdataset", "pre-training"]
+
+
+def _tags(manifest: DatasetManifest) -> list[str]:
+    # The shared tags, the task of the samples' kind and the family.
+    d = manifest.definition()
+    task = d.kind.hf_task if d.kind.hf_task != "other" else "point-cloud"
+    return [*_TAGS[:4], task, *_TAGS[4:], d.family.name]
 
 
 def size_category(samples: int) -> str:
@@ -102,11 +109,16 @@ def _family(manifest: DatasetManifest):
 def _description(manifest: DatasetManifest) -> str:
     d = manifest.definition()
     t = manifest.totals
+    kind = d.kind
+    if kind.name == "segmentation":
+        what = f"{t['samples']:,} images and their class masks ({d.family.num_classes(d.categories):,} classes, 0 = background)"
+    else:
+        grid = f"{t['categories']:,} categories x {t['instances_per_category']:,} instances"
+        what = f"{grid} = {t['samples']:,} {'point clouds' if kind.name == 'points' else 'images'}"
     return (
-        f"{manifest.name}: a formula-driven image-classification dataset of the {d.family.name} family "
-        f"({d.family.paper}), {t['categories']:,} categories x {t['instances_per_category']:,} instances = "
-        f"{t['samples']:,} images rendered from formulas by fractalshards. No real image and no personal data is "
-        f"involved. WebDataset tar shards; version {manifest.version} ({manifest.fingerprint})."
+        f"{manifest.name}: a formula-driven {kind.hf_task.replace('other', 'point-cloud classification')} dataset of the "
+        f"{d.family.name} family ({d.family.paper}), {what} rendered from formulas by fractalshards. No real image "
+        f"and no personal data is involved. WebDataset tar shards; version {manifest.version} ({manifest.fingerprint})."
     )
 
 
@@ -137,7 +149,7 @@ def croissant(manifest: DatasetManifest, url: str = "") -> dict:
             "description": "the images, one per sample",
             "containedIn": contained,
             "encodingFormat": "image/png",
-            "includes": "*.png",
+            "includes": "*[0-9].png",  # not the masks' *.seg.png
         },
         {
             "@type": "cr:FileSet",
@@ -163,17 +175,33 @@ def croissant(manifest: DatasetManifest, url: str = "") -> dict:
             "source": source,
         }
 
+    fields = [
+        field("image", "sc:ImageObject", "the image (PNG)", "content"),
+        field("label", "sc:Integer", "the category index (also the .cls member)", "filename", label_regex),
+        field("key", "sc:Text", "the webdataset key, <category>-<instance>", "filename", "^(.*)\\.png$"),
+    ]
+    what = "one record per image: the image, its label (category index) and its webdataset key"
+    if manifest.definition().kind.name == "segmentation":
+        files[1] = {
+            "@type": "cr:FileSet",
+            "@id": "mask-files",
+            "name": "mask-files",
+            "description": "the class masks, one per image: 8-bit grey PNG of class ids (0 = background)",
+            "containedIn": contained,
+            "encodingFormat": "image/png",
+            "includes": "*.seg.png",
+        }
+        mask = field("mask", "sc:ImageObject", "the class mask (8-bit grey PNG of class ids, 0 = background)", "content")
+        mask["source"]["fileSet"] = {"@id": "mask-files"}
+        fields[1] = mask
+        what = "one record per image: the image, its class mask and its webdataset key"
     record = {
         "@type": "cr:RecordSet",
         "@id": "samples",
         "name": "samples",
-        "description": "one record per image: the image, its label (category index) and its webdataset key",
+        "description": what,
         "key": {"@id": "samples/key"},
-        "field": [
-            field("image", "sc:ImageObject", "the image (PNG)", "content"),
-            field("label", "sc:Integer", "the category index (also the .cls member)", "filename", label_regex),
-            field("key", "sc:Text", "the webdataset key, <category>-<instance>", "filename", "^(.*)\\.png$"),
-        ],
+        "field": fields,
     }
     family = _family(manifest)
     doc = {
@@ -186,7 +214,7 @@ def croissant(manifest: DatasetManifest, url: str = "") -> dict:
         "url": url or f"https://example.invalid/{manifest.name}",
         "version": "1.0.0",
         "identifier": manifest.fingerprint,
-        "keywords": _TAGS + [family.name],
+        "keywords": _tags(manifest),
         "citeAs": family.paper,
         "creator": {"@type": "sc:Organization", "name": f"fractalshards {manifest.generator.get('version', '')}".strip()},
         "isAccessibleForFree": True,
@@ -203,13 +231,17 @@ def card_markdown(manifest: DatasetManifest, url: str = "") -> str:
     per_image = t["bytes"] / max(1, t["samples"]) / 1024
     family = d.family
     names = [s.name for s in manifest.shards]
+    kind = d.kind
     features = [{"name": "png", "dtype": "image"}, {"name": "cls", "dtype": "int64"}, {"name": "json", "dtype": "string"}]
+    if kind.name == "segmentation":
+        features = [{"name": "png", "dtype": "image"}, {"name": "seg.png", "dtype": "image"}, {"name": "json", "dtype": "string"}]
     header = {
         "pretty_name": manifest.name,
         "license": manifest.license.lower(),
-        "task_categories": ["image-classification"],
+        "task_categories": [kind.hf_task],
+        "task_ids": [kind.hf_task_id],
         "size_categories": [size_category(t["samples"])],
-        "tags": _TAGS + [family.name],
+        "tags": _tags(manifest),
         "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": names}]}],
         "dataset_info": {
             "features": features,

@@ -292,7 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
         "flip and patch variant as in the official file names.",
     )
     _add_source(r)
-    r.add_argument("--category", type=_non_negative, required=True, metavar="C", help="category index")
+    r.add_argument(
+        "--category", type=_non_negative, metavar="C", help="category index (not needed where samples are one group: segrcdb)"
+    )
     r.add_argument(
         "--instance", type=_non_negative, metavar="I", help="instance index (0 .. the family's instances per category - 1)"
     )
@@ -300,6 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
         r.add_argument(f"--{part}", type=_non_negative, metavar=part[0].upper(), help=f"{', '.join(fams)}: {text}")
     _add_render_options(r)
     r.add_argument("--out", required=True, metavar="FILE.png", help="output PNG")
+    r.add_argument(
+        "--mask-out", metavar="FILE.png", help="segmentation families: also write the class mask (8-bit grey PNG of class ids)"
+    )
 
     p = sub.add_parser(
         "preview",
@@ -570,16 +575,28 @@ def _cmd_render(args: argparse.Namespace, progress: bool) -> int:
     else:
         named = " ".join(f"--{p} {p[0].upper()}" for p, _ in family.instance_parts)
         raise ConfigError("instance: give --instance I" + (f", or all of {named}" if named else ""))
-    manifest.category(args.category)
+    category = args.category
+    if category is None:
+        if family.sample_groups(manifest) != 1:
+            raise ConfigError("category: give --category C")
+        category = 0
+    else:
+        manifest.category(category)
+    mask_out = _check_output_file(args.mask_out) if args.mask_out else None
+    if mask_out is not None and family.sample_kind != "segmentation":
+        raise ConfigError(f"mask_out: the {family.name} family's samples have no mask; drop --mask-out")
     settings = family.render_settings(manifest, _render_options(args))
-    result = family.render(manifest, args.category, instance, settings)
+    result = family.render(manifest, category, instance, settings)
+    if mask_out is not None:
+        atomic_write(mask_out, png.encode_grey8(result.mask))
     atomic_write(out, png.encode(result.image))
     label = family.instance_label(instance)
     log.info(
-        "wrote %s: %s category %d instance %s fill %.4f%s",
+        "wrote %s%s: %s category %d instance %s fill %.4f%s",
         out,
+        f" and {mask_out}" if mask_out is not None else "",
         family.name,
-        args.category,
+        category,
         label,
         result.fill,
         " diverged" if result.diverged else "",

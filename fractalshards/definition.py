@@ -23,6 +23,7 @@ from .categories import CategoryManifest
 from .errors import ConfigError, check_choice, is_int
 from .families import DEFAULT_FAMILY, Family
 from .hashing import canonical_hash, version_id
+from .kinds import SampleKind, get_kind
 from .limits import accepts_limits, check
 from .png import DEFAULT_ENCODER, ENCODERS, LEGACY_ENCODER, PackedLayout
 from .seeds import seeded_permutation
@@ -126,8 +127,18 @@ class DatasetDefinition:
 
     @property
     def num_samples(self) -> int:
-        """Categories x instances."""
-        return self.num_categories * self.instances
+        """Groups (categories, unless the family plans otherwise) x instances."""
+        return self.num_groups * self.instances
+
+    @property
+    def num_groups(self) -> int:
+        """How many groups samples are planned in (:meth:`fractalshards.families.Family.sample_groups`)."""
+        return self.family.sample_groups(self.categories)
+
+    @property
+    def kind(self) -> SampleKind:
+        """What a sample is (:mod:`fractalshards.kinds`)."""
+        return get_kind(self.family.sample_kind)
 
     @property
     def num_shards(self) -> int:
@@ -194,8 +205,11 @@ class DatasetDefinition:
         return canonical_hash(self.to_dict())
 
     @property
-    def packed_layout(self) -> PackedLayout:
-        """What a sample is in ``decode="packed"``: packed 1-bit rows of two-level images, grey or RGB bytes."""
+    def packed_layout(self) -> PackedLayout | None:
+        """What a sample's image is in ``decode="packed"``: packed 1-bit rows of two-level images, grey
+        or RGB bytes (a segmentation mask is grey bytes of the same size); None for point clouds."""
+        if self.kind.name == "points":
+            return None
         shape = self.family.image_shape(self.categories, self.render)
         level = self.family.grey_level(self.render)
         if len(shape) == 3:

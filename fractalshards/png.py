@@ -172,6 +172,23 @@ def encode(image: np.ndarray | TwoLevelImage, compress_level: int = 1, encoder: 
     raise ValueError(f"encoder: {encoder!r} is not one of {', '.join(ENCODERS)}")
 
 
+def encode_grey8(image: np.ndarray, compress_level: int = 1, encoder: str = DEFAULT_ENCODER) -> bytes:
+    """PNG bytes of a uint8 ``(H, W)`` array as 8-bit grey whatever its values (class masks: a
+    reader takes the bytes as ids, so a mask of one class is not written as a palette image)."""
+    if image.ndim != 2 or image.dtype != np.uint8:
+        raise ValueError(f"mask: {image.dtype} {image.shape} is not uint8 (H, W)")
+    if encoder == "pillow":
+        buf = io.BytesIO()
+        Image.fromarray(image, mode="L").save(buf, format="PNG", compress_level=compress_level)
+        return buf.getvalue()
+    if encoder != "direct":
+        raise ValueError(f"encoder: {encoder!r} is not one of {', '.join(ENCODERS)}")
+    height, width = image.shape
+    rows = np.zeros((height, 1 + width), np.uint8)
+    rows[:, 1:] = image
+    return _png(width, height, 8, 0, None, rows, compress_level, zlib.Z_DEFAULT_STRATEGY)
+
+
 def read_header(data: bytes) -> tuple[int, int, int, int] | None:
     """``(width, height, bit depth, colour type)`` from a PNG's IHDR, or None when ``data`` does not start like a PNG."""
     if len(data) < 33 or data[:8] != _SIGNATURE or data[12:16] != b"IHDR":

@@ -24,13 +24,15 @@ class SearchResult:
 
 
 class Rendered:
-    """A rendered image (``(H, W)`` uint8 grey or ``(H, W, 3)`` colour) and what happened.
+    """A rendered sample and what happened: an image (``(H, W)`` uint8 grey or ``(H, W, 3)``
+    colour), with its class ``mask`` (uint8 ``(H, W)``) for segmentation samples; or, for point
+    cloud samples, ``points`` (float ``(N, 3)``) and no image (see :mod:`fractalshards.kinds`).
 
     Two-level renders may come as 1-bit scanlines only (``bits``, what the PNG encoder
     compresses, with ``count`` set pixels); ``image`` unpacks them on first use.
     """
 
-    __slots__ = ("_count", "_image", "bits", "diverged", "info")
+    __slots__ = ("_count", "_image", "bits", "diverged", "info", "mask", "points")
 
     def __init__(
         self,
@@ -40,9 +42,11 @@ class Rendered:
         *,
         bits: TwoLevelImage | None = None,
         count: int | None = None,
+        mask: np.ndarray | None = None,
+        points: np.ndarray | None = None,
     ) -> None:
-        if image is None and bits is None:
-            raise ValueError("Rendered needs an image or its bits")
+        if image is None and bits is None and points is None:
+            raise ValueError("Rendered needs an image, its bits or points")
         if count is not None and bits is None:
             raise ValueError("Rendered: a set-pixel count comes with the bits it counts")
         self._image = image
@@ -51,6 +55,8 @@ class Rendered:
         #: What a family computed on the way that its sample record reports (e.g. an instance's shape).
         self.info = {} if info is None else info
         self._count = count
+        self.mask = mask
+        self.points = points
 
     @property
     def image(self) -> np.ndarray:
@@ -66,7 +72,9 @@ class Rendered:
 
     @property
     def fill(self) -> float:
-        """Fraction of pixels that are not black."""
+        """Fraction of pixels that are not black (of a point cloud: 1)."""
+        if self._image is None and self.bits is None:
+            return 1.0
         if self._count is not None:
             return self._count / (self.bits.height * self.bits.width)
         img = self.image if self.image.ndim == 2 else self.image.max(axis=2)

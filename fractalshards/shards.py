@@ -1,7 +1,9 @@
 """The shard format, both ways: writing and reading WebDataset tars (PNGs are written by :mod:`fractalshards.png`).
 
-Each sample is three members, in this order: ``<key>.cls`` (category index as
-text), ``<key>.json`` (its parameters) and ``<key>.png``. Members are plain
+An image sample is three members, in this order: ``<key>.cls`` (category index as
+text), ``<key>.json`` (its parameters) and ``<key>.png``; other sample kinds have their own
+(:mod:`fractalshards.kinds`: ``json``, ``png``, ``seg.png`` for segmentation; ``cls``, ``json``,
+``npy`` for point clouds). Members are plain
 USTAR entries with a fixed mtime, uid/gid 0, empty owner names and mode 0444, so
 the same samples give the same bytes anywhere; ``tar tf`` and
 ``webdataset.WebDataset`` read them with no fractalshards code.
@@ -10,7 +12,7 @@ Reading (:func:`index_tar`, :func:`read_samples`) works on a shard's bytes in
 memory: one pass over the 512-byte headers gives every member's offset, so a
 DataLoader worker slices out only the samples it yields. Member names are
 checked (no absolute paths, ``..`` or backslashes), header checksums are
-verified, and only ``png``, ``cls`` and ``json`` members are kept (nothing is
+verified, and only :data:`SAFE_EXTENSIONS` members are kept (nothing is
 ever unpickled); anything wrong is a :class:`ShardIntegrityError` naming the
 shard. No torch here: ``verify`` and ``preview`` read shards with this module.
 """
@@ -32,6 +34,7 @@ from PIL import Image
 from . import png
 from .definition import DatasetDefinition, ShardSpec, sample_key
 from .errors import ShardIntegrityError
+from .kinds import MASK_FORMATS, npy_bytes, npy_header
 from .parallel import resolve_workers
 from .results import Rendered
 from .storage import Store, sha256_bytes
@@ -45,6 +48,7 @@ __all__ = [
     "tar_bytes",
     "render_sample",
     "sample_png",
+    "sample_data",
     "render_shard",
     "build_shard",
     "journal_dir",
@@ -153,8 +157,10 @@ def render_sample(definition: DatasetDefinition, category: int, instance: int, r
 
 
 def sample_of(definition: DatasetDefinition, category: int, instance: int, out: Rendered, record: bool = True) -> dict:
-    """The members of a rendered sample but its PNG (:func:`render_sample`, for a render made elsewhere: a GPU's)."""
-    sample = {"__key__": sample_key(category, instance), "cls": str(category).encode()}
+    """The members of a rendered sample but its data (:func:`render_sample`, for a render made elsewhere: a GPU's)."""
+    sample = {"__key__": sample_key(category, instance)}
+    if definition.kind.labelled:
+        sample["cls"] = str(category).encode()
     if record:
         fields = sample_record(definition, category, instance, out)
         sample["json"] = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
@@ -166,6 +172,18 @@ def sample_png(definition: DatasetDefinition, rendered: Rendered) -> bytes:
     return png.encode(rendered.encodable, definition.png_compress_level, definition.png_encoder)
 
 
+def sample_data(definition: DatasetDefinition, rendered: Rendered) -> dict[str, bytes]:
+    """The data members of a rendered sample, by its kind (:mod:`fractalshards.kinds`): ``png``; ``png``
+    and ``seg.png`` (the class mask, 8-bit grey); or ``npy`` (the points, float32)."""
+    kind = definition.kind.name
+    if kind == "points":
+        return {"npy": npy_bytes(rendered.points)}
+    out = {"png": sample_png(definition, rendered)}
+    if kind == "segmentation":
+        out["seg.png"] = png.encode_grey8(rendered.mask, definition.png_compress_level, definition.png_encoder)
+    return out
+
+
 def render_shard(definition: DatasetDefinition, spec: ShardSpec, renderer=None) -> tuple[bytes, int]:
     """Render every sample of ``spec``; returns the tar bytes and how many samples diverged.
 
@@ -173,12 +191,13 @@ def render_shard(definition: DatasetDefinition, spec: ShardSpec, renderer=None) 
     one batch; the records, PNGs (on every host core) and tar are made here, the same bytes as the CPU's."""
     members = []
     diverged = 0
-    renders = pngs = None
+    renders = datas = None
     if renderer is not None:
         renders = renderer.rendered(spec.pairs)
         # What is left to the host in a GPU build is the PNGs: on every core (zlib releases the GIL).
         with ThreadPoolExecutor(max_workers=resolve_workers(None)) as pool:
-            pngs = list(pool.map(lambda r: sample_png(definition, r), renders))
+            datas = list(pool.map(lambda r: sample_data(definition, r), renders))
+    order = definition.kind.members
     for k, (category, instance) in enumerate(spec.pairs):
         if renders is None:
             sample, rendered = render_sample(definition, category, instance)
@@ -186,10 +205,9 @@ def render_shard(definition: DatasetDefinition, spec: ShardSpec, renderer=None) 
             rendered = renders[k]
             sample = sample_of(definition, category, instance, rendered)
         diverged += rendered.diverged
+        sample.update(sample_data(definition, rendered) if datas is None else datas[k])
         key = sample["__key__"]
-        members.append((f"{key}.cls", sample["cls"]))
-        members.append((f"{key}.json", sample["json"]))
-        members.append((f"{key}.png", sample_png(definition, rendered) if pngs is None else pngs[k]))
+        members.extend((f"{key}.{ext}", sample[ext]) for ext in order)
     return tar_bytes(members), diverged
 
 
@@ -279,7 +297,7 @@ def decode_png(data: bytes) -> np.ndarray:
 # -- reading ------------------------------------------------------------------------------
 
 #: Members a sample may carry; anything else in a shard is ignored, never decoded.
-SAFE_EXTENSIONS = ("png", "cls", "json")
+SAFE_EXTENSIONS = ("png", "cls", "json", "seg.png", "npy")
 _KEY = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")  # webdataset's split: key up to the first dot of the basename
 _BLOCK = 512
 
@@ -418,9 +436,11 @@ def index_tar(data: bytes | memoryview, shard: str = "shard") -> list[TarSample]
 
 @dataclass(frozen=True)
 class ShardPlan:
-    """What one shard of a definition must hold: its samples' keys in order, their labels, and the
-    images' PNG header. Every read path checks shards against it, so a shard whose hash was
-    re-signed still cannot mislabel, reorder or swap samples, nor smuggle in a huge image."""
+    """What one shard of a definition must hold: its samples' keys in order, their labels, the
+    members of its sample kind and their headers (the images' PNG size and format, the masks' 8-bit
+    grey PNG of the same size, the point clouds' ``.npy`` header). Every read path checks shards
+    against it, so a shard whose hash was re-signed still cannot mislabel, reorder or swap samples,
+    nor smuggle in a huge image or another array."""
 
     name: str
     keys: tuple[str, ...]
@@ -428,24 +448,34 @@ class ShardPlan:
     width: int
     height: int
     formats: tuple[tuple[int, int], ...]
+    members: tuple[str, ...] = ("cls", "json", "png")
+    points: int = 0
 
     @classmethod
     def of(cls, definition: DatasetDefinition, index: int) -> ShardPlan:
         """The plan of shard ``index`` of ``definition``."""
         spec = definition.shard_spec(index)
+        kind = definition.kind
         shape = definition.family.image_shape(definition.categories, definition.render)
-        formats = png.COLOUR_FORMATS if len(shape) == 3 else png.GREY_FORMATS
+        points = 0
+        if kind.name == "points":  # (N, 3): the cloud's point count
+            points, width, height, formats = int(shape[0]), 0, 0, ()
+        else:
+            width, height = shape[1], shape[0]
+            formats = png.COLOUR_FORMATS if len(shape) == 3 else png.GREY_FORMATS
         return cls(
             spec.name,
             tuple(sample_key(c, i) for c, i in spec.pairs),
-            tuple(str(c).encode() for c, _ in spec.pairs),
-            shape[1],
-            shape[0],
+            tuple(str(c).encode() for c, _ in spec.pairs) if kind.labelled else (),
+            width,
+            height,
             formats,
+            kind.members,
+            points,
         )
 
     def check_index(self, samples: list[TarSample]) -> None:
-        """The shard's samples are the plan's, in its order, each with a ``cls`` and a ``png``."""
+        """The shard's samples are the plan's, in its order, each with its kind's members."""
         keys = [s.key for s in samples]
         if keys != list(self.keys):
             if len(keys) != len(self.keys):
@@ -457,26 +487,45 @@ class ShardPlan:
                 f"{self.name}: sample {at} is {keys[at]!r} but the definition's plan has {self.keys[at]!r} there; "
                 "the shard was altered or crafted"
             )
+        needed = [m for m in self.members if m != "json"]
         for s in samples:
-            if "cls" not in s.members or "png" not in s.members:
+            missing = [m for m in needed if m not in s.members]
+            if missing:
                 raise ShardIntegrityError(
-                    f"{self.name}: sample {s.key!r} has no cls or png member; the shard is not this dataset's"
+                    f"{self.name}: sample {s.key!r} has no {' or '.join(missing)} member; the shard is not this dataset's"
                 )
 
     def check_sample(self, position: int, sample: dict) -> None:
-        """Sample ``position`` (as read) has the plan's label, and a PNG header of the definition's size and mode."""
+        """Sample ``position`` (as read) has the plan's label and the headers of the definition's data."""
         key = self.keys[position]
-        cls = sample.get("cls", b"")
-        if cls.strip() != self.labels[position]:
+        if self.labels:
+            cls = sample.get("cls", b"")
+            if cls.strip() != self.labels[position]:
+                raise ShardIntegrityError(
+                    f"{self.name}: sample {key!r} has label {cls[:20]!r} but its category is "
+                    f"{self.labels[position].decode()}; the shard was altered or crafted"
+                )
+        if self.points:
+            data = sample.get("npy", b"")
+            if (
+                data[: len(npy_header(self.points))] != npy_header(self.points)
+                or len(data) != len(npy_header(self.points)) + 12 * self.points
+            ):
+                raise ShardIntegrityError(
+                    f"{self.name}: sample {key!r} is not a float32 ({self.points}, 3) point cloud as the definition "
+                    "makes; the shard was altered or crafted"
+                )
+            return
+        self._check_png(key, sample.get("png", b""), self.formats, "an image")
+        if "seg.png" in self.members:
+            self._check_png(key, sample.get("seg.png", b""), MASK_FORMATS, "a mask")
+
+    def _check_png(self, key: str, data: bytes, formats, what: str) -> None:
+        header = png.read_header(data)
+        if header is None or header[:2] != (self.width, self.height) or header[2:] not in formats:
             raise ShardIntegrityError(
-                f"{self.name}: sample {key!r} has label {cls[:20]!r} but its category is {self.labels[position].decode()}; "
-                "the shard was altered or crafted"
-            )
-        header = png.read_header(sample.get("png", b""))
-        if header is None or header[:2] != (self.width, self.height) or header[2:] not in self.formats:
-            raise ShardIntegrityError(
-                f"{self.name}: sample {key!r} has an image header {header} where the definition makes "
-                f"{self.width}x{self.height} images; the shard was altered or crafted"
+                f"{self.name}: sample {key!r} has {what} header {header} where the definition makes "
+                f"{self.width}x{self.height} ones; the shard was altered or crafted"
             )
 
 

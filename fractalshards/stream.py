@@ -42,10 +42,11 @@ from .definition import DatasetDefinition
 from .epochs import EpochLayout, Level, RankLayout, deal
 from .errors import ConfigError, ShardIntegrityError, TransferError, check_choice
 from .hashing import VERSION_LENGTH
+from .kinds import decode_npy
 from .limits import Limits, check, current, raised
 from .png import decode_packed
 from .results import pack_rendered
-from .shards import ShardPlan, decode_png, index_tar, render_sample, sample_png
+from .shards import ShardPlan, decode_png, index_tar, render_sample, sample_data
 from .storage import Store, redact
 
 __all__ = ["FractalStream", "FractalLoader", "ShardIntegrityError", "TransferError", "DECODES", "STATE_VERSION"]
@@ -188,11 +189,15 @@ class _RenderedShard:
         sample, rendered = render_sample(self.definition, category, instance, record=self.raw)
         sample["__url__"] = self.url
         if self.raw:  # exactly the shard's bytes: the encoder is deterministic
-            sample["png"] = sample_png(self.definition, rendered)
+            sample.update(sample_data(self.definition, rendered))
+        elif rendered.points is not None:
+            sample["points"] = np.asarray(rendered.points, np.float32)
         elif self.packed:
             sample["packed"] = pack_rendered(rendered, self.definition.packed_layout)
         else:
             sample["pixels"] = rendered.image
+        if rendered.mask is not None and not self.raw:
+            sample["mask"] = rendered.mask
         return sample
 
 
@@ -451,16 +456,58 @@ class FractalStream(IterableDataset):
         if self.decode == "raw":
             return sample
         key = sample.get("__key__")
-        if ("png" not in sample and "pixels" not in sample and "packed" not in sample) or "cls" not in sample:
-            raise ShardIntegrityError(
-                f"{shard}: sample {key!r} has no png or cls member; the shard is not a fractalshards dataset"
-            )
+        kind = self._definition.kind
+        if kind.name == "points":
+            return self._decode_points(sample, shard, key)
+        if "png" not in sample and "pixels" not in sample and "packed" not in sample:
+            raise ShardIntegrityError(f"{shard}: sample {key!r} has no png member; the shard is not a fractalshards dataset")
+        if kind.name == "segmentation":
+            mask = self._decode_mask(sample, shard, key)
+            image = self._decode_image(sample, shard, key)
+            if self.transform is not None:  # a joint transform: the same crop and flip on both
+                return self.transform(image, mask)
+            return image, mask
+        label = self._label(sample, shard, key)
+        image = self._decode_image(sample, shard, key)
+        return (self.transform(image) if self.transform is not None else image), label
+
+    def _label(self, sample: dict, shard: str, key: Any) -> int:
+        if "cls" not in sample:
+            raise ShardIntegrityError(f"{shard}: sample {key!r} has no cls member; the shard is not a fractalshards dataset")
         try:
-            label = int(sample["cls"])
+            return int(sample["cls"])
         except ValueError as exc:
             raise ShardIntegrityError(
                 f"{shard}: sample {key!r} has a label {sample['cls'][:20]!r} that is not an integer"
             ) from exc
+
+    def _decode_points(self, sample: dict, shard: str, key: Any) -> Any:
+        label = self._label(sample, shard, key)
+        if "points" in sample:
+            points = sample["points"]
+        else:
+            count = self._definition.family.image_shape(self._definition.categories, self._definition.render)[0]
+            try:
+                points = decode_npy(sample.get("npy", b""), count)
+            except ValueError as exc:
+                raise ShardIntegrityError(f"{shard}: sample {key!r}: its npy member {exc}") from exc
+        out = points if self.decode == "numpy" else torch.from_numpy(np.array(points, np.float32))
+        return (self.transform(out) if self.transform is not None else out), label
+
+    def _decode_mask(self, sample: dict, shard: str, key: Any) -> Any:
+        if "mask" in sample:
+            mask = sample["mask"]
+        else:
+            try:
+                mask = decode_png(sample["seg.png"])
+            except Exception as exc:  # noqa: BLE001 - Pillow raises many types for a damaged image
+                raise ShardIntegrityError(
+                    f"{shard}: sample {key!r} has a mask that does not decode ({type(exc).__name__}: {exc})"
+                ) from exc
+        mask = np.ascontiguousarray(mask) if mask.flags.writeable else np.array(mask)  # Pillow's arrays are read-only
+        return mask if self.decode == "numpy" else torch.from_numpy(mask)
+
+    def _decode_image(self, sample: dict, shard: str, key: Any) -> Any:
         if self.decode == "packed":
             try:
                 packed = sample["packed"] if "packed" in sample else decode_packed(sample["png"], self.layout)
@@ -469,8 +516,7 @@ class FractalStream(IterableDataset):
                     f"{shard}: sample {key!r} does not decode as its definition's {self.layout.kind} images "
                     f"({type(exc).__name__}: {exc})"
                 ) from exc
-            image = torch.from_numpy(packed)
-            return (self.transform(image) if self.transform is not None else image), label
+            return torch.from_numpy(packed)
         try:
             pixels = sample["pixels"] if "pixels" in sample else decode_png(sample["png"])
         except Exception as exc:  # noqa: BLE001 - Pillow raises many types for a damaged image
@@ -478,16 +524,13 @@ class FractalStream(IterableDataset):
                 f"{shard}: sample {key!r} has an image that does not decode ({type(exc).__name__}: {exc})"
             ) from exc
         if self.decode == "numpy":  # HWC, 3 channels, straight from the pixels
-            image = np.ascontiguousarray(np.broadcast_to(pixels[..., None], (*pixels.shape, 3)) if pixels.ndim == 2 else pixels)
-        else:
-            # Contiguous CHW: collating stride-0 views is several times slower than copying here.
-            chw = np.broadcast_to(pixels, (3, *pixels.shape)) if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
-            image = torch.from_numpy(np.ascontiguousarray(chw))
-            if self.decode == "float":
-                image = (image.float() / 255.0 - self.mean) / self.std
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, label
+            return np.ascontiguousarray(np.broadcast_to(pixels[..., None], (*pixels.shape, 3)) if pixels.ndim == 2 else pixels)
+        # Contiguous CHW: collating stride-0 views is several times slower than copying here.
+        chw = np.broadcast_to(pixels, (3, *pixels.shape)) if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+        image = torch.from_numpy(np.ascontiguousarray(chw))
+        if self.decode == "float":
+            image = (image.float() / 255.0 - self.mean) / self.std
+        return image
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from tqdm import tqdm
 from .dataset import load_dataset, open_definition
 from .definition import sample_key
 from .errors import ShardIntegrityError
+from .kinds import decode_npy
 from .limits import accepts_limits
 from .shards import ShardPlan, decode_png, read_planned
 
@@ -80,7 +81,6 @@ def verify(
                 picks.setdefault(s.name, set()).add(position)
                 break
             position -= s.samples
-    categories, settings, instances = definition.categories, definition.render, definition.instances
     bar = tqdm(total=len(shards), desc="verify", unit="shard", disable=not progress)
     for s in shards:
         name = s.name
@@ -104,7 +104,7 @@ def verify(
                 count += 1
                 if index in picks.get(name, ()):
                     report.rendered += 1
-                    report.problems.extend(_check_sample(name, sample, categories, settings, instances))
+                    report.problems.extend(_check_sample(name, sample, definition))
         except ShardIntegrityError as exc:
             report.problems.append(str(exc))
             continue
@@ -115,9 +115,10 @@ def verify(
     return report
 
 
-def _check_sample(shard: str, sample: dict, categories, settings, instances: int) -> list[str]:
+def _check_sample(shard: str, sample: dict, definition) -> list[str]:
     key = sample.get("__key__", "?")
     where = f"{shard}:{key}"
+    categories, settings, kind = definition.categories, definition.render, definition.kind
     try:
         meta = json.loads(sample["json"])
         category, instance = int(meta["category"]), int(meta["instance"])
@@ -126,18 +127,33 @@ def _check_sample(shard: str, sample: dict, categories, settings, instances: int
     problems = []
     if key != sample_key(category, instance):
         problems.append(f"{where}: key does not match its parameters (category {category}, instance {instance})")
-    if not 0 <= category < len(categories) or not 0 <= instance < instances:
+    if not 0 <= category < definition.num_groups or not 0 <= instance < definition.instances:
         return problems + [f"{where}: category {category} / instance {instance} is outside the dataset"]
-    if sample.get("cls", b"").decode(errors="replace").strip() != str(category):
+    if kind.labelled and sample.get("cls", b"").decode(errors="replace").strip() != str(category):
         problems.append(f"{where}: .cls is {sample.get('cls')!r}, expected {category}")
     expected = categories.family.render(categories, category, instance, settings)
-    try:
-        stored = decode_png(sample["png"])
-    except Exception as exc:  # noqa: BLE001 - any decoder failure is a finding, not a crash
-        return problems + [f"{where}: image does not decode ({type(exc).__name__})"]
-    if stored.shape != expected.image.shape or not np.array_equal(stored, expected.image):
-        differing = int(np.count_nonzero(stored != expected.image)) if stored.shape == expected.image.shape else -1
-        problems.append(f"{where}: pixels differ from a fresh render ({differing if differing >= 0 else 'shape'} differ)")
+    if kind.name == "points":
+        try:
+            stored = decode_npy(sample.get("npy", b""), len(expected.points))
+        except ValueError as exc:
+            return problems + [f"{where}: points do not decode ({exc})"]
+        if not np.array_equal(stored, np.asarray(expected.points, np.float32)):
+            problems.append(f"{where}: points differ from a fresh render")
+        return problems
+    pairs = [("image", "png", expected.image)]
+    if kind.name == "segmentation":
+        pairs.append(("mask", "seg.png", expected.mask))
+    for what, member, fresh in pairs:
+        try:
+            stored = decode_png(sample[member])
+        except Exception as exc:  # noqa: BLE001 - any decoder failure is a finding, not a crash
+            problems.append(f"{where}: {what} does not decode ({type(exc).__name__})")
+            continue
+        if stored.shape != fresh.shape or not np.array_equal(stored, fresh):
+            differing = int(np.count_nonzero(stored != fresh)) if stored.shape == fresh.shape else -1
+            problems.append(
+                f"{where}: {what} pixels differ from a fresh render ({differing if differing >= 0 else 'shape'} differ)"
+            )
     if bool(meta.get("diverged")) != expected.diverged:
         problems.append(f"{where}: 'diverged' is {meta.get('diverged')}, a fresh render says {expected.diverged}")
     return problems

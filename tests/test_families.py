@@ -26,7 +26,7 @@ def _sha(image: np.ndarray) -> str:
 
 
 def test_every_family_is_registered_and_fractaldb_comes_first():
-    assert family_names() == ["fractaldb", "1p-frac", "rcdb", "visualatom"]
+    assert family_names() == ["fractaldb", "1p-frac", "rcdb", "segrcdb", "visualatom"]
     for name in family_names():
         assert get_family(name).name == name and get_family(name).paper
 
@@ -161,6 +161,8 @@ def test_1p_frac_classes_perturb_one_system_and_fill_enough():
 
 def _slice_args(preset: str) -> list[str]:
     args = ["--preset", preset, "--categories", "3", "--shard-size", "4", "--seed", "1"]
+    if PRESETS[preset].family == "segrcdb":  # one group of images: --instances is the number of images
+        return [*args, "--instances", "6", "--size", "64"]
     if PRESETS[preset].instances > 1:
         args += ["--instances", "2"]
     if PRESETS[preset].family == "fractaldb" or preset == "1p-frac":
@@ -180,9 +182,15 @@ def test_a_slice_of_every_preset_builds_verifies_and_streams(preset, tmp_path):
     assert main(["--no-progress", "verify", f"{tmp_path / 'pub'}@v1", "--render-sample", "1"]) == 0
     stream = FractalStream(str(out), decode="numpy", shuffle_buffer=1, source="shards")
     rendered = FractalStream(str(out), decode="numpy", shuffle_buffer=1, source="render")
-    got = [(_sha(x.numpy()), int(y)) for bx, by in FractalLoader(stream, batch_size=2) for x, y in zip(bx, by)]
-    again = [(_sha(x.numpy()), int(y)) for bx, by in FractalLoader(rendered, batch_size=2) for x, y in zip(bx, by)]
-    assert got == again and len(got) == manifest["totals"]["samples"] and {y for _, y in got} == {0, 1, 2}
+    # Images with their labels, or (segmentation) with their masks: the same from the shards and rendered.
+    got = [(_sha(x.numpy()), _sha(y.numpy())) for bx, by in FractalLoader(stream, batch_size=2) for x, y in zip(bx, by)]
+    again = [(_sha(x.numpy()), _sha(y.numpy())) for bx, by in FractalLoader(rendered, batch_size=2) for x, y in zip(bx, by)]
+    assert got == again and len(got) == manifest["totals"]["samples"]
+    if family == "segrcdb":
+        assert all(tuple(y.shape) == (64, 64) for _, by in FractalLoader(stream, batch_size=2) for y in by)
+    else:
+        labels = {int(y) for _, by in FractalLoader(stream, batch_size=2) for y in by}
+        assert labels == {0, 1, 2}
 
 
 @pytest.mark.parametrize(

@@ -176,6 +176,9 @@ class Family:
     instance_parts: ClassVar[tuple[tuple[str, str], ...]] = ()
     #: Formats besides the category manifest that :meth:`export` writes (``search --format``).
     export_formats: ClassVar[tuple[str, ...]] = ()
+    #: What a sample is (:mod:`fractalshards.kinds`): ``image`` (an image and a class),
+    #: ``segmentation`` (an image and its class mask) or ``points`` (a point cloud and a class).
+    sample_kind: ClassVar[str] = "image"
 
     # -- categories -------------------------------------------------------------------------
     def default_seed(self, mode: str) -> int:
@@ -243,6 +246,16 @@ class Family:
     def subset_trials(self, manifest: Any, categories: list) -> int:
         """Trials needed for the first categories (a subset keeps an honest count)."""
         return len(categories)
+
+    def sample_groups(self, manifest: Any) -> int:
+        """How many groups a dataset's samples are planned in: sample ``(g, k)`` is instance ``k`` of
+        group ``g``, labelled ``g``. One per category by default; a family whose samples are not of one
+        category (segmentation images) has one group."""
+        return len(manifest)
+
+    def num_classes(self, manifest: Any) -> int:
+        """The classes a model trained on the dataset predicts (categories; mask ids for segmentation)."""
+        return len(manifest)
 
     # -- instances --------------------------------------------------------------------------
     def instance_fields(self, index: int) -> dict:
