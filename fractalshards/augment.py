@@ -148,39 +148,59 @@ class DeviceTransform:
     def __init__(self, config: AugmentConfig, layout: PackedLayout) -> None:
         self.config, self.layout = config, layout
 
-    def __call__(self, batch: torch.Tensor, device: torch.device | str = "cpu", generator: torch.Generator | None = None):
-        """The network's input for ``batch`` (see the class docstring)."""
+    def __call__(
+        self,
+        batch: torch.Tensor,
+        device: torch.device | str = "cpu",
+        generator: torch.Generator | None = None,
+        masks: torch.Tensor | None = None,
+    ):
+        """The network's input for ``batch`` (see the class docstring). With ``masks`` (segmentation:
+        uint8 ``(N, H, W)`` class ids) returns ``(input, targets)``: the masks cropped, resized
+        (nearest, as torchvision resizes masks) and flipped exactly as their images, int64 ``(N, crop, crop)``."""
         c = self.config
         x = unpack(batch.to(device, non_blocking=True), self.layout)
+        m = None if masks is None else masks.to(device, non_blocking=True)[:, None].float()
         if c.resize:
             x = _resize(x.float(), (c.resize, c.resize))
+            m = None if m is None else F.interpolate(m, size=(c.resize, c.resize), mode="nearest")
         if generator is None:
             x = _normalize(center_crop(x, c.crop), c)
+            m = None if m is None else center_crop(m, c.crop)
         elif c.resized_crop:
-            x = self._resized_crops(x, generator)
+            x, m = self._resized_crops(x, generator, m)
         else:
-            x = random_crop(x, c.crop, generator)
+            channels = x.shape[1]
+            both = x if m is None else torch.cat([x.float(), m], dim=1)  # one crop and flip for both
+            both = random_crop(both, c.crop, generator)
             if c.hflip:
-                flip = torch.rand(x.shape[0], generator=generator) < 0.5
-                x = torch.where(flip.to(x.device)[:, None, None, None], x.flip(-1), x)
+                flip = torch.rand(both.shape[0], generator=generator) < 0.5
+                both = torch.where(flip.to(both.device)[:, None, None, None], both.flip(-1), both)
+            x, m = both[:, :channels], (None if m is None else both[:, channels:])
             x = _normalize(x, c)
         if x.shape[1] != c.channels:
             # A grey image's channels are one tensor seen three times (stride 0): a convolution reads
             # it as it is, and the host writes a third of the bytes (on a CPU device, a contiguous
             # 3-channel batch of 224 crops is 38 MB of fresh pages per step: 2/3 of the transform's time).
             x = x.expand(-1, c.channels, -1, -1) if x.shape[1] == 1 else x[:, :1]
-        return x
+        if masks is None:
+            return x
+        return x, m[:, 0].round().to(torch.int64)
 
-    def _resized_crops(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def _resized_crops(self, x: torch.Tensor, generator: torch.Generator, m: torch.Tensor | None = None):
         # Every crop has its own size, so each is resized alone; its flip and normalisation are done
         # on it while it is small and in cache, written once into the batch (the same operations, in
-        # the same order, as on the whole batch: the same floats).
+        # the same order, as on the whole batch: the same floats). A mask gets the same box and flip.
         c, n = self.config, x.shape[0]
         h, w = x.shape[-2:]
         boxes = [random_resized_crop_params(h, w, c.scale, c.ratio, generator) for _ in range(n)]
         flips = (torch.rand(n, generator=generator) < 0.5).tolist() if c.hflip else [False] * n
         out = torch.empty((n, x.shape[1], c.crop, c.crop), device=x.device)
+        targets = None if m is None else torch.empty((n, 1, c.crop, c.crop), device=x.device)
         for i, (top, left, bh, bw) in enumerate(boxes):
             crop = _normalize(_resize_pixels(x[i : i + 1, :, top : top + bh, left : left + bw], (c.crop, c.crop))[0], c)
             out[i] = crop.flip(-1) if flips[i] else crop
-        return out
+            if targets is not None:
+                box = F.interpolate(m[i : i + 1, :, top : top + bh, left : left + bw], size=(c.crop, c.crop), mode="nearest")[0]
+                targets[i] = box.flip(-1) if flips[i] else box
+        return out, targets

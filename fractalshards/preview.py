@@ -14,10 +14,48 @@ from .categories import CategoryManifest
 from .errors import ConfigError
 from .families import Family, get_family
 
-__all__ = ["Tile", "preview_instances", "grid_image", "preview_grid", "preview_from_dataset", "grid_from_shards"]
+__all__ = ["Tile", "picture", "preview_instances", "grid_image", "preview_grid", "preview_from_dataset", "grid_from_shards"]
 
 _BACKGROUND = (24, 24, 24)
 _TEXT = (230, 230, 230)
+
+
+def _palette() -> np.ndarray:
+    # Class id -> a colour: 0 black, the others spread around the hue circle (golden-ratio steps).
+    hue = (np.arange(256) * 0.6180339887) % 1.0
+    k = (np.array([5.0, 3.0, 1.0])[None, :] + hue[:, None] * 6.0) % 6.0
+    rgb = 1.0 - 0.75 * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)  # HSV with saturation 0.75, value 1
+    out = (rgb * 255).astype(np.uint8)
+    out[0] = 0
+    return out
+
+
+_PALETTE = _palette()
+
+
+def picture(image: np.ndarray | None = None, mask: np.ndarray | None = None, points: np.ndarray | None = None) -> np.ndarray:
+    """What a preview tile shows of a sample: its image; with a segmentation ``mask``, the image and
+    beside it the mask in a palette (class 0 black); a point cloud as its x-y projection (128 px)."""
+    if points is not None:
+        pts = np.asarray(points, np.float64)
+        lo, hi = pts.min(axis=0), pts.max(axis=0)
+        span = float(max(hi[0] - lo[0], hi[1] - lo[1])) or 1.0
+        side = 128
+        cols = ((pts[:, 0] - lo[0]) / span * (side - 1)).astype(np.int64)
+        rows = (side - 1 - (pts[:, 1] - lo[1]) / span * (side - 1)).astype(np.int64)
+        out = np.zeros((side, side), np.uint8)
+        out[rows, cols] = 255
+        return out
+    if mask is None:
+        return image
+    rgb = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
+    return np.concatenate([rgb, _PALETTE[mask]], axis=1)
+
+
+def _sample_picture(rendered) -> np.ndarray:
+    if rendered.points is not None:
+        return picture(points=rendered.points)
+    return picture(rendered.image, rendered.mask)
 
 
 @dataclass
@@ -57,7 +95,9 @@ def grid_image(rows: list[list[Tile]], tile: int = 128, title: str = "", row_lab
     label_h = max(12, tile // 8)
     left = 64 if row_labels else 6
     top = 28 if title else 6
-    cell_w, cell_h = tile + 6, tile + label_h + 6
+    first = rows[0][0].image
+    width = max(1, round(tile * first.shape[1] / first.shape[0]))  # an image and its mask: twice as wide
+    cell_w, cell_h = width + 6, tile + label_h + 6
     canvas = Image.new("RGB", (left + cols * cell_w, top + len(rows) * cell_h), _BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     font = _font(max(10, label_h - 2))
@@ -70,8 +110,8 @@ def grid_image(rows: list[list[Tile]], tile: int = 128, title: str = "", row_lab
         for c, t in enumerate(row):
             x = left + c * cell_w
             img = Image.fromarray(t.image).convert("RGB")
-            if img.size != (tile, tile):
-                img = img.resize((tile, tile), Image.Resampling.BOX)
+            if img.size != (width, tile):
+                img = img.resize((width, tile), Image.Resampling.BOX)
             canvas.paste(img, (x, y))
             draw.text((x, y + tile + 1), t.label, fill=_TEXT, font=font)
     return canvas
@@ -90,6 +130,16 @@ def preview_grid(
     family = manifest.family
     cats = list(categories)
     insts = [family.check_instance(i) for i in instances]
+    title = f"{manifest.name} ({family.name})  {family.describe_settings(settings)}"
+    if family.sample_groups(manifest) == 1:  # samples of one group (segmentation images): rows of its samples
+        grid = []
+        for r in range(len(cats)):
+            row = []
+            for c in range(len(insts)):
+                k = family.check_instance(r * len(insts) + c)
+                row.append(Tile(_sample_picture(family.render(manifest, 0, k, settings)), 0, family.instance_label(k), k))
+            grid.append(row)
+        return grid_image(grid, tile=tile, title=title, row_labels=False)
     rows: list[list[Tile]] = []
     bar = tqdm(total=len(cats) * len(insts), desc="preview", unit="img", disable=not progress)
     for cat in cats:
@@ -97,11 +147,10 @@ def preview_grid(
         row = []
         for inst in insts:
             out = family.render(manifest, cat, inst, settings)
-            row.append(Tile(out.image, cat, family.instance_label(inst), inst))
+            row.append(Tile(_sample_picture(out), cat, family.instance_label(inst), inst))
             bar.update(1)
         rows.append(row)
     bar.close()
-    title = f"{manifest.name} ({family.name})  {family.describe_settings(settings)}"
     if len(insts) == 1:  # one image per category (OFDB, 1p-frac): categories fill the grid, 8 to a row
         tiles = [Tile(t.image, t.category, f"cat {t.category}", t.instance) for row in rows for t in row]
         return grid_image([tiles[i : i + 8] for i in range(0, len(tiles), 8)], tile=tile, title=title, row_labels=False)
@@ -121,7 +170,7 @@ def preview_from_dataset(
 
 def grid_from_shards(manifest, store, categories: int, instances: int, *, tile: int = 128, progress: bool = False) -> Image.Image:
     """:func:`preview_from_dataset` for a loaded (validated) manifest and the store of its shards."""
-    from .shards import ShardPlan, decode_png, read_planned
+    from .shards import ShardPlan, read_planned
 
     if categories < 1 or instances < 1:
         raise ConfigError("categories/instances: use positive integers")
@@ -134,15 +183,19 @@ def grid_from_shards(manifest, store, categories: int, instances: int, *, tile: 
         for index, s in enumerate(manifest.shards)  # the manifest's shards are its plan's (checked when it was read)
         for sample in read_planned(store.read_bytes(s.name), ShardPlan.of(definition, index))
     )
+    kind = definition.kind.name
+    one_group = definition.num_groups == 1 and definition.num_categories > 1
+    seen = 0
     for sample in planned:
         meta = json.loads(sample["json"])
-        cat = int(meta["category"])
+        cat = seen // instances if one_group else int(meta["category"])  # one group: rows of its samples
+        seen += 1
         if cat not in rows and len(rows) >= categories:
             continue
         row = rows.setdefault(cat, [])
         if len(row) < instances:
             inst = family.check_instance(int(meta["instance"]))
-            row.append(Tile(decode_png(sample["png"]), cat, family.instance_label(inst), inst))
+            row.append(Tile(_stored_picture(sample, kind, definition), cat, family.instance_label(inst), inst))
             bar.update(1)
         if len(rows) >= categories and all(len(r) >= instances for r in rows.values()):
             break
@@ -150,7 +203,20 @@ def grid_from_shards(manifest, store, categories: int, instances: int, *, tile: 
     ordered = [sorted(rows[c], key=lambda t: t.instance) for c in sorted(rows)]
     t = manifest.totals
     title = f"{manifest.name} {manifest.version}  {t['samples']} samples, {t['shards']} shards  (from the shards)"
+    if one_group:
+        return grid_image(ordered, tile=tile, title=title, row_labels=False)
     if instances == 1:  # one image per category: categories fill the grid, 8 to a row
         tiles = [Tile(r[0].image, r[0].category, f"cat {r[0].category}", r[0].instance) for r in ordered]
         return grid_image([tiles[i : i + 8] for i in range(0, len(tiles), 8)], tile=tile, title=title, row_labels=False)
     return grid_image(ordered, tile=tile, title=title)
+
+
+def _stored_picture(sample: dict, kind: str, definition) -> np.ndarray:
+    # A stored sample's picture, by its kind (members already checked against the plan).
+    from .kinds import decode_npy
+    from .shards import decode_png
+
+    if kind == "points":
+        count = definition.family.image_shape(definition.categories, definition.render)[0]
+        return picture(points=decode_npy(sample["npy"], count))
+    return picture(decode_png(sample["png"]), decode_png(sample["seg.png"]) if kind == "segmentation" else None)

@@ -19,6 +19,7 @@ from typing import Any
 
 from .dataset import load_dataset
 from .errors import ShardIntegrityError
+from .kinds import decode_npy
 from .limits import accepts_limits
 from .shards import ShardPlan, decode_png, read_planned
 from .storage import open_store
@@ -39,7 +40,9 @@ def read_dataset(
     """A :class:`ray.data.Dataset` of the samples of the dataset at ``url`` (folder, URL or ``PREFIX@tag``).
 
     Rows are ``{"image": uint8 array, "label": int, "key": str}`` (with ``decode=False``:
-    ``{"png": bytes, "label", "key"}``), in shard order and stored order within a shard;
+    ``{"png": bytes, "label", "key"}``); for segmentation datasets ``{"image", "mask", "key"}``
+    (``{"png", "mask_png", "key"}``), for point clouds ``{"points": float32 (N, 3), "label", "key"}``
+    (``{"npy", "label", "key"}``); in shard order and stored order within a shard;
     shuffle with Ray Data (``ds.random_shuffle()``) or per epoch in Ray Train.
 
     Args:
@@ -65,6 +68,8 @@ def read_dataset(
         )
     base, options = store.url, dict(storage_options or {})
     definition = manifest.definition()
+    kind = definition.kind.name
+    points = definition.family.image_shape(definition.categories, definition.render)[0] if kind == "points" else 0
     items = [
         {"shard": n, "sha256": listed[n].sha256, "samples": listed[n].samples, "plan": definition.shard_index(n)} for n in names
     ]
@@ -75,16 +80,29 @@ def read_dataset(
             raise ShardIntegrityError(
                 f"{row['shard']}: sha256 does not match the manifest; the shard is damaged or was replaced, verify the dataset"
             )
-        out = []
-        for sample in read_planned(data, ShardPlan.of(definition, row["plan"])):
-            label = int(sample["cls"])
-            if decode:
-                out.append({"image": decode_png(sample["png"]), "label": label, "key": sample["__key__"]})
-            else:
-                out.append({"png": sample["png"], "label": label, "key": sample["__key__"]})
+        out = [_row(sample, kind, decode, points) for sample in read_planned(data, ShardPlan.of(definition, row["plan"]))]
         if len(out) != row["samples"]:
             raise ShardIntegrityError(f"{row['shard']}: {len(out)} samples; the manifest says {row['samples']}")
         return out
 
     ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
     return ds.flat_map(read, **(ray_remote_args or {}))
+
+
+def _row(sample: dict, kind: str, decode: bool, points: int) -> dict:
+    # One row by the samples' kind: an image and its label, an image and its mask, or points and a label.
+    row: dict = {"key": sample["__key__"]}
+    if kind != "segmentation":
+        row["label"] = int(sample["cls"])
+    if kind == "points":
+        row.update({"points": decode_npy(sample["npy"], points)} if decode else {"npy": sample["npy"]})
+        return row
+    if decode:
+        row["image"] = decode_png(sample["png"])
+        if kind == "segmentation":
+            row["mask"] = decode_png(sample["seg.png"])
+    else:
+        row["png"] = sample["png"]
+        if kind == "segmentation":
+            row["mask_png"] = sample["seg.png"]
+    return row

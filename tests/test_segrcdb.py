@@ -206,3 +206,78 @@ def test_a_segmentation_dataset_builds_verifies_and_streams_images_with_their_ma
     forge_shard(tmp_path / "ds", result.manifest.shards[1].name, swap)
     with pytest.raises(Exception, match="mask header"):
         list(FractalStream(str(tmp_path / "ds"), shuffle=False, decode="numpy"))
+
+
+def _locate(source_image, source_mask, crop_image, crop_mask):
+    # The offset and flip at which ``crop_image`` was cut from ``source_image``; the mask must be cut alike.
+    size = crop_image.shape[-1]
+    h, w = source_image.shape
+    for y in range(h - size + 1):
+        for x in range(w - size + 1):
+            for flip in (False, True):
+                cut = source_image[y : y + size, x : x + size]
+                cut = cut.flip(-1) if flip else cut
+                if torch.equal(cut, crop_image):
+                    cut_mask = source_mask[y : y + size, x : x + size]
+                    assert torch.equal(cut_mask.flip(-1) if flip else cut_mask, crop_mask)
+                    return y, x, flip
+    raise AssertionError("crop not found in its source")
+
+
+@pytest.mark.parametrize("resized", [False, True])
+def test_the_device_transform_crops_and_flips_each_mask_as_its_image(resized):
+    from fractalshards.augment import AugmentConfig, DeviceTransform
+
+    d = DatasetDefinition.from_preset("segrcdb", instances=8, render={"size": 48})
+    renders = [FAM.render(d.categories, 0, k, d.render) for k in range(8)]
+    images = torch.from_numpy(np.stack([r.image for r in renders]))
+    masks = torch.from_numpy(np.stack([r.mask for r in renders]))
+    if resized:  # whole-image boxes (scale 1, ratio 1): the resize is the identity, the flips remain
+        config = AugmentConfig(crop=48, resized_crop=True, scale=(1.0, 1.0), ratio=(1.0, 1.0), mean=0.0, std=1.0, channels=1)
+    else:
+        config = AugmentConfig(crop=40, mean=0.0, std=1.0, channels=1)
+    x, targets = DeviceTransform(config, d.packed_layout)(images, "cpu", torch.Generator().manual_seed(3), masks=masks)
+    assert x.shape == (8, 1, config.crop, config.crop) and targets.shape == (8, config.crop, config.crop)
+    assert targets.dtype == torch.int64
+    pixels = (x[:, 0] * 255).round().to(torch.uint8)
+    flips = [_locate(images[i], masks[i], pixels[i], targets[i].to(torch.uint8))[2] for i in range(8)]
+    assert any(flips) and not all(flips)
+    # Without masks the same call gives the same images (the masks change nothing of the input).
+    alone = DeviceTransform(config, d.packed_layout)(images, "cpu", torch.Generator().manual_seed(3))
+    assert torch.equal(alone, x)
+    evaluation = DeviceTransform(config, d.packed_layout)(images, "cpu", None, masks=masks)[1]
+    off = (48 - config.crop) // 2
+    assert torch.equal(evaluation, masks[:, off : off + config.crop, off : off + config.crop].to(torch.int64))
+
+
+def test_ray_data_rows_carry_images_and_masks(tmp_path):
+    import ray
+
+    from fractalshards.builder import build, ray_init_local
+    from fractalshards.raydata import read_dataset
+
+    d = DatasetDefinition.from_preset("segrcdb", instances=4, shard_size=2, render={"size": 32})
+    build(d, str(tmp_path / "ds"), workers=0, log_fn=lambda s: None)
+    ray_init_local(1)
+    try:
+        decoded = read_dataset(str(tmp_path / "ds")).take_all()
+        raw = read_dataset(str(tmp_path / "ds"), decode=False).take_all()
+    finally:
+        ray.shutdown()
+    assert len(decoded) == len(raw) == 4 and all("label" not in r for r in decoded + raw)
+    truth = {f"000000-{k:04d}": FAM.render(d.categories, 0, k, d.render) for k in range(4)}
+    for row in decoded:
+        assert np.array_equal(row["image"], truth[row["key"]].image) and np.array_equal(row["mask"], truth[row["key"]].mask)
+    assert all(r["png"][:4] == b"\x89PNG" and r["mask_png"][:4] == b"\x89PNG" for r in raw)
+
+
+def test_previews_show_each_image_beside_its_mask_in_a_palette():
+    from fractalshards.preview import _PALETTE, preview_grid
+
+    d = DatasetDefinition.from_preset("segrcdb", instances=8, render={"size": 64})
+    grid = np.asarray(preview_grid(d.categories, range(2), range(3), d.render, tile=64))
+    assert grid.shape[1] > 2 * grid.shape[0]  # 3 tiles of an image and its mask, twice as wide as tall
+    out = FAM.render(d.categories, 0, 0, d.render)
+    tile = grid[28 : 28 + 64, 6 : 6 + 128]  # the first tile, under the title
+    assert np.array_equal(tile[:, :64, 0], out.image)  # grey image on the left
+    assert np.array_equal(tile[:, 64:], _PALETTE[out.mask])  # the mask's classes in colour on the right
