@@ -305,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--mask-out", metavar="FILE.png", help="segmentation families: also write the class mask (8-bit grey PNG of class ids)"
     )
+    r.add_argument(
+        "--cloud-out", metavar="FILE.npy", help="3-D families: also write the instance's point cloud (float64 (N, 3) .npy)"
+    )
 
     p = sub.add_parser(
         "preview",
@@ -585,8 +588,17 @@ def _cmd_render(args: argparse.Namespace, progress: bool) -> int:
     mask_out = _check_output_file(args.mask_out) if args.mask_out else None
     if mask_out is not None and family.sample_kind != "segmentation":
         raise ConfigError(f"mask_out: the {family.name} family's samples have no mask; drop --mask-out")
+    cloud_out = _check_output_file(args.cloud_out) if args.cloud_out else None
     settings = family.render_settings(manifest, _render_options(args))
+    if cloud_out is not None:
+        import numpy as np
+
+        cloud = np.ascontiguousarray(family.point_cloud(manifest, category, instance, settings), "<f8")
+        buf = io.BytesIO()
+        np.save(buf, cloud, allow_pickle=False)
     result = family.render(manifest, category, instance, settings)
+    if cloud_out is not None:
+        atomic_write(cloud_out, buf.getvalue())
     if mask_out is not None:
         atomic_write(mask_out, png.encode_grey8(result.mask))
     atomic_write(out, png.encode(result.image))
@@ -594,7 +606,7 @@ def _cmd_render(args: argparse.Namespace, progress: bool) -> int:
     log.info(
         "wrote %s%s: %s category %d instance %s fill %.4f%s",
         out,
-        f" and {mask_out}" if mask_out is not None else "",
+        "".join(f" and {p}" for p in (mask_out, cloud_out) if p is not None),
         family.name,
         category,
         label,

@@ -171,7 +171,7 @@ def test_help_gives_every_familys_own_defaults(capsys):
         main(["build", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     # Generated from the settings fields and each family's overrides: 1p-frac renders at 512 px.
-    assert "image size in pixels (defaults: fractaldb 362, 1p-frac 512, segrcdb 512)" in text
+    assert "image size in pixels (defaults: fractaldb 362, 1p-frac 512, exfractaldb 224, segrcdb 512)" in text
     assert "chaos-game points (defaults: fractaldb 200000, 1p-frac 100000)" in text
 
 

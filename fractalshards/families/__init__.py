@@ -301,6 +301,11 @@ class Family:
         """Render one instance: a ``uint8`` image (grey ``(H, W)`` or colour ``(H, W, 3)``)."""
         raise NotImplementedError
 
+    def point_cloud(self, manifest: Any, category: int, instance: int, settings: Any) -> np.ndarray:
+        """The 3-D points an instance is drawn from, float64 ``(N, 3)`` (3-D families); a one-line error
+        for families whose instances have none."""
+        raise ConfigError(f"cloud_out: the {self.name} family's instances are not point clouds; drop --cloud-out")
+
     def record(self, manifest: Any, category: int, instance: int, settings: Any, rendered: Rendered) -> dict:
         """The ``.json`` member of a sample: everything needed to re-render it."""
         raise NotImplementedError

@@ -1,0 +1,140 @@
+"""ExFractalDB / MV-FractalDB: the official search, point clouds and renders against the reference's vectors
+(seeded runs of the official code), through the family and the CLI; native streams; bad settings."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fractalshards.categories import CategoryManifest
+from fractalshards.definition import DatasetDefinition
+from fractalshards.errors import ConfigError
+from fractalshards.families import get_family
+from fractalshards.presets import load_preset
+
+VECTORS = Path(__file__).parent.parent.parent / "shared" / "fdsl-3d-seg-vectors.txt"
+FAM = get_family("exfractaldb")
+
+
+def _vector(prefix: str) -> dict:
+    for line in VECTORS.read_text().splitlines():
+        if line.startswith(prefix):
+            return dict(part.split("=", 1) for part in line.split() if "=" in part)
+    raise KeyError(prefix)
+
+
+def _sha(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+
+
+def test_the_official_search_finds_the_vectors_categories():
+    found = FAM.search(2, mode="official", seed=1, settings=FAM.search_settings({}))
+    assert [c.trial for c in found.categories] == [59, 175] and found.trials == 176
+    assert [c.maps.shape[0] for c in found.categories] == [2, 4]
+    for c, name in zip(found.categories, ("params 000000.csv", "params 000001.csv")):
+        assert hashlib.sha256(FAM.export_csv(c)).hexdigest() == _vector(name)["file_sha256"]
+    # The committed mv-fractaldb-1k starts with them.
+    committed = load_preset("mv-fractaldb-1k")
+    assert len(committed) == 1000 and committed.seed == 1
+    assert [FAM.category_to_dict(committed.category(i)) for i in (0, 1)] == [FAM.category_to_dict(c) for c in found.categories]
+
+
+def test_official_point_clouds_and_renders_equal_the_official_code():
+    d = DatasetDefinition.from_preset("mv-fractaldb-1k", categories=2)
+    assert d.render.mode == "official" and d.render.view_mode == "fixed" and d.instances == 145 * 12
+    for t in (0, 6):
+        cloud = FAM.point_cloud(d.categories, 0, t, d.render)
+        v = _vector(f"PLY cat 0 inst {t}:")
+        assert cloud.shape == (9999, 3) and _sha(cloud.astype("<f8")) == v["xyz_f64le_sha256"]
+        assert repr(float(cloud[0, 0])) == v["x0"]
+    for t, view in ((0, 0), (6, 3)):
+        out = FAM.render(d.categories, 0, FAM.instance_index(weight=t, view=view), d.render)
+        v = _vector(f"IMG cat 0 ply {t} view {view}:")
+        assert np.count_nonzero(out.image) == int(v["lit"]) and _sha(out.image) == v["grey_sha256"]
+        assert set(np.unique(out.image)) <= {0, 255} and not out.diverged
+
+
+def test_the_cli_renders_a_weight_row_and_view_and_writes_its_point_cloud(tmp_path):
+    exe = str(Path(sys.executable).parent / "fractalshards")
+    args = ["render", "--preset", "mv-fractaldb-1k", "--category", "0", "--weight", "6", "--view", "3"]
+    run = [exe, *args, "--out", str(tmp_path / "x.png"), "--cloud-out", str(tmp_path / "x.npy")]
+    done = subprocess.run(run, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    with Image.open(tmp_path / "x.png") as im:
+        assert _sha(np.asarray(im.convert("L"))) == _vector("IMG cat 0 ply 6 view 3:")["grey_sha256"]
+    cloud = np.load(io.BytesIO((tmp_path / "x.npy").read_bytes()), allow_pickle=False)
+    assert cloud.dtype == np.float64 and _sha(cloud) == _vector("PLY cat 0 inst 6:")["xyz_f64le_sha256"]
+    fractal = [exe, "render", "--preset", "fractaldb-1k", "--category", "0", "--instance", "0", "--out", str(tmp_path / "y.png")]
+    bad = subprocess.run([*fractal, "--cloud-out", str(tmp_path / "y.npy")], capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "not point clouds" in bad.stderr and not (tmp_path / "y.npy").exists()
+
+
+def _native(count: int = 3) -> CategoryManifest:
+    settings = FAM.search_settings({})
+    found = FAM.search(count, mode="native", seed=4, settings=settings)
+    return CategoryManifest.from_search("exf-native", "native", 4, settings, found, "native", family="exfractaldb")
+
+
+def test_native_categories_are_independent_and_renders_deterministic():
+    manifest = _native()
+    alone = FAM.search_at([2], mode="native", seed=4, settings=FAM.search_settings({}))[0]
+    assert FAM.category_to_dict(alone) == FAM.category_to_dict(manifest.category(2))
+    d = DatasetDefinition.from_manifest(manifest, instances=1000, render={"size": 64})
+    assert d.render.view_mode == "random"
+    a = FAM.render(d.categories, 1, 17, d.render)
+    assert np.array_equal(a.image, FAM.render(d.categories, 1, 17, d.render).image)
+    assert not np.array_equal(a.image, FAM.render(d.categories, 1, 17 + 145, d.render).image)  # another view
+    assert np.count_nonzero(a.image) > 20
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import test_exfractaldb as t; "
+        "from fractalshards.definition import DatasetDefinition; "
+        "d = DatasetDefinition.from_manifest(t._native(), instances=1000, render={'size': 64}); "
+        "sys.stdout.write(t.FAM.render(d.categories, 1, 17, d.render).image.tobytes().hex())"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent)], capture_output=True, text=True, check=True)
+    assert done.stdout == a.image.tobytes().hex()
+
+
+def test_bad_settings_are_one_line_errors():
+    manifest = load_preset("mv-fractaldb-1k", categories=2)
+    for options, match in (({"views": 0}, "views"), ({"view_mode": "orbit"}, "view_mode"), ({"size": 2}, "size")):
+        with pytest.raises(ConfigError, match=match) as err:
+            DatasetDefinition.from_manifest(manifest, instances=10, render=options)
+        assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match="max_maps"):
+        FAM.search_settings({"max_maps": 100})
+    with pytest.raises(ConfigError, match="points") as err:  # a point count past the limit in force
+        FAM.search_settings({"points": 10**9})
+    assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match="--mode native"):
+        DatasetDefinition.from_manifest(_native(1), instances=10, render={"mode": "official"})
+
+
+def test_the_compiled_generator_draws_numpys_legacy_stream_and_pythons():
+    from fractalshards.families.contours.pyrandom import new_state, skip_randoms
+    from fractalshards.families.contours.pyrandom import random as py_random
+    from fractalshards.families.exfractaldb.family import _numpy_state
+    from fractalshards.families.exfractaldb.kernels import fill_random
+
+    state, rs = _numpy_state(2), np.random.RandomState(2)
+    for n in (1, 311, 700, 1249):  # across block boundaries, odd counts included
+        out = np.empty(n)
+        fill_random(state, out)
+        assert np.array_equal(out, rs.random_sample(n))
+    skip_randoms(state, 5000)
+    rs.random_sample(5000)
+    out = np.empty(10)
+    fill_random(state, out)
+    assert np.array_equal(out, rs.random_sample(10))
+    py = new_state(5)
+    other = py.copy()
+    out = np.empty(900)
+    fill_random(py, out)
+    assert out.tolist() == [py_random(other) for _ in range(900)]
