@@ -181,6 +181,25 @@ def croissant(manifest: DatasetManifest, url: str = "") -> dict:
         field("key", "sc:Text", "the webdataset key, <category>-<instance>", "filename", "^(.*)\\.png$"),
     ]
     what = "one record per image: the image, its label (category index) and its webdataset key"
+    if manifest.definition().kind.name == "points":
+        files[0] = {
+            "@type": "cr:FileSet",
+            "@id": "npy-files",
+            "name": "npy-files",
+            "description": "the point clouds, one per sample: float32 (N, 3) arrays in NumPy's .npy format 1.0",
+            "containedIn": contained,
+            "encodingFormat": "application/x-npy",
+            "includes": "*.npy",
+        }
+        points = field("points", "sc:Float", "the point cloud, float32 (N, 3) (.npy)", "content")
+        points["source"]["fileSet"] = {"@id": "npy-files"}
+        points.update({"isArray": True, "arrayShape": "-1,3"})
+        label = field("label", "sc:Integer", "the category index (also the .cls member)", "filename", "^([0-9]+)-[0-9]+\\.npy$")
+        label["source"]["fileSet"] = {"@id": "npy-files"}
+        key = field("key", "sc:Text", "the webdataset key, <category>-<instance>", "filename", "^(.*)\\.npy$")
+        key["source"]["fileSet"] = {"@id": "npy-files"}
+        fields = [points, label, key]
+        what = "one record per point cloud: the points, its label (category index) and its webdataset key"
     if manifest.definition().kind.name == "segmentation":
         files[1] = {
             "@type": "cr:FileSet",
@@ -235,6 +254,8 @@ def card_markdown(manifest: DatasetManifest, url: str = "") -> str:
     features = [{"name": "png", "dtype": "image"}, {"name": "cls", "dtype": "int64"}, {"name": "json", "dtype": "string"}]
     if kind.name == "segmentation":
         features = [{"name": "png", "dtype": "image"}, {"name": "seg.png", "dtype": "image"}, {"name": "json", "dtype": "string"}]
+    if kind.name == "points":
+        features = [{"name": "npy", "dtype": "binary"}, {"name": "cls", "dtype": "int64"}, {"name": "json", "dtype": "string"}]
     header = {
         "pretty_name": manifest.name,
         "license": manifest.license.lower(),

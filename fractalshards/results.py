@@ -60,8 +60,8 @@ class Rendered:
 
     @property
     def image(self) -> np.ndarray:
-        """The pixels."""
-        if self._image is None:
+        """The pixels (None for a point cloud)."""
+        if self._image is None and self.bits is not None:
             self._image = self.bits.unpack()
         return self._image
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from fractalshards.categories import CategoryManifest
@@ -138,3 +139,31 @@ def test_the_compiled_generator_draws_numpys_legacy_stream_and_pythons():
     out = np.empty(900)
     fill_random(py, out)
     assert out.tolist() == [py_random(other) for _ in range(900)]
+
+
+def test_pc_fractaldb_samples_are_mixed_centred_point_clouds_built_verified_and_carded(tmp_path):
+    from fractalshards.builder import build
+    from fractalshards.card import card_markdown, croissant
+    from fractalshards.dataset import load_dataset
+    from fractalshards.stream import FractalLoader, FractalStream
+
+    pc = get_family("pc-fractaldb")
+    d = DatasetDefinition.from_preset("pc-fractaldb-1k", categories=3, instances=4, shard_size=5)
+    assert d.kind.name == "points" and d.family.image_shape(d.categories, d.render) == (9999, 3)
+    out = pc.render(d.categories, 1, 2, d.render)
+    assert out.image is None and out.points is not None
+    assert out.points.shape == (9999, 3) and out.points.dtype == np.float32 and np.abs(out.points.mean(axis=0)).max() < 1e-5
+    assert np.array_equal(out.points, pc.render(d.categories, 1, 2, d.render).points)
+    alone = DatasetDefinition.from_preset("pc-fractaldb-1k", categories=3, instances=4, render={"other_points": 0})
+    assert pc.render(alone.categories, 1, 2, alone.render).points.shape == (7999, 3)
+    for options, match in (({"main_points": 20_000}, "at most 9999"), ({"mode": "official"}, "native mode")):
+        with pytest.raises(ConfigError, match=match):
+            DatasetDefinition.from_preset("pc-fractaldb-1k", categories=3, instances=4, render=options)
+    result = build(d, str(tmp_path / "pc"), workers=0, log_fn=lambda s: None)
+    points, labels = next(iter(FractalLoader(FractalStream(str(tmp_path / "pc"), decode="tensor"), batch_size=4)))
+    assert points.shape == (4, 9999, 3) and points.dtype == torch.float32 and labels.dtype == torch.int64
+    manifest, _ = load_dataset(str(tmp_path / "pc"))
+    fields = [f["name"] for f in croissant(manifest)["recordSet"][0]["field"]]
+    assert fields == ["points", "label", "key"] and result.manifest.totals["samples"] == 12
+    card = card_markdown(manifest)
+    assert "point-cloud" in card and '- name: "npy"' in card and "image-classification" not in card

@@ -26,7 +26,7 @@ def _sha(image: np.ndarray) -> str:
 
 
 def test_every_family_is_registered_and_fractaldb_comes_first():
-    assert family_names() == ["fractaldb", "1p-frac", "exfractaldb", "rcdb", "segrcdb", "visualatom"]
+    assert family_names() == ["fractaldb", "1p-frac", "exfractaldb", "pc-fractaldb", "rcdb", "segrcdb", "visualatom"]
     for name in family_names():
         assert get_family(name).name == name and get_family(name).paper
 
