@@ -261,7 +261,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--mode", choices=("official", "native"), default="native", help="native (default) or official")
     s.add_argument("--categories", type=_positive, default=1000, metavar="N", help="number of categories (default 1000)")
-    s.add_argument("--seed", type=_non_negative, default=None, help="seed (default: 1 official, 0 native)")
+    s.add_argument(
+        "--seed",
+        "--search-seed",
+        dest="seed",
+        type=_non_negative,
+        default=None,
+        help="search seed (default: 1 official, 0 native; --search-seed is the same flag)",
+    )
     _add_setting_flags(s.add_argument_group("search settings (a flag that the family has not is an error)"), "search")
     s.add_argument(
         "--format",
@@ -515,15 +522,18 @@ def _instance_parts() -> dict[str, tuple[str, list[str]]]:
 def _cmd_presets(args: argparse.Namespace, progress: bool) -> int:
     rows = []
     for p in all_presets().values():
-        size = get_family(p.family).image_size
+        family = get_family(p.family)
+        samples = family.groups_of(p.categories) * p.instances  # segmentation images are one group
         rows.append(
             {
                 "name": p.name,
                 "family": p.family,
+                "kind": family.sample_kind,
                 "categories": p.categories,
                 "instances": p.instances,
-                "images": p.categories * p.instances,
-                "size": size,
+                "images": samples,
+                "samples": samples,
+                "size": family.image_size,
                 "render_mode": p.render_mode,
                 "paper": p.paper,
                 "description": p.description,
@@ -533,11 +543,12 @@ def _cmd_presets(args: argparse.Namespace, progress: bool) -> int:
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
-    print(f"{'preset':15s} {'family':11s} {'categories':>10s} {'instances':>9s} {'images':>10s} {'size':>5s}  paper")
+    print(f"{'preset':15s} {'family':12s} {'categories':>10s} {'instances':>9s} {'samples':>10s} {'size':>5s}  paper")
     for r in rows:
+        size = f"{r['size']:5d}" if r["size"] else "    -"  # point clouds have no image size
         print(
-            f"{r['name']:15s} {r['family']:11s} {r['categories']:10,d} {r['instances']:9,d} {r['images']:10,d} "
-            f"{r['size']:5d}  {r['paper']}"
+            f"{r['name']:15s} {r['family']:12s} {r['categories']:10,d} {r['instances']:9,d} {r['samples']:10,d} "
+            f"{size}  {r['paper']}"
         )
     return 0
 

@@ -72,6 +72,12 @@ def test_the_cli_renders_a_weight_row_and_view_and_writes_its_point_cloud(tmp_pa
         assert _sha(np.asarray(im.convert("L"))) == _vector("IMG cat 0 ply 6 view 3:")["grey_sha256"]
     cloud = np.load(io.BytesIO((tmp_path / "x.npy").read_bytes()), allow_pickle=False)
     assert cloud.dtype == np.float64 and _sha(cloud) == _vector("PLY cat 0 inst 6:")["xyz_f64le_sha256"]
+    # The official search with the vectors' seed, through the CLI (--search-seed names the search's --seed).
+    search = [exe, "--no-progress", "search", "--family", "exfractaldb", "--mode", "official", "--categories", "2"]
+    done = subprocess.run([*search, "--search-seed", "1", "--out", str(tmp_path / "m.json")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    searched = CategoryManifest.load(tmp_path / "m.json")
+    assert searched.seed == 1 and [searched.category(i).trial for i in (0, 1)] == [59, 175]
     fractal = [exe, "render", "--preset", "fractaldb-1k", "--category", "0", "--instance", "0", "--out", str(tmp_path / "y.png")]
     bad = subprocess.run([*fractal, "--cloud-out", str(tmp_path / "y.npy")], capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "not point clouds" in bad.stderr and not (tmp_path / "y.npy").exists()

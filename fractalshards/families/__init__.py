@@ -250,8 +250,12 @@ class Family:
     def sample_groups(self, manifest: Any) -> int:
         """How many groups a dataset's samples are planned in: sample ``(g, k)`` is instance ``k`` of
         group ``g``, labelled ``g``. One per category by default; a family whose samples are not of one
-        category (segmentation images) has one group."""
-        return len(manifest)
+        category (segmentation images) has one group (:meth:`groups_of`)."""
+        return self.groups_of(len(manifest))
+
+    def groups_of(self, categories: int) -> int:
+        """The groups of a set of ``categories`` categories (see :meth:`sample_groups`)."""
+        return categories
 
     def num_classes(self, manifest: Any) -> int:
         """The classes a model trained on the dataset predicts (categories; mask ids for segmentation)."""

@@ -70,6 +70,7 @@ class PCFractalDB(ExFractalDB):
     sample_kind: ClassVar[str] = "points"
     search_modes = ("native",)
     instances_per_category = ROWS
+    image_size = 0  # samples are point clouds, not images
     Settings = PCSettings
     instance_parts = ()
     presets = (

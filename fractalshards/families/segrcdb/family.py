@@ -191,7 +191,7 @@ class SegRCDB(Family):
             raise ConfigError(f"{source}: {len(manifest)} classes do not fit a uint8 mask; use at most {MAX_CLASSES}")
 
     # -- samples: one group of images ---------------------------------------------------------
-    def sample_groups(self, manifest) -> int:
+    def groups_of(self, categories: int) -> int:
         """One group: sample ``(0, K)`` is image ``K``."""
         return 1
 
