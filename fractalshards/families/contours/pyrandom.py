@@ -96,13 +96,8 @@ def _next(state):
     if index >= _N:
         _twist(state)
         index = 0
-    y = state[index]
     state[_N] = index + 1
-    y ^= y >> np.uint32(11)
-    y ^= (y << np.uint32(7)) & np.uint32(0x9D2C5680)
-    y ^= (y << np.uint32(15)) & np.uint32(0xEFC60000)
-    y ^= y >> np.uint32(18)
-    return y
+    return _tempered(state, index)
 
 
 @kernel

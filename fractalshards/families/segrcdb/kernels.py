@@ -24,6 +24,7 @@ from ...seeds import uniform_at
 from ..contours.lines import draw_polyline
 from ..contours.perlin import pnoise1
 from ..contours.pyrandom import expovariate as _expovariate
+from ..contours.pyrandom import fill_random
 from ..contours.pyrandom import randint as _randint
 from ..contours.pyrandom import skip_randoms as _skip
 from ..contours.pyrandom import uniform as _uniform
@@ -160,11 +161,11 @@ def skip_images(state, count, classes, instances, size):
 
 
 @kernel
-def official_image(state, classes, instances, image, mask, labels, ends, grad):
-    """The next official image of ``state``'s process into ``image`` and ``mask`` (black ``size`` x
-    ``size`` uint8, ``size`` also the centres' range, as ``--start_pos``). ``labels[i]`` gets
-    instance ``i``'s class id; ``ends[i]`` (``(instances, 2 lines, 2, max V + 1)``, when its last
-    axis is not empty) the first and last lines' vertices (for M2/M3)."""
+def _draw(official, state, keys, classes, instances, image, mask, labels, ends, grad):
+    # One image, official (``state``: CPython's MT19937) or native (``keys[i]``: instance i's stream):
+    # each instance's class and centre, then line after line its grey level and 2V noise draws
+    # (taken as a block, in the official order: V for x, then V for y), the vertices moved, the line
+    # drawn once as its number into ``owner``; the image and mask are painted from it at the end.
     n = classes.shape[0]
     size = image.shape[0]
     vmax = np.int64(classes[:, 0].max())
@@ -172,29 +173,45 @@ def official_image(state, classes, instances, image, mask, labels, ends, grad):
     ys = np.empty(vmax + 1)
     cos_t = np.empty(vmax)
     sin_t = np.empty(vmax)
+    draws = np.empty(2 * vmax)
     keep = ends.shape[3] > 0
-    # Lines are drawn once, as their number, into ``owner``; the image and mask are painted from it.
     owner = np.zeros(image.shape, np.uint16)
     most = instances * np.int64(classes[:, 1].max()) + 1
     greys = np.zeros(most, np.uint8)
     ids = np.zeros(most, np.uint8)
     drawn = 0
     for i in range(instances):
-        cls = _randint(state, 1, n)
-        cy = (size + _randint(state, -size, size)) / 2
-        cx = (size + _randint(state, -size, size)) / 2
+        key = keys[i] if not official else keys[0]
+        if official:
+            cls = _randint(state, 1, n)
+            cy = (size + _randint(state, -size, size)) / 2
+            cx = (size + _randint(state, -size, size)) / 2
+        else:
+            cls = _between(key, 0, 1, n)
+            cy = (size + _between(key, 1, -size, size)) / 2
+            cx = (size + _between(key, 2, -size, size)) / 2
         labels[i] = cls
         row = classes[cls - 1]
         v = np.int64(row[0])
         lines = np.int64(row[1])
         px, py = xs[: v + 1], ys[: v + 1]
         _start(row, cx, cy, px, py, cos_t, sin_t)
+        at = 8
         for line in range(lines):
-            grey = _randint(state, 0, 255)
+            block = draws[: 2 * v]
+            if official:
+                grey = _randint(state, 0, 255)
+                fill_random(state, block)
+            else:
+                grey = _between(key, at, 0, 255)
+                for j in range(2 * v):
+                    block[j] = uniform_at(key, at + 1 + j)
+                at += 1 + 2 * v
+            # uniform(0, 10000) is 0.0 + 10000.0 * random(); the native 10000.0 * u is the same value (u >= 0).
             for j in range(v):
-                _move(px, cos_t, pnoise1(_uniform(state, 0.0, 10000.0), grad), j, row)
+                _move(px, cos_t, pnoise1(0.0 + 10000.0 * block[j], grad), j, row)
             for j in range(v):
-                _move(py, sin_t, pnoise1(_uniform(state, 0.0, 10000.0), grad), j, row)
+                _move(py, sin_t, pnoise1(0.0 + 10000.0 * block[v + j], grad), j, row)
             px[v] = px[0]
             py[v] = py[0]
             drawn += 1
@@ -207,49 +224,16 @@ def official_image(state, classes, instances, image, mask, labels, ends, grad):
 
 
 @kernel
+def official_image(state, classes, instances, image, mask, labels, ends, grad):
+    """The next official image of ``state``'s process into ``image`` and ``mask`` (black ``size`` x
+    ``size`` uint8, ``size`` also the centres' range, as ``--start_pos``). ``labels[i]`` gets
+    instance ``i``'s class id; ``ends[i]`` (``(instances, 2 lines, 2, max V + 1)``, when its last
+    axis is not empty) the first and last lines' vertices (for M2/M3)."""
+    _draw(True, state, np.zeros(1, np.uint64), classes, instances, image, mask, labels, ends, grad)
+
+
+@kernel
 def native_image(keys, classes, image, mask, labels, ends, grad):
     """An image from counter streams: instance ``i`` from ``keys[i]`` (its class, centre and
     lines' draws); the same drawing as :func:`official_image`."""
-    n = classes.shape[0]
-    size = image.shape[0]
-    vmax = np.int64(classes[:, 0].max())
-    xs = np.empty(vmax + 1)
-    ys = np.empty(vmax + 1)
-    cos_t = np.empty(vmax)
-    sin_t = np.empty(vmax)
-    keep = ends.shape[3] > 0
-    owner = np.zeros(image.shape, np.uint16)
-    most = keys.shape[0] * np.int64(classes[:, 1].max()) + 1
-    greys = np.zeros(most, np.uint8)
-    ids = np.zeros(most, np.uint8)
-    drawn = 0
-    for i in range(keys.shape[0]):
-        key = keys[i]
-        cls = _between(key, 0, 1, n)
-        cy = (size + _between(key, 1, -size, size)) / 2
-        cx = (size + _between(key, 2, -size, size)) / 2
-        labels[i] = cls
-        row = classes[cls - 1]
-        v = np.int64(row[0])
-        lines = np.int64(row[1])
-        px, py = xs[: v + 1], ys[: v + 1]
-        _start(row, cx, cy, px, py, cos_t, sin_t)
-        at = 8
-        for line in range(lines):
-            grey = _between(key, at, 0, 255)
-            at += 1
-            for j in range(v):
-                _move(px, cos_t, pnoise1(10000.0 * uniform_at(key, at + j), grad), j, row)
-            at += v
-            for j in range(v):
-                _move(py, sin_t, pnoise1(10000.0 * uniform_at(key, at + j), grad), j, row)
-            at += v
-            px[v] = px[0]
-            py[v] = py[0]
-            drawn += 1
-            greys[drawn] = grey
-            ids[drawn] = cls
-            draw_polyline(owner, px, py, np.uint16(drawn))
-            if keep and (line == 0 or line == lines - 1):
-                _ends(px, py, ends[i], 0 if line == 0 else 1)
-    _paint(owner, greys, ids, image, mask)
+    _draw(False, np.zeros(625, np.uint32), keys, classes, keys.shape[0], image, mask, labels, ends, grad)
