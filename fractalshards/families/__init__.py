@@ -297,6 +297,15 @@ class Family:
         """The search settings of a search with no option given (for help texts)."""
         return {f.name: f.default for f in fields(self.SearchSettings)}
 
+    def check_official_render(self, manifest: Any, mode: str) -> None:
+        """A one-line error when ``mode`` is ``official`` but ``manifest`` was not searched in official
+        mode (official renders replay the official streams, which only an official search starts)."""
+        if mode == "official" and manifest.mode != "official":
+            raise ConfigError(
+                f"mode: official rendering replays the official streams, but {manifest.name!r} was "
+                "searched in native mode; use --mode native"
+            )
+
     def render_settings(self, manifest: Any, options: dict) -> Any:
         """Render settings from user options (``None`` values mean the manifest's / family's default)."""
         return settings_from_options(self.Settings, options, "render setting", self.name, self.render_overrides)

@@ -234,11 +234,7 @@ class RadialFamily(Family):
         return settings
 
     def _check_mode(self, manifest, settings: ContourSettings) -> None:
-        if settings.mode == "official" and manifest.mode != "official":
-            raise ConfigError(
-                f"mode: official rendering replays the official streams, but {manifest.name!r} was "
-                "searched in native mode; use --mode native"
-            )
+        self.check_official_render(manifest, settings.mode)
 
     def render(self, manifest, category: int, instance: int, settings: ContourSettings) -> Rendered:
         """As :meth:`fractalshards.families.Family.render`."""

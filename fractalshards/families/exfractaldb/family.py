@@ -343,11 +343,7 @@ class ExFractalDB(Family):
         mode = options.get("mode") or ("official" if manifest.render_mode == "official" else "native")
         view_mode = options.get("view_mode") or ("fixed" if mode == "official" else "random")
         settings = super().render_settings(manifest, {**options, "mode": mode, "view_mode": view_mode})
-        if settings.mode == "official" and manifest.mode != "official":
-            raise ConfigError(
-                f"mode: official rendering replays the official streams, but {manifest.name!r} was searched in native mode; "
-                "use --mode native"
-            )
+        self.check_official_render(manifest, settings.mode)
         return settings
 
     def check_limits(self, manifest, settings: ExFractalSettings) -> None:

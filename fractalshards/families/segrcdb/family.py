@@ -207,11 +207,7 @@ class SegRCDB(Family):
         """As :meth:`fractalshards.families.Family.render_settings` (official streams need an official search)."""
         mode = options.get("mode") or ("official" if manifest.render_mode == "official" else "native")
         settings = super().render_settings(manifest, {**options, "mode": mode})
-        if settings.mode == "official" and manifest.mode != "official":
-            raise ConfigError(
-                f"mode: official rendering replays the official streams, but {manifest.name!r} was searched in "
-                "native mode; use --mode native"
-            )
+        self.check_official_render(manifest, settings.mode)
         return settings
 
     def check_limits(self, manifest, settings: SegRCDBSettings) -> None:
