@@ -20,7 +20,7 @@ from fractalshards.errors import ConfigError
 from fractalshards.families import get_family
 from fractalshards.presets import load_preset
 
-VECTORS = Path(__file__).parent.parent.parent / "shared" / "fdsl-3d-seg-vectors.txt"
+VECTORS = Path(__file__).parent / "vectors" / "fdsl-3d-seg-vectors.txt"  # a copy of ../shared/
 FAM = get_family("exfractaldb")
 
 
