@@ -238,7 +238,8 @@ class DatasetDefinition:
         error); ``instances`` defaults to ``max_instances`` (a preset's), else to
         :data:`DEFAULT_INSTANCES` or the family's whole instance space if smaller;
         ``options`` are the other fields (``shard_size``, ``name``, ``png_compress_level``,
-        ``png_encoder``), their defaults declared once, on this class.
+        ``png_encoder``), their defaults declared once, on this class (``png_encoder``: the
+        family's :attr:`~fractalshards.families.Family.png_encoder` where it names one).
         """
         family = categories.family
         settings = family.render_settings(categories, dict(render or {}))
@@ -256,6 +257,8 @@ class DatasetDefinition:
             raise ConfigError(
                 f"{unknown[0]}: not a dataset definition option; use shard_size, name, png_compress_level or png_encoder"
             )
+        if "png_encoder" not in given and family.png_encoder is not None:
+            given["png_encoder"] = family.png_encoder
         return cls(categories=categories, instances=instances, render=settings, **given)
 
     @classmethod

@@ -18,7 +18,15 @@ import numpy as np
 
 from .jit import kernel
 
-__all__ = ["stream_key", "splitmix64", "uniform_at", "hash_uniforms", "hash_permutation", "seeded_permutation"]
+__all__ = [
+    "stream_key",
+    "splitmix64",
+    "uniform_at",
+    "integer_at",
+    "hash_uniforms",
+    "hash_permutation",
+    "seeded_permutation",
+]
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -50,6 +58,12 @@ def splitmix64(key, i):
 def uniform_at(key, i):
     """Value ``i`` of stream ``key`` as a float64 uniform in [0, 1) (53 bits)."""
     return np.float64(splitmix64(key, i) >> _S11) * _INV_2_53
+
+
+@kernel
+def integer_at(key, i, lo, hi):
+    """Value ``i`` of stream ``key`` as an integer in ``lo .. hi`` (both included), as ``randint(lo, hi)``."""
+    return np.int64(lo) + np.int64(uniform_at(key, i) * (np.int64(hi) - np.int64(lo) + 1))
 
 
 @kernel

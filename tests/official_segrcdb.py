@@ -4,6 +4,7 @@ use them (per-segment ``line`` calls on the image and the mask; M2/M3 polygons o
 
 from __future__ import annotations
 
+import io
 import math
 import random
 
@@ -44,12 +45,19 @@ def csv_bytes(p: dict) -> bytes:
     return "".join(f"{k},{v!r}\r\n" if isinstance(v, float) else f"{k},{v}\r\n" for k, v in p.items()).encode()
 
 
-def images(params: list[dict], process: int, count: int, size: int = 512, instances: int = 32, mode: str = "M1") -> list:
-    """The first ``count`` images of official process ``process``: ``(image, mask)`` uint8 arrays."""
+def images(
+    params: list[dict], process: int, count: int, size: int = 512, instances: int = 32, mode: str = "M1", as_script: bool = False
+) -> list:
+    """The first ``count`` images of official process ``process``: ``(image, mask)`` uint8 arrays.
+
+    ``as_script`` also does the script's work that does not change the pixels (the benchmarks'
+    baseline): RGB images, the image saved as PNG after each of its instances (Pillow's default
+    level) and the mask converted to ``L`` and saved once."""
     rng = random.Random(process + 1)
     out = []
     for _ in range(count):
-        img, mask = Image.new("L", (size, size)), Image.new("L", (size, size))
+        kind = "RGB" if as_script else "L"
+        img, mask = Image.new(kind, (size, size)), Image.new(kind, (size, size))
         di, dm = ImageDraw.Draw(img), ImageDraw.Draw(mask)
         for _ in range(instances):
             cls = rng.randint(1, len(params))
@@ -72,12 +80,13 @@ def images(params: list[dict], process: int, count: int, size: int = 512, instan
                     ys[j] -= math.sin(th * j) * (ny[j] - w)
                 xs[v], ys[v] = xs[0], ys[0]
                 ends = []
+                ink, label = ((grey,) * 3, (cls,) * 3) if as_script else (grey, cls)
                 for j in range(v):
                     seg = (xs[j], ys[j], xs[j + 1], ys[j + 1])
                     ends += [(xs[j], ys[j]), (xs[j + 1], ys[j + 1])]
-                    di.line(seg, fill=grey, width=1)
+                    di.line(seg, fill=ink, width=1)
                     if mode == "M1":
-                        dm.line(seg, fill=cls, width=1)
+                        dm.line(seg, fill=label, width=1)
                 if line == 0:
                     first = ends
                 if line == lines - 1 and mode == "M3":
@@ -87,5 +96,11 @@ def images(params: list[dict], process: int, count: int, size: int = 512, instan
                     dm.polygon(first, fill=0)
                     dm.polygon(ends, outline=cls)
                     dm.polygon(first, outline=cls)
+            if as_script:
+                img.save(io.BytesIO(), format="PNG")
+        if as_script:
+            mask = mask.convert("L")
+            mask.save(io.BytesIO(), format="PNG")
+            img = img.convert("L")
         out.append((np.asarray(img).copy(), np.asarray(mask).copy()))
     return out

@@ -136,37 +136,11 @@ def test_kernels_draw_the_official_instances():
         cx = (512 + rng.randint(-400, 400)) / 2
 
 
-def test_python_random_replayed_in_compiled_code():
-    from fractalshards.families.contours import pyrandom as P
-
-    for s in (1, 2, 20, 12345, 2**31 + 5):
-        r, st = random.Random(s), P.new_state(s)
-        for i in range(4000):
-            op = i % 6
-            if op == 0:
-                a, b = r.random(), P.random(st)
-            elif op == 1:
-                a, b = r.randint(0, 256), P.randint(st, 0, 256)
-            elif op == 2:
-                a, b = r.uniform(0, 10000), P.uniform(st, 0.0, 10000.0)
-            elif op == 3:
-                a, b = r.expovariate(1 / 100), P.expovariate(st, 1 / 100)
-            elif op == 4:
-                a, b = r.randint(-512, 512), P.randint(st, -512, 512)
-            else:
-                n = 1 + (i * 7919) % 1500
-                for _ in range(n):
-                    r.random()
-                P.skip_randoms(st, n)
-                a, b = r.getrandbits(13), P.getrandbits(st, 13)
-            assert a == b, (s, i, op)
-
-
 @pytest.mark.parametrize("family", ["visualatom", "rcdb"])
 def test_official_category_replay_matches_the_scripts(family):
     from fractalshards.families import get_family
     from fractalshards.families.contours.kernels import PARAM_FIELDS, rcdb_official_categories, visualatom_official_categories
-    from fractalshards.families.contours.pyrandom import new_state
+    from fractalshards.mt19937 import new_state
 
     replay = {"visualatom": (visualatom_official_categories, visualatom_thread), "rcdb": (rcdb_official_categories, rcdb_thread)}[
         family

@@ -18,6 +18,7 @@ from fractalshards.categories import CategoryManifest
 from fractalshards.definition import DatasetDefinition
 from fractalshards.errors import ConfigError
 from fractalshards.families import get_family
+from fractalshards.families.exfractaldb.family import WEIGHTS
 from fractalshards.presets import load_preset
 
 VECTORS = Path(__file__).parent / "vectors" / "fdsl-3d-seg-vectors.txt"  # a copy of ../shared/
@@ -45,6 +46,48 @@ def test_the_official_search_finds_the_vectors_categories():
     committed = load_preset("mv-fractaldb-1k")
     assert len(committed) == 1000 and committed.seed == 1
     assert [FAM.category_to_dict(committed.category(i)) for i in (0, 1)] == [FAM.category_to_dict(c) for c in found.categories]
+
+
+def test_compiled_search_and_instance_pass_equal_the_plain_python_scripts():
+    # Another seed than the vectors', against the oracle written as the official scripts are.
+    import official_exfractaldb as oracle
+
+    from fractalshards.families.exfractaldb.kernels import official_instances, orbit
+    from fractalshards.families.exfractaldb.kernels import scale as scale_points
+    from fractalshards.mt19937 import numpy_state
+
+    ((trial, maps, probs),) = oracle.search(3, 1)
+    (ours,) = FAM.search(1, mode="official", seed=3, settings=FAM.search_settings({})).categories
+    assert ours.trial == trial and np.array_equal(ours.maps, maps)
+    assert np.allclose(ours.probabilities, probs, rtol=1e-15, atol=0)  # np.linalg.det's BLAS may differ in the last bit
+    weights = WEIGHTS[[0, 6, 20, 108, 144, 50, 51]]
+    for scale, expect_valid in ((1.0, True), (3.0, False)):  # scaled by 3 the maps diverge: NaN, no PLY
+        rs, state = np.random.RandomState(11), numpy_state(11)
+        states, valid = np.zeros((2, 625), np.uint32), np.zeros(len(weights), bool)
+        r, pts = np.empty(10_000), np.empty((3, 9_999))
+        official_instances(state, maps * scale, probs, weights, 4, r, pts, states, valid)
+        clouds = [oracle.instance(maps * scale, probs, w, rs.random_sample(10_000)) for w in weights]
+        assert valid.tolist() == [c is not None for c in clouds] == [expect_valid] * len(weights)
+        assert np.array_equal(states[0, :624], np.random.RandomState(11).get_state(legacy=True)[1])
+        replay = np.random.RandomState(11)
+        replay.random_sample(4 * 10_000)
+        assert np.array_equal(states[1, :624], replay.get_state(legacy=True)[1])
+        assert np.array_equal(state[:624], rs.get_state(legacy=True)[1])
+        for t in (0, 5):  # the family's point clouds from those states equal the script's
+            if expect_valid:
+                lo, hi = orbit(maps * weights[t], np.cumsum(probs), _uniforms(states, t, 4), pts)
+                scale_points(pts, lo, hi, 10_000.0)
+                assert np.array_equal(pts, clouds[t])
+
+
+def _uniforms(states: np.ndarray, t: int, stride: int) -> np.ndarray:
+    from fractalshards.mt19937 import fill_random, skip_randoms
+
+    state = states[t // stride].copy()
+    skip_randoms(state, (t % stride) * 10_000)
+    out = np.empty(10_000)
+    fill_random(state, out)
+    return out
 
 
 def test_official_point_clouds_and_renders_equal_the_official_code():
@@ -122,29 +165,6 @@ def test_bad_settings_are_one_line_errors():
     assert "\n" not in str(err.value)
     with pytest.raises(ConfigError, match="--mode native"):
         DatasetDefinition.from_manifest(_native(1), instances=10, render={"mode": "official"})
-
-
-def test_the_compiled_generator_draws_numpys_legacy_stream_and_pythons():
-    from fractalshards.families.contours.pyrandom import new_state, skip_randoms
-    from fractalshards.families.contours.pyrandom import random as py_random
-    from fractalshards.families.exfractaldb.family import _numpy_state
-    from fractalshards.families.exfractaldb.kernels import fill_random
-
-    state, rs = _numpy_state(2), np.random.RandomState(2)
-    for n in (1, 311, 700, 1249):  # across block boundaries, odd counts included
-        out = np.empty(n)
-        fill_random(state, out)
-        assert np.array_equal(out, rs.random_sample(n))
-    skip_randoms(state, 5000)
-    rs.random_sample(5000)
-    out = np.empty(10)
-    fill_random(state, out)
-    assert np.array_equal(out, rs.random_sample(10))
-    py = new_state(5)
-    other = py.copy()
-    out = np.empty(900)
-    fill_random(py, out)
-    assert out.tolist() == [py_random(other) for _ in range(900)]
 
 
 def test_pc_fractaldb_samples_are_mixed_centred_point_clouds_built_verified_and_carded(tmp_path):

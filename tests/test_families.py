@@ -16,7 +16,7 @@ from test_contours import _vectors
 from fractalshards.cli import main
 from fractalshards.families import family_names, get_family
 from fractalshards.families.contours.kernels import PARAM_FIELDS
-from fractalshards.families.contours.pyrandom import new_state
+from fractalshards.mt19937 import new_state
 from fractalshards.presets import PRESETS, load_preset
 from fractalshards.stream import FractalLoader, FractalStream
 

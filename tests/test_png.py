@@ -72,11 +72,19 @@ def test_grey_and_colour_images_decode_the_same_from_either_encoder():
     colour = _reference_render(color="color").image
     blank = np.zeros((10, 10), np.uint8)
     assert png.two_level(ramp) is None and png.two_level(colour) is None
-    for img in (ramp, colour, blank):
-        direct, pillow = png.encode(img, 1, "direct"), png.encode(img, 1, "pillow")
-        for data in (direct, pillow):
+    two = (np.arange(300 * 17).reshape(17, 300) % 7 == 0).astype(np.uint8) * 200
+    for img in (ramp, colour, blank, two):
+        encoded = [png.encode(img, 1, encoder) for encoder in png.ENCODERS]
+        assert len(set(encoded)) == len(encoded)  # three encoders, three streams...
+        for data in encoded:  # ...one image, whoever decodes it
             np.testing.assert_array_equal(decode_png(data), img)
             np.testing.assert_array_equal(_pillow_pixels(data), img)
+        for encoder in png.ENCODERS:  # and masks: 8-bit grey whatever their values
+            np.testing.assert_array_equal(
+                _pillow_pixels(png.encode_grey8(img if img.ndim == 2 else img[..., 0], 1, encoder)),
+                img if img.ndim == 2 else img[..., 0],
+            )
+    assert png.encode(two, 1, "portable")[24:26] == b"\x01\x03"  # two-level: 1-bit palette, as direct
     assert png.encode(colour, 1, "direct")[25] == 2 and png.encode(ramp, 1, "direct")[24:26] == b"\x08\x00"
     with pytest.raises(ValueError, match="encoder"):
         png.encode(ramp, 1, "fast")

@@ -172,8 +172,11 @@ def test_a_segmentation_dataset_builds_verifies_and_streams_images_with_their_ma
     from fractalshards.verifier import verify
 
     d = DatasetDefinition.from_preset("segrcdb", instances=12, shard_size=5, render={"size": 128})
+    assert d.png_encoder == "portable"  # the family's encoder; one named wins
+    assert DatasetDefinition.from_preset("segrcdb", instances=12, png_encoder="direct").png_encoder == "direct"
     result = build(d, str(tmp_path / "ds"), workers=0, log_fn=lambda s: None)
     assert result.manifest.totals["samples"] == 12 and len(result.manifest.shards) == 3
+    assert result.manifest.definition_data["png"]["encoder"] == "portable"
     report = verify(str(tmp_path / "ds"), render_sample=4)
     assert report.ok, report.problems
     # The real webdataset reads the members; the masks are 8-bit class ids of the image's size.

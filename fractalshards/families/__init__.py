@@ -25,6 +25,8 @@ from __future__ import annotations
 import importlib
 import logging
 import pkgutil
+import threading
+import weakref
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -148,6 +150,10 @@ class Preset:
     search: dict = field(default_factory=dict)  # search settings of a generated set
 
 
+_HASHES: dict = {}  # id(manifest) -> (weak reference, content hash): Family.manifest_hash
+_HASH_LOCK = threading.Lock()
+
+
 class Family:
     """The interface every family implements (plain arrays in and out; see the module docstring).
 
@@ -170,6 +176,9 @@ class Family:
     SearchSettings: ClassVar[type]
     #: Render settings of this family's images where they differ from the settings dataclass's defaults.
     render_overrides: ClassVar[dict] = {}
+    #: The PNG encoder (:data:`fractalshards.png.ENCODERS`) of new definitions that name none; None:
+    #: :data:`fractalshards.png.DEFAULT_ENCODER`.
+    png_encoder: ClassVar[str | None] = None
     #: The family's named category sets.
     presets: ClassVar[tuple[Preset, ...]] = ()
     #: Named parts of an instance index, ``(name, help)`` (``render --<name>``; see :meth:`instance_index`).
@@ -297,6 +306,21 @@ class Family:
         """The search settings of a search with no option given (for help texts)."""
         return {f.name: f.default for f in fields(self.SearchSettings)}
 
+    @staticmethod
+    def manifest_hash(manifest: Any) -> str:
+        """``manifest.content_hash``, computed once per manifest object (it hashes every category: a
+        family keying its caches by it on every render spent most of a build's time there).
+        Manifests are not changed once rendered from."""
+        known = _HASHES.get(id(manifest))
+        if known is not None and known[0]() is manifest:
+            return known[1]
+        digest = manifest.content_hash
+        with _HASH_LOCK:
+            if len(_HASHES) > 256:
+                _HASHES.clear()
+            _HASHES[id(manifest)] = (weakref.ref(manifest), digest)
+        return digest
+
     def check_official_render(self, manifest: Any, mode: str) -> None:
         """A one-line error when ``mode`` is ``official`` but ``manifest`` was not searched in official
         mode (official renders replay the official streams, which only an official search starts)."""
@@ -327,7 +351,7 @@ class Family:
         """``(H, W)`` of grey images, ``(H, W, 3)`` of colour ones: every sample's, checked against each
         stored PNG's header before it is decoded. By default, the shape of one render (category 0,
         instance 0), made once per manifest and settings; families override it with arithmetic."""
-        key = (manifest.content_hash, repr(settings))
+        key = (self.manifest_hash(manifest), repr(settings))
         cache = self.__dict__.setdefault("_shape_cache", {})
         if key not in cache:
             cache[key] = tuple(self.render(manifest, 0, 0, settings).image.shape)

@@ -30,13 +30,13 @@ from tqdm import tqdm
 from ...errors import ConfigError, check_choice, check_int, is_number
 from ...hashing import canonical_hash, version_id
 from ...limits import check
+from ...mt19937 import new_state
 from ...parallel import resolve_workers
 from ...results import Rendered, SearchResult
 from ...seeds import stream_key
 from ...storage import atomic_write, cache_root, locked
 from .. import Family, SettingsDict, setting
 from .kernels import PARAM_FIELDS, SHAPE_FIELDS, native_instance_draws, native_shape, official_instance_draws
-from .pyrandom import new_state
 
 __all__ = ["RadialFamily", "ContourCategory", "ContourSettings", "STRIDE", "INTEGER_FIELDS", "check_contour_search"]
 

@@ -17,13 +17,13 @@ import math
 import numpy as np
 
 from ...jit import kernel
-from ...seeds import uniform_at
+from ...mt19937 import expovariate as _expovariate
+from ...mt19937 import randint as _randint
+from ...mt19937 import skip_randoms as _skip
+from ...mt19937 import uniform as _uniform
+from ...seeds import integer_at, uniform_at
 from .lines import draw_polyline
 from .perlin import GRAD, PERM, pnoise1
-from .pyrandom import expovariate as _expovariate
-from .pyrandom import randint as _randint
-from .pyrandom import skip_randoms as _skip
-from .pyrandom import uniform as _uniform
 
 __all__ = [
     "visualatom_image",
@@ -304,31 +304,25 @@ _u = uniform_at
 
 
 @kernel
-def _between(key, i, lo, hi):
-    # An integer in lo..hi (both included), as randint(lo, hi).
-    return np.int64(lo) + np.int64(_u(key, i) * (np.int64(hi) - np.int64(lo) + 1))
-
-
-@kernel
 def visualatom_native_category(key, spec, row):
     """Category parameters (:data:`PARAM_FIELDS`) from stream ``key``, with the official distributions
     bounded by ``spec`` (:data:`VISUALATOM_SPEC`); the centre is instance 0's."""
-    row[0] = _between(key, 0, spec[0], spec[1])
-    row[1] = _between(key, 1, spec[2], spec[3])
+    row[0] = integer_at(key, 0, spec[0], spec[1])
+    row[1] = integer_at(key, 1, spec[2], spec[3])
     row[2] = spec[4] * _u(key, 2)
     row[3] = spec[5] * _u(key, 3)
-    row[4] = _between(key, 4, spec[6], spec[7])
-    n1 = _between(key, 5, 0, spec[8])
+    row[4] = integer_at(key, 4, spec[6], spec[7])
+    n1 = integer_at(key, 5, 0, spec[8])
     i = 6
-    n2 = _between(key, i, 0, spec[8])
+    n2 = integer_at(key, i, 0, spec[8])
     while n1 != 0 and n2 == n1:  # as the official rule: the second frequency differs unless the first is 0
         i += 1
-        n2 = _between(key, i, 0, spec[8])
+        n2 = integer_at(key, i, 0, spec[8])
     row[5], row[6] = n1, n2
     row[7] = 1.0 + _u(key, 100)
     row[8] = 1.0 + _u(key, 101)
-    row[9] = (512 + _between(key, 102, -512, 512)) / 2
-    row[10] = (512 + _between(key, 103, -512, 512)) / 2
+    row[9] = (512 + integer_at(key, 102, -512, 512)) / 2
+    row[10] = (512 + integer_at(key, 103, -512, 512)) / 2
 
 
 @kernel
@@ -341,15 +335,15 @@ def rcdb_native_category(key, spec, row):
         i += 1
         vertices = np.int64(-math.log(1.0 - _u(key, i)) * spec[0])
     row[0] = vertices
-    row[1] = _between(key, 1000, spec[3], spec[4])
+    row[1] = integer_at(key, 1000, spec[3], spec[4])
     row[2] = spec[5] * _u(key, 1001)
     row[3] = spec[6] * _u(key, 1002)
-    row[4] = _between(key, 1003, spec[7], spec[8])
+    row[4] = integer_at(key, 1003, spec[7], spec[8])
     row[5], row[6] = 0, 0
     row[7] = 1.0 + _u(key, 1004)
     row[8] = 1.0 + _u(key, 1005)
-    row[9] = (512 + _between(key, 1006, -400, 400)) / 2
-    row[10] = (512 + _between(key, 1007, -400, 400)) / 2
+    row[9] = (512 + integer_at(key, 1006, -400, 400)) / 2
+    row[10] = (512 + integer_at(key, 1007, -400, 400)) / 2
 
 
 @kernel
@@ -360,7 +354,7 @@ def native_instance_draws(key, grey_levels, greys, ux, uy):
     lines, vertices = ux.shape
     at = 8
     for line in range(lines):
-        greys[line] = _between(key, at, 0, grey_levels - 1)
+        greys[line] = integer_at(key, at, 0, grey_levels - 1)
         at += 1
         for j in range(vertices):
             ux[line, j] = 10000.0 * _u(key, at + j)
@@ -375,11 +369,11 @@ def native_shape(key, rcdb, spec, out):
     """An instance's own shape (:data:`SHAPE_FIELDS`) from stream ``key``: the centre, and for RCDB the
     radius and ovals too (VisualAtom keeps its category's: ``out[2:]`` is left alone)."""
     if rcdb:
-        out[0] = (512 + _between(key, 0, -400, 400)) / 2
-        out[1] = (512 + _between(key, 1, -400, 400)) / 2
-        out[2] = _between(key, 2, spec[7], spec[8])
+        out[0] = (512 + integer_at(key, 0, -400, 400)) / 2
+        out[1] = (512 + integer_at(key, 1, -400, 400)) / 2
+        out[2] = integer_at(key, 2, spec[7], spec[8])
         out[3] = 1.0 + _u(key, 3)
         out[4] = 1.0 + _u(key, 4)
     else:
-        out[0] = (512 + _between(key, 0, -512, 512)) / 2
-        out[1] = (512 + _between(key, 1, -512, 512)) / 2
+        out[0] = (512 + integer_at(key, 0, -512, 512)) / 2
+        out[1] = (512 + integer_at(key, 1, -512, 512)) / 2

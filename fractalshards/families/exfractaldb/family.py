@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 import threading
-import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -36,22 +35,28 @@ from tqdm import tqdm
 from ...errors import ConfigError, check_choice, check_int, is_number
 from ...hashing import canonical_hash, version_id
 from ...limits import check
+from ...mt19937 import new_state, numpy_state, skip_randoms
+from ...mt19937 import random as py_random
 from ...parallel import resolve_workers
 from ...results import Rendered, SearchResult
 from ...seeds import stream_key, uniform_at
 from ...storage import atomic_write, cache_root, locked
 from .. import Family, Preset, SettingsDict, setting
-from ..contours.pyrandom import new_state, skip_randoms
-from ..contours.pyrandom import random as py_random
 from .kernels import (
+    ACCEPTED,
+    CLOSE,
+    REJECTED,
     axis_variances,
     draw_points,
     fill_random,
     fill_uniforms,
-    normalise,
+    official_instances,
+    official_trials,
     orbit,
     probabilities,
     projection,
+    scale,
+    verdict,
     view_matrix,
     weight_rows,
 )
@@ -132,39 +137,24 @@ class ExFractalSettings(SettingsDict):
         check_int("view_seed", self.view_seed, 0)
 
 
-def _numpy_state(seed: int) -> np.ndarray:
-    # numpy's legacy RandomState(seed) as the compiled generator's state (624 words and the position):
-    # numpy's random() is the same MT19937 double as CPython's.
-    _, key, pos, _, _ = np.random.RandomState(seed).get_state(legacy=True)
-    state = np.zeros(625, np.uint32)
-    state[:624] = key
-    state[624] = pos
-    return state
-
-
-def _accept(pts: np.ndarray, variance: float) -> bool:
+def _accept(pts: np.ndarray, variance: float, answer: int | None = None) -> bool:
     # The official check: no NaN in the y row, and numpy's variance of each axis above the bound
-    # (a compiled two-pass variance decides; numpy's own where it is within a hair of the bound).
-    with np.errstate(all="ignore"):
-        if np.isnan(pts[1]).any():
-            return False
+    # (a compiled variance decides; numpy's own where it is within a hair of the bound).
+    if answer is None:
         quick = np.empty(3)
         axis_variances(pts, quick)
-        for a in range(3):
-            v = float(quick[a])
-            if not abs(v - variance) > 1e-9 * max(1.0, variance):
-                v = float(np.var(pts[a]))
-            if not v > variance:
-                return False
-        return True
+        answer = verdict(quick, variance)
+    if answer != CLOSE:
+        return answer == ACCEPTED
+    with np.errstate(all="ignore"):
+        return not np.isnan(pts[1]).any() and all(float(np.var(pts[a])) > variance for a in range(3))
 
 
 def _points(maps: np.ndarray, probs: np.ndarray, r: np.ndarray, divisor: float) -> np.ndarray:
     cum = _cumulative(probs)
     pts = np.empty((3, r.shape[0] - 1))
-    orbit(maps, cum, r, pts)
-    with np.errstate(all="ignore"):
-        normalise(pts, divisor)
+    lo, hi = orbit(maps, cum, r, pts)
+    scale(pts, lo, hi, divisor)
     return pts
 
 
@@ -204,21 +194,7 @@ class ExFractalDB(Family):
 
     def __init__(self) -> None:
         self._passes: dict = {}
-        self._hashes: dict = {}
         self._lock = threading.Lock()
-
-    def _content_hash(self, manifest) -> str:
-        # A manifest's content hash hashes every category: computed once per manifest object (two
-        # lookups per render made it 60% of a build's time).
-        known = self._hashes.get(id(manifest))
-        if known is not None and known[0]() is manifest:
-            return known[1]
-        digest = manifest.content_hash
-        with self._lock:
-            if len(self._hashes) > 64:
-                self._hashes.clear()
-            self._hashes[id(manifest)] = (weakref.ref(manifest), digest)
-        return digest
 
     def default_seed(self, mode: str) -> int:
         """The official search seed of the reference's vectors (1), else 0."""
@@ -231,21 +207,21 @@ class ExFractalDB(Family):
         self.check_search_mode(mode)
         found: list[Fractal3D] = []
         bar = tqdm(total=count, desc=f"search ({self.name}, {mode})", unit="cat", disable=not progress)
-        divisor = float(settings.points)
         if mode == "official":
-            rs = np.random.RandomState(seed)
+            state = numpy_state(seed)
+            most = settings.max_maps
+            maps, p, cum = np.empty((most, 12)), np.empty(most), np.empty(most)
+            r, pts = np.empty(settings.points), np.empty((3, settings.points - 1))
             trial = 0
             while len(found) < count:
-                n = int(rs.randint(settings.min_maps, settings.max_maps + 1))
-                maps = np.array([rs.uniform(-1, 1, 12) for _ in range(n)])
-                r = rs.random_sample(settings.points)
-                p, cum = np.empty(n), np.empty(n)
-                with np.errstate(all="ignore"):
-                    probabilities(maps, p, cum)
-                if _accept(_points(maps, p, r, divisor), settings.variance):
-                    found.append(Fractal3D(len(found), trial, maps, p))
+                # Compiled trials until one passes or is close to the bound (numpy's np.var decides).
+                done, answer, n = official_trials(
+                    state, settings.min_maps, settings.max_maps, settings.variance, 4096, maps, p, cum, r, pts
+                )
+                trial += done
+                if answer != REJECTED and _accept(pts, settings.variance, answer):
+                    found.append(Fractal3D(len(found), trial - 1, maps[:n].copy(), p[:n].copy()))
                     bar.update(1)
-                trial += 1
         else:
             # Category c is the first accepted trial of its own stream: categories are independent.
             with ThreadPoolExecutor(max_workers=resolve_workers(workers)) as pool:
@@ -354,14 +330,14 @@ class ExFractalDB(Family):
     def _pass(self, manifest, settings: ExFractalSettings, upto: int) -> dict:
         """The official instance pass up to category ``upto``: each category's generator state at its
         start and which of its 145 point clouds the official code writes (no NaN in y)."""
-        memo = (self._content_hash(manifest), settings.instance_seed)
+        memo = (self.manifest_hash(manifest), settings.instance_seed)
         with self._lock:
             saved = self._passes.get(memo)
             if saved is not None and len(saved["valid"]) > upto:
                 return saved
         search = self.search_settings_from_dict(manifest.search)
         key = version_id(
-            canonical_hash({"family": self.name, "categories": manifest.content_hash, "seed": settings.instance_seed,
+            canonical_hash({"family": self.name, "categories": self.manifest_hash(manifest), "seed": settings.instance_seed,
                             "points": search.points, "stride": STATE_STRIDE}), 24,
         )  # fmt: skip
         folder = cache_root() / "streams"
@@ -378,18 +354,15 @@ class ExFractalDB(Family):
 
     def _extend_pass(self, manifest, settings, search, saved, count) -> dict:
         done = 0 if saved is None else len(saved["valid"])
-        state = _numpy_state(settings.instance_seed) if saved is None else saved["next"].copy()
+        state = numpy_state(settings.instance_seed) if saved is None else saved["next"].copy()
         states = np.zeros((count - done, SAVED, 625), np.uint32)
         valid = np.zeros((count - done, ROWS), bool)
-        r = np.empty(search.points)
+        r, pts = np.empty(search.points), np.empty((3, search.points - 1))
         for c in range(done, count):
             cat = manifest.category(c)
-            for t in range(ROWS):
-                if t % STATE_STRIDE == 0:
-                    states[c - done, t // STATE_STRIDE] = state
-                fill_random(state, r)
-                pts = _points(cat.maps * WEIGHTS[t], cat.probabilities, r, float(search.points))
-                valid[c - done, t] = not np.isnan(pts[1]).any()
+            official_instances(
+                state, cat.maps, cat.probabilities, WEIGHTS, STATE_STRIDE, r, pts, states[c - done], valid[c - done]
+            )
         if saved is not None:
             states = np.concatenate([saved["states"], states])
             valid = np.concatenate([saved["valid"], valid])

@@ -8,7 +8,11 @@ multipliers, then ``exp`` of the summed logs); one min/max over the three axes, 
 centred on its left-to-right sum over 10,000; and the renderer's float32 ``glm`` rotations,
 ``lookAt`` and ``perspective``, the clip test and llvmpipe's pixel rule (the viewport's fused
 multiply-add, a 1/512 bias, then floor). Tested against the official test vectors (categories,
-point clouds and renders, bit for bit).
+point clouds and renders, bit for bit) and a plain-Python replay of the official scripts.
+
+The official search and instance pass run whole in compiled code (:func:`official_trials`,
+:func:`official_instances`): numpy's legacy draws (:mod:`fractalshards.mt19937`), the orbit with
+its min/max, and a quick variance that decides all but the trials within a hair of the bound.
 """
 
 from __future__ import annotations
@@ -18,14 +22,15 @@ import math
 import numpy as np
 
 from ...jit import kernel
+from ...mt19937 import fill_random, np_randint, np_uniform
 from ...seeds import uniform_at
-from ..contours.pyrandom import fill_random
 
 __all__ = [
     "det_abs",
     "probabilities",
     "orbit",
     "normalise",
+    "scale",
     "weight_rows",
     "fma32",
     "view_matrix",
@@ -34,6 +39,13 @@ __all__ = [
     "fill_uniforms",
     "fill_random",
     "axis_variances",
+    "ACCEPTED",
+    "REJECTED",
+    "CLOSE",
+    "verdict",
+    "quick_variances",
+    "official_trials",
+    "official_instances",
 ]
 
 
@@ -98,52 +110,120 @@ def probabilities(coef, p, cum):
         cum[k] = acc
 
 
+@kernel(inline="always")
+def _pick(u, cum, n):
+    # The first map j with u <= cum[j], as a count (cum never decreases; a NaN never matches), not
+    # a search that branches on random data; n: none matches.
+    j = 0
+    for k in range(n):
+        j += not (u <= cum[k])
+    return j
+
+
+@kernel(inline="always")
+def _step(coef, j, n, x, y, z):
+    # Map j of (x, y, z) as the official code computes it; j == n keeps the point.
+    c = coef[min(j, n - 1)]
+    nx = ((c[0] * x + c[1] * y) + c[2] * z) + c[9]
+    ny = ((c[3] * x + c[4] * y) + c[5] * z) + c[10]
+    nz = ((c[6] * x + c[7] * y) + c[8] * z) + c[11]
+    if j < n:
+        return nx, ny, nz
+    return x, y, z
+
+
+@kernel(inline="always")
+def _low(v, lo):
+    return v if v < lo else lo
+
+
+@kernel(inline="always")
+def _high(v, hi):
+    return v if v > hi else hi
+
+
 @kernel
 def orbit(coef, cum, r, out):
     """The orbit from (0, 0, 0) (not kept): step ``s`` takes the first map ``j`` with ``r[s] <= cum[j]``
-    (none: the point repeats); ``out`` is ``(3, steps)``."""
+    (none: the point repeats); ``out`` is ``(3, steps)``. Returns the least and greatest value of
+    ``out`` (as :func:`normalise` finds them)."""
     n = coef.shape[0]
     x = 0.0
     y = 0.0
     z = 0.0
+    x, y, z = _step(coef, _pick(r[0], cum, n), n, x, y, z)
+    lo = hi = x
     for s in range(out.shape[1]):
-        u = r[s]
-        for j in range(n):
-            if u <= cum[j]:
-                c = coef[j]
-                nx = ((c[0] * x + c[1] * y) + c[2] * z) + c[9]
-                ny = ((c[3] * x + c[4] * y) + c[5] * z) + c[10]
-                nz = ((c[6] * x + c[7] * y) + c[8] * z) + c[11]
-                x, y, z = nx, ny, nz
-                break
+        if s:
+            x, y, z = _step(coef, _pick(r[s], cum, n), n, x, y, z)
         out[0, s] = x
         out[1, s] = y
         out[2, s] = z
+        lo = _low(z, _low(y, _low(x, lo)))
+        hi = _high(z, _high(y, _high(x, hi)))
+    return lo, hi
 
 
 @kernel
 def normalise(pts, divisor):
     """In place: ``((v - mn) / (mx - mn)) * 2 - 1`` with one min/max over all axes, then each axis minus
     its left-to-right sum over ``divisor`` (the official 10,000, one more than the points)."""
-    mn = pts[0, 0]
-    mx = pts[0, 0]
-    for a in range(3):
-        for s in range(pts.shape[1]):
-            v = pts[a, s]
-            if v < mn:
-                mn = v
-            if v > mx:
-                mx = v
-    for a in range(3):
-        for s in range(pts.shape[1]):
-            pts[a, s] = ((pts[a, s] - mn) / (mx - mn)) * 2.0 - 1.0
-    for a in range(3):
-        total = 0.0
-        for s in range(pts.shape[1]):
-            total += pts[a, s]
-        mean = total / divisor
-        for s in range(pts.shape[1]):
-            pts[a, s] = pts[a, s] - mean
+    n = pts.shape[1]
+    flat = pts.reshape(3 * n)  # C-contiguous: one run of values, so the loops vectorise
+    # min/max are exact in any order: four running pairs, then combined.
+    lo0 = lo1 = lo2 = lo3 = flat[0]
+    hi0 = hi1 = hi2 = hi3 = flat[0]
+    m = flat.shape[0] - flat.shape[0] % 4
+    for s in range(0, m, 4):
+        a, b, c, d = flat[s], flat[s + 1], flat[s + 2], flat[s + 3]
+        lo0 = a if a < lo0 else lo0
+        lo1 = b if b < lo1 else lo1
+        lo2 = c if c < lo2 else lo2
+        lo3 = d if d < lo3 else lo3
+        hi0 = a if a > hi0 else hi0
+        hi1 = b if b > hi1 else hi1
+        hi2 = c if c > hi2 else hi2
+        hi3 = d if d > hi3 else hi3
+    for s in range(m, flat.shape[0]):
+        a = flat[s]
+        lo0 = a if a < lo0 else lo0
+        hi0 = a if a > hi0 else hi0
+    mn = lo0
+    mn = lo1 if lo1 < mn else mn
+    mn = lo2 if lo2 < mn else mn
+    mn = lo3 if lo3 < mn else mn
+    mx = hi0
+    mx = hi1 if hi1 > mx else mx
+    mx = hi2 if hi2 > mx else mx
+    mx = hi3 if hi3 > mx else mx
+    scale(pts, mn, mx, divisor)
+
+
+@kernel
+def scale(pts, mn, mx, divisor):
+    """:func:`normalise` given the least and greatest value (from :func:`orbit`)."""
+    n = pts.shape[1]
+    flat = pts.reshape(3 * n)
+    span = mx - mn
+    for s in range(flat.shape[0]):
+        flat[s] = ((flat[s] - mn) / span) * 2.0 - 1.0
+    # The official sums run left to right: the three axes' chains side by side.
+    t0 = 0.0
+    t1 = 0.0
+    t2 = 0.0
+    for s in range(n):
+        t0 += flat[s]
+        t1 += flat[n + s]
+        t2 += flat[2 * n + s]
+    m0 = t0 / divisor
+    m1 = t1 / divisor
+    m2 = t2 / divisor
+    for s in range(n):
+        flat[s] = flat[s] - m0
+    for s in range(n, 2 * n):
+        flat[s] = flat[s] - m1
+    for s in range(2 * n, 3 * n):
+        flat[s] = flat[s] - m2
 
 
 def weight_rows() -> np.ndarray:
@@ -164,21 +244,157 @@ def weight_rows() -> np.ndarray:
     return out
 
 
+@kernel(inline="always")
+def _sum8(row, mean, squares):
+    # A sum in eight running parts (of the values, or of their squared distances to ``mean``).
+    n = row.shape[0]
+    m = n - n % 8
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+    for s in range(0, m, 8):
+        v0, v1, v2, v3 = row[s] - mean, row[s + 1] - mean, row[s + 2] - mean, row[s + 3] - mean
+        v4, v5, v6, v7 = row[s + 4] - mean, row[s + 5] - mean, row[s + 6] - mean, row[s + 7] - mean
+        if squares:
+            v0, v1, v2, v3, v4, v5, v6, v7 = v0 * v0, v1 * v1, v2 * v2, v3 * v3, v4 * v4, v5 * v5, v6 * v6, v7 * v7
+        a0 += v0
+        a1 += v1
+        a2 += v2
+        a3 += v3
+        a4 += v4
+        a5 += v5
+        a6 += v6
+        a7 += v7
+    total = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
+    for s in range(m, n):
+        v = row[s] - mean
+        total += v * v if squares else v
+    return total
+
+
 @kernel
 def axis_variances(pts, out):
-    """Each axis's variance by a plain two-pass sum (numpy's pairwise sums differ in the last bits:
-    the official acceptance calls ``np.var`` where this is within a hair of the bound)."""
+    """Each axis's variance by a two-pass sum in eight running parts (numpy's pairwise sums differ in
+    the last bits: the official acceptance calls ``np.var`` where this is within a hair of the bound)."""
     n = pts.shape[1]
     for a in range(3):
-        total = 0.0
-        for s in range(n):
-            total += pts[a, s]
+        row = pts[a]
+        mean = _sum8(row, 0.0, False) / n
+        out[a] = _sum8(row, mean, True) / n
+
+
+#: :func:`verdict`'s answers.
+ACCEPTED, REJECTED, CLOSE = 1, 0, 2
+
+
+@kernel
+def verdict(quick, variance):
+    """The official acceptance from :func:`axis_variances`: every axis above ``variance`` (a NaN never
+    is), or :data:`CLOSE` where an axis is within a hair of the bound and none is clearly below it
+    (numpy's ``np.var`` then decides)."""
+    close = False
+    for a in range(3):
+        v = quick[a]
+        if v != v:
+            return REJECTED
+        if not abs(v - variance) > 1e-9 * max(1.0, variance):
+            close = True
+        elif not v > variance:
+            return REJECTED
+    return CLOSE if close else ACCEPTED
+
+
+@kernel
+def _draw_trial(state, min_maps, max_maps, maps, p, cum, r):
+    # One trial's draws in category_search.py's order: the map count, each map's 12 uniforms, then
+    # len(r) uniforms; the maps' probabilities. Returns the map count.
+    n = np_randint(state, min_maps, max_maps + 1)
+    for m in range(n):
+        for q in range(12):
+            maps[m, q] = np_uniform(state, -1.0, 1.0)
+    fill_random(state, r)
+    probabilities(maps[:n], p[:n], cum[:n])
+    return n
+
+
+@kernel
+def quick_variances(pts, mn, mx, out):
+    """Each axis's variance after :func:`normalise`, from the raw orbit and its least and greatest
+    value: a decision aid (:func:`verdict` leaves values near the bound to ``np.var``), so the scaling
+    is a product by ``2 / (mx - mn)`` and the sums run in eight parts (centring and these roundings
+    move a variance by about 1e-15, the bound's margin is 1e-9)."""
+    n = pts.shape[1]
+    factor = 2.0 / (mx - mn)
+    buf = np.empty(n)
+    m = n - n % 8
+    for a in range(3):
+        row = pts[a]
+        for t in range(n):
+            buf[t] = (row[t] - mn) * factor - 1.0
+        s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+        q0 = q1 = q2 = q3 = q4 = q5 = q6 = q7 = 0.0
+        for t in range(0, m, 8):
+            v0, v1, v2, v3 = buf[t], buf[t + 1], buf[t + 2], buf[t + 3]
+            v4, v5, v6, v7 = buf[t + 4], buf[t + 5], buf[t + 6], buf[t + 7]
+            s0, s1, s2, s3, s4, s5, s6, s7 = s0 + v0, s1 + v1, s2 + v2, s3 + v3, s4 + v4, s5 + v5, s6 + v6, s7 + v7
+            q0, q1, q2, q3 = q0 + v0 * v0, q1 + v1 * v1, q2 + v2 * v2, q3 + v3 * v3
+            q4, q5, q6, q7 = q4 + v4 * v4, q5 + v5 * v5, q6 + v6 * v6, q7 + v7 * v7
+        total = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+        squares = ((q0 + q1) + (q2 + q3)) + ((q4 + q5) + (q6 + q7))
+        for t in range(m, n):
+            v = buf[t]
+            total += v
+            squares += v * v
         mean = total / n
-        acc = 0.0
-        for s in range(n):
-            d = pts[a, s] - mean
-            acc += d * d
-        out[a] = acc / n
+        out[a] = squares / n - mean * mean
+
+
+@kernel
+def official_trials(state, min_maps, max_maps, variance, limit, maps, p, cum, r, pts):
+    """Official search trials from numpy's legacy stream ``state`` until one is accepted or close to
+    the bound, or ``limit`` trials. Returns ``(trials, verdict, n)``: the last trial's maps are
+    ``maps[:n]``, its probabilities ``p[:n]``; where it answers, ``pts`` is its normalised orbit."""
+    quick = np.empty(3)
+    divisor = np.float64(r.shape[0])
+    done = 0
+    n = 0
+    while done < limit:
+        n = _draw_trial(state, min_maps, max_maps, maps, p, cum, r)
+        done += 1
+        lo, hi = orbit(maps[:n], cum[:n], r, pts)
+        quick_variances(pts, lo, hi, quick)
+        answer = verdict(quick, variance)
+        if answer != REJECTED:
+            scale(pts, lo, hi, divisor)  # the official values: np.var decides where close
+            return done, answer, n
+    return done, REJECTED, n
+
+
+@kernel
+def official_instances(state, maps, probs, weights, stride, r, pts, states, valid):
+    """One category's official instances (instance.py): for each weight row ``t`` in order, the maps
+    times the row, ``len(r)`` fresh uniforms from ``state`` and the orbit; ``valid[t]`` whether its
+    normalised y row has no NaN (the official code writes only those; centring adds none), and
+    ``states[t // stride]`` the generator before every ``stride``-th row."""
+    n = maps.shape[0]
+    cum = np.empty(n)
+    acc = 0.0
+    for k in range(n):
+        acc += probs[k]
+        cum[k] = acc
+    coef = np.empty((n, 12))
+    for t in range(weights.shape[0]):
+        if t % stride == 0:
+            states[t // stride] = state
+        fill_random(state, r)
+        for k in range(n):
+            for q in range(12):
+                coef[k, q] = maps[k, q] * weights[t, q]
+        lo, hi = orbit(coef, cum, r, pts)
+        span = hi - lo
+        bad = False
+        for s in range(pts.shape[1]):
+            v = ((pts[1, s] - lo) / span) * 2.0 - 1.0
+            bad |= v != v
+        valid[t] = not bad
 
 
 @kernel

@@ -33,11 +33,11 @@ from tqdm import tqdm
 
 from ...errors import ConfigError, check_choice, check_int, is_number
 from ...limits import check
+from ...mt19937 import new_state
 from ...results import Rendered, SearchResult
 from ...seeds import stream_key
 from .. import Family, Preset, SettingsDict, setting
 from ..contours.perlin import GRAD
-from ..contours.pyrandom import new_state
 from .kernels import CLASS_FIELDS, SPEC_FIELDS, native_class, native_image, official_classes, official_image, skip_images
 
 __all__ = ["SegRCDB", "SegRCDBSearch", "SegRCDBSettings", "SegClass", "FAMILY", "MASK_MODES"]
@@ -118,6 +118,9 @@ class SegRCDB(Family):
     """SegRCDB classes, images and masks."""
 
     name = "segrcdb"
+    # Dense 8-bit lines, two PNGs a sample: the compiled encoder writes both in half zlib's time,
+    # at Z_RLE's size (docs/benchmarks.md), and the same bytes on every machine.
+    png_encoder = "portable"
     paper = "SegRCDB: Shinoda et al., SegRCDB: Semantic Segmentation via Formula-Driven Supervised Learning, ICCV 2023"
     sample_kind: ClassVar[str] = "segmentation"
     instances_per_category = 100_000  # images of the one group
@@ -216,7 +219,7 @@ class SegRCDB(Family):
 
     def _classes(self, manifest) -> np.ndarray:
         cache = self.__dict__.setdefault("_class_cache", {})
-        key = manifest.content_hash
+        key = self.manifest_hash(manifest)
         if key not in cache:
             cache.clear() if len(cache) > 8 else None
             cache[key] = np.ascontiguousarray([manifest.category(g).params for g in range(len(manifest))], np.float64)
@@ -225,7 +228,7 @@ class SegRCDB(Family):
     def _process_state(self, manifest, settings: SegRCDBSettings, process: int, image: int) -> np.ndarray:
         # The generator state of official process ``process`` at the start of its image ``image``:
         # states are saved at every image as far as asked, and extended on demand.
-        key = (manifest.content_hash, settings.size, settings.instances_per_image, process)
+        key = (self.manifest_hash(manifest), settings.size, settings.instances_per_image, process)
         with self._lock:
             saved = self._processes.get(key)
             if saved is None:

@@ -5,7 +5,7 @@ radial contours of random classes on black, each drawn line after line as RCDB d
 contours (Perlin-noised vertices, Pillow's width-1 lines), the image getting each line's grey
 level and the mask its class id (M1: where a line is drawn; later instances over earlier ones).
 
-The official streams are Python's ``random`` (:mod:`fractalshards.families.contours.pyrandom`):
+The official streams are Python's ``random`` (:mod:`fractalshards.mt19937`):
 ``random.seed(0)`` for the classes, ``random.seed(t + 1)`` for the images of official process
 ``t``, drawn in the official script's order; native streams are counter-based
 (:mod:`fractalshards.seeds`). The arithmetic is the official script's, operation for operation in
@@ -20,14 +20,14 @@ import math
 import numpy as np
 
 from ...jit import kernel
-from ...seeds import uniform_at
+from ...mt19937 import expovariate as _expovariate
+from ...mt19937 import fill_random
+from ...mt19937 import randint as _randint
+from ...mt19937 import skip_randoms as _skip
+from ...mt19937 import uniform as _uniform
+from ...seeds import integer_at, uniform_at
 from ..contours.lines import draw_polyline
 from ..contours.perlin import pnoise1
-from ..contours.pyrandom import expovariate as _expovariate
-from ..contours.pyrandom import fill_random
-from ..contours.pyrandom import randint as _randint
-from ..contours.pyrandom import skip_randoms as _skip
-from ..contours.pyrandom import uniform as _uniform
 
 __all__ = [
     "CLASS_FIELDS",
@@ -78,11 +78,6 @@ def official_classes(state, count, spec, out):
 
 
 @kernel
-def _between(key, i, lo, hi):
-    return np.int64(lo) + np.int64(uniform_at(key, i) * (np.int64(hi) - np.int64(lo) + 1))
-
-
-@kernel
 def native_class(key, spec, row):
     """A class from counter stream ``key`` with the official distributions bounded by ``spec``."""
     i = 0
@@ -91,10 +86,10 @@ def native_class(key, spec, row):
         i += 1
         v = np.int64(-math.log(1.0 - uniform_at(key, i)) * spec[0])
     row[0] = v
-    row[1] = _between(key, 1000, spec[3], spec[4])
+    row[1] = integer_at(key, 1000, spec[3], spec[4])
     row[2] = spec[5] * uniform_at(key, 1001)
     row[3] = spec[6] * uniform_at(key, 1002)
-    row[4] = _between(key, 1003, spec[7], spec[8])
+    row[4] = integer_at(key, 1003, spec[7], spec[8])
     row[5] = 1.0 + (spec[9] - 1.0) * uniform_at(key, 1004)
     row[6] = 1.0 + (spec[9] - 1.0) * uniform_at(key, 1005)
 
@@ -187,9 +182,9 @@ def _draw(official, state, keys, classes, instances, image, mask, labels, ends, 
             cy = (size + _randint(state, -size, size)) / 2
             cx = (size + _randint(state, -size, size)) / 2
         else:
-            cls = _between(key, 0, 1, n)
-            cy = (size + _between(key, 1, -size, size)) / 2
-            cx = (size + _between(key, 2, -size, size)) / 2
+            cls = integer_at(key, 0, 1, n)
+            cy = (size + integer_at(key, 1, -size, size)) / 2
+            cx = (size + integer_at(key, 2, -size, size)) / 2
         labels[i] = cls
         row = classes[cls - 1]
         v = np.int64(row[0])
@@ -203,7 +198,7 @@ def _draw(official, state, keys, classes, instances, image, mask, labels, ends, 
                 grey = _randint(state, 0, 255)
                 fill_random(state, block)
             else:
-                grey = _between(key, at, 0, 255)
+                grey = integer_at(key, at, 0, 255)
                 for j in range(2 * v):
                     block[j] = uniform_at(key, at + 1 + j)
                 at += 1 + 2 * v
