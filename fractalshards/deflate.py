@@ -65,6 +65,14 @@ def _tokens(data, tokens):
     return count
 
 
+@kernel(inline="always")
+def _lightest(weight, leaf, leaves, node, made):
+    # The lighter of the next leaf and the next made node, and both queues' positions after it.
+    if leaf < leaves and (node >= made or weight[leaf] <= weight[node]):
+        return leaf, leaf + 1, node
+    return node, leaf, node + 1
+
+
 @kernel
 def _huffman_lengths(freq, limit, lengths):
     # Code lengths of a Huffman code for ``freq`` (symbols of count 0 get none), at most ``limit``
@@ -99,18 +107,8 @@ def _huffman_lengths(freq, limit, lengths):
         leaf, node, made = 0, used, used
         for _ in range(used - 1):
             # The two lightest of the next leaf and the next made node (a leaf first on a tie).
-            if leaf < used and (node >= made or weight[leaf] <= weight[node]):
-                a = leaf
-                leaf += 1
-            else:
-                a = node
-                node += 1
-            if leaf < used and (node >= made or weight[leaf] <= weight[node]):
-                b = leaf
-                leaf += 1
-            else:
-                b = node
-                node += 1
+            a, leaf, node = _lightest(weight, leaf, used, node, made)
+            b, leaf, node = _lightest(weight, leaf, used, node, made)
             weight[made] = weight[a] + weight[b]
             parent[a] = made
             parent[b] = made
