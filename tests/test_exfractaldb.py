@@ -90,6 +90,26 @@ def _uniforms(states: np.ndarray, t: int, stride: int) -> np.ndarray:
     return out
 
 
+def test_compiled_native_search_equals_the_scripts_algorithm_on_native_streams():
+    import official_exfractaldb as oracle
+
+    from fractalshards.families.exfractaldb.kernels import probabilities
+    from fractalshards.seeds import hash_uniforms, stream_key
+
+    (cat,) = FAM.search_at([4], mode="native", seed=9, settings=FAM.search_settings({}))
+    draws = np.empty(1 + 12 * 7 + 10_000)
+    for t in range(cat.trial + 1):  # every trial before the category's fails, and its own passes
+        hash_uniforms(stream_key("exfractaldb", "trial", 9, 4, t), draws)
+        n = 2 + int(draws[0] * 6)
+        maps = (draws[1 : 1 + 12 * n] * 2.0 - 1.0).reshape(n, 12)
+        p, cum = np.empty(n), np.empty(n)
+        with np.errstate(all="ignore"):
+            probabilities(maps, p, cum)
+        passed = bool(np.isfinite(p).all()) and oracle.accepted(oracle.normalise(oracle.orbit(maps, p, draws[85:])), 0.05)
+        assert passed == (t == cat.trial), t
+    assert np.array_equal(cat.maps, maps) and np.array_equal(cat.probabilities, p)
+
+
 def test_official_point_clouds_and_renders_equal_the_official_code():
     d = DatasetDefinition.from_preset("mv-fractaldb-1k", categories=2)
     assert d.render.mode == "official" and d.render.view_mode == "fixed" and d.instances == 145 * 12

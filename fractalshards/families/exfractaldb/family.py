@@ -50,10 +50,10 @@ from .kernels import (
     draw_points,
     fill_random,
     fill_uniforms,
+    native_trials,
     official_instances,
     official_trials,
     orbit,
-    probabilities,
     projection,
     scale,
     verdict,
@@ -239,24 +239,20 @@ class ExFractalDB(Family):
         return [self._native_category(seed, settings, c) for c in indices]
 
     def _native_category(self, seed: int, settings: ExFractalSearch, index: int) -> Fractal3D:
-        span = settings.max_maps - settings.min_maps + 1
-        draws = np.empty(1 + 12 * settings.max_maps + settings.points)
-        attempt = 0
-        while True:
-            key = stream_key(self.name, "trial", seed, index, attempt)
-            fill_uniforms(key, draws)
-            n = settings.min_maps + int(draws[0] * span)
-            maps = np.ascontiguousarray((draws[1 : 1 + 12 * n] * 2.0 - 1.0).reshape(n, 12))
-            p, cum = np.empty(n), np.empty(n)
-            with np.errstate(all="ignore"):
-                probabilities(maps, p, cum)
-            if np.isfinite(p).all():
-                r = draws[1 + 12 * settings.max_maps :]
-                if _accept(_points(maps, p, r, float(settings.points)), settings.variance):
-                    return Fractal3D(index, attempt, maps, p)
-            attempt += 1
-            if attempt > 100_000:
-                raise ConfigError(f"variance: no 3-D IFS passed in 100,000 trials for category {index}; lower --variance")
+        # Trial t of category `index` draws from stream (seed, index, t): compiled, a batch of keys at a time.
+        most = settings.max_maps
+        draws = np.empty(1 + 12 * most + settings.points)
+        maps, p, cum = np.empty((most, 12)), np.empty(most), np.empty(most)
+        pts = np.empty((3, settings.points - 1))
+        attempt, batch = 0, 64
+        while attempt <= 100_000:
+            keys = np.array([stream_key(self.name, "trial", seed, index, attempt + k) for k in range(batch)], np.uint64)
+            k, answer, n = native_trials(keys, settings.min_maps, most, settings.variance, draws, maps, p, cum, pts)
+            if k < batch and _accept(pts, settings.variance, answer):
+                return Fractal3D(index, attempt + k, maps[:n].copy(), p[:n].copy())
+            attempt += k + 1 if k < batch else batch  # past a close trial np.var refused, or the batch
+            batch = 256
+        raise ConfigError(f"variance: no 3-D IFS passed in 100,000 trials for category {index}; lower --variance")
 
     def subset_trials(self, manifest, categories: list) -> int:
         """Trials needed for the first categories (official: one stream; native: each category's own)."""

@@ -45,6 +45,7 @@ __all__ = [
     "verdict",
     "quick_variances",
     "official_trials",
+    "native_trials",
     "official_instances",
 ]
 
@@ -348,24 +349,57 @@ def quick_variances(pts, mn, mx, out):
 
 
 @kernel
+def _judge(maps, cum, r, pts, variance):
+    # A trial's orbit and quick verdict; where it answers, ``pts`` gets the official normalisation
+    # (np.var decides where close).
+    quick = np.empty(3)
+    lo, hi = orbit(maps, cum, r, pts)
+    quick_variances(pts, lo, hi, quick)
+    answer = verdict(quick, variance)
+    if answer != REJECTED:
+        scale(pts, lo, hi, np.float64(r.shape[0]))
+    return answer
+
+
+@kernel
 def official_trials(state, min_maps, max_maps, variance, limit, maps, p, cum, r, pts):
     """Official search trials from numpy's legacy stream ``state`` until one is accepted or close to
     the bound, or ``limit`` trials. Returns ``(trials, verdict, n)``: the last trial's maps are
     ``maps[:n]``, its probabilities ``p[:n]``; where it answers, ``pts`` is its normalised orbit."""
-    quick = np.empty(3)
-    divisor = np.float64(r.shape[0])
     done = 0
     n = 0
     while done < limit:
         n = _draw_trial(state, min_maps, max_maps, maps, p, cum, r)
         done += 1
-        lo, hi = orbit(maps[:n], cum[:n], r, pts)
-        quick_variances(pts, lo, hi, quick)
-        answer = verdict(quick, variance)
+        answer = _judge(maps[:n], cum[:n], r, pts, variance)
         if answer != REJECTED:
-            scale(pts, lo, hi, divisor)  # the official values: np.var decides where close
             return done, answer, n
     return done, REJECTED, n
+
+
+@kernel
+def native_trials(keys, min_maps, max_maps, variance, draws, maps, p, cum, pts):
+    """Native search trials, trial ``k`` from counter stream ``keys[k]`` (the map count, 12 uniforms
+    for each of ``max_maps`` maps, then the orbit's uniforms), until one is accepted or close to the
+    bound. Returns ``(k, verdict, n)`` as :func:`official_trials` (``k == len(keys)``: none); a trial
+    whose probabilities are not all finite is rejected."""
+    span = max_maps - min_maps + 1
+    r = draws[1 + 12 * max_maps :]
+    for k in range(keys.shape[0]):
+        fill_uniforms(keys[k], draws)
+        n = min_maps + np.int64(draws[0] * span)
+        for m in range(n):
+            for q in range(12):
+                maps[m, q] = draws[1 + 12 * m + q] * 2.0 - 1.0
+        probabilities(maps[:n], p[:n], cum[:n])
+        finite = True
+        for m in range(n):
+            finite = finite and np.isfinite(p[m])
+        if finite:
+            answer = _judge(maps[:n], cum[:n], r, pts, variance)
+            if answer != REJECTED:
+                return k, answer, n
+    return keys.shape[0], REJECTED, 0
 
 
 @kernel
