@@ -46,7 +46,6 @@ from .kernels import (
     ACCEPTED,
     CLOSE,
     REJECTED,
-    axis_variances,
     draw_points,
     fill_random,
     fill_uniforms,
@@ -56,7 +55,6 @@ from .kernels import (
     orbit,
     projection,
     scale,
-    verdict,
     view_matrix,
     weight_rows,
 )
@@ -137,13 +135,9 @@ class ExFractalSettings(SettingsDict):
         check_int("view_seed", self.view_seed, 0)
 
 
-def _accept(pts: np.ndarray, variance: float, answer: int | None = None) -> bool:
+def _accept(pts: np.ndarray, variance: float, answer: int) -> bool:
     # The official check: no NaN in the y row, and numpy's variance of each axis above the bound
-    # (a compiled variance decides; numpy's own where it is within a hair of the bound).
-    if answer is None:
-        quick = np.empty(3)
-        axis_variances(pts, quick)
-        answer = verdict(quick, variance)
+    # (the kernels' quick verdict decides; numpy's own where it is within a hair of the bound).
     if answer != CLOSE:
         return answer == ACCEPTED
     with np.errstate(all="ignore"):

@@ -29,7 +29,6 @@ __all__ = [
     "det_abs",
     "probabilities",
     "orbit",
-    "normalise",
     "scale",
     "weight_rows",
     "fma32",
@@ -38,7 +37,6 @@ __all__ = [
     "draw_points",
     "fill_uniforms",
     "fill_random",
-    "axis_variances",
     "ACCEPTED",
     "REJECTED",
     "CLOSE",
@@ -147,7 +145,7 @@ def _high(v, hi):
 def orbit(coef, cum, r, out):
     """The orbit from (0, 0, 0) (not kept): step ``s`` takes the first map ``j`` with ``r[s] <= cum[j]``
     (none: the point repeats); ``out`` is ``(3, steps)``. Returns the least and greatest value of
-    ``out`` (as :func:`normalise` finds them)."""
+    ``out`` (what :func:`scale` takes)."""
     n = coef.shape[0]
     x = 0.0
     y = 0.0
@@ -166,43 +164,10 @@ def orbit(coef, cum, r, out):
 
 
 @kernel
-def normalise(pts, divisor):
-    """In place: ``((v - mn) / (mx - mn)) * 2 - 1`` with one min/max over all axes, then each axis minus
-    its left-to-right sum over ``divisor`` (the official 10,000, one more than the points)."""
-    n = pts.shape[1]
-    flat = pts.reshape(3 * n)  # C-contiguous: one run of values, so the loops vectorise
-    # min/max are exact in any order: four running pairs, then combined.
-    lo0 = lo1 = lo2 = lo3 = flat[0]
-    hi0 = hi1 = hi2 = hi3 = flat[0]
-    m = flat.shape[0] - flat.shape[0] % 4
-    for s in range(0, m, 4):
-        a, b, c, d = flat[s], flat[s + 1], flat[s + 2], flat[s + 3]
-        lo0 = a if a < lo0 else lo0
-        lo1 = b if b < lo1 else lo1
-        lo2 = c if c < lo2 else lo2
-        lo3 = d if d < lo3 else lo3
-        hi0 = a if a > hi0 else hi0
-        hi1 = b if b > hi1 else hi1
-        hi2 = c if c > hi2 else hi2
-        hi3 = d if d > hi3 else hi3
-    for s in range(m, flat.shape[0]):
-        a = flat[s]
-        lo0 = a if a < lo0 else lo0
-        hi0 = a if a > hi0 else hi0
-    mn = lo0
-    mn = lo1 if lo1 < mn else mn
-    mn = lo2 if lo2 < mn else mn
-    mn = lo3 if lo3 < mn else mn
-    mx = hi0
-    mx = hi1 if hi1 > mx else mx
-    mx = hi2 if hi2 > mx else mx
-    mx = hi3 if hi3 > mx else mx
-    scale(pts, mn, mx, divisor)
-
-
-@kernel
 def scale(pts, mn, mx, divisor):
-    """:func:`normalise` given the least and greatest value (from :func:`orbit`)."""
+    """The official normalisation in place, given the least and greatest value ``mn``, ``mx`` of
+    ``pts`` (as :func:`orbit` returns them): ``((v - mn) / (mx - mn)) * 2 - 1``, then each axis minus
+    its left-to-right sum over ``divisor`` (the official 10,000, one more than the points)."""
     n = pts.shape[1]
     flat = pts.reshape(3 * n)
     span = mx - mn
@@ -245,50 +210,13 @@ def weight_rows() -> np.ndarray:
     return out
 
 
-@kernel(inline="always")
-def _sum8(row, mean, squares):
-    # A sum in eight running parts (of the values, or of their squared distances to ``mean``).
-    n = row.shape[0]
-    m = n - n % 8
-    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
-    for s in range(0, m, 8):
-        v0, v1, v2, v3 = row[s] - mean, row[s + 1] - mean, row[s + 2] - mean, row[s + 3] - mean
-        v4, v5, v6, v7 = row[s + 4] - mean, row[s + 5] - mean, row[s + 6] - mean, row[s + 7] - mean
-        if squares:
-            v0, v1, v2, v3, v4, v5, v6, v7 = v0 * v0, v1 * v1, v2 * v2, v3 * v3, v4 * v4, v5 * v5, v6 * v6, v7 * v7
-        a0 += v0
-        a1 += v1
-        a2 += v2
-        a3 += v3
-        a4 += v4
-        a5 += v5
-        a6 += v6
-        a7 += v7
-    total = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
-    for s in range(m, n):
-        v = row[s] - mean
-        total += v * v if squares else v
-    return total
-
-
-@kernel
-def axis_variances(pts, out):
-    """Each axis's variance by a two-pass sum in eight running parts (numpy's pairwise sums differ in
-    the last bits: the official acceptance calls ``np.var`` where this is within a hair of the bound)."""
-    n = pts.shape[1]
-    for a in range(3):
-        row = pts[a]
-        mean = _sum8(row, 0.0, False) / n
-        out[a] = _sum8(row, mean, True) / n
-
-
 #: :func:`verdict`'s answers.
 ACCEPTED, REJECTED, CLOSE = 1, 0, 2
 
 
 @kernel
 def verdict(quick, variance):
-    """The official acceptance from :func:`axis_variances`: every axis above ``variance`` (a NaN never
+    """The official acceptance from :func:`quick_variances`: every axis above ``variance`` (a NaN never
     is), or :data:`CLOSE` where an axis is within a hair of the bound and none is clearly below it
     (numpy's ``np.var`` then decides)."""
     close = False
@@ -318,7 +246,7 @@ def _draw_trial(state, min_maps, max_maps, maps, p, cum, r):
 
 @kernel
 def quick_variances(pts, mn, mx, out):
-    """Each axis's variance after :func:`normalise`, from the raw orbit and its least and greatest
+    """Each axis's variance after :func:`scale`, from the raw orbit and its least and greatest
     value: a decision aid (:func:`verdict` leaves values near the bound to ``np.var``), so the scaling
     is a product by ``2 / (mx - mn)`` and the sums run in eight parts (centring and these roundings
     move a variance by about 1e-15, the bound's margin is 1e-9)."""
