@@ -52,48 +52,31 @@ def _env() -> dict:
     return {**os.environ, "OMP_NUM_THREADS": "1", "RAY_AUTH_MODE": "disabled"}
 
 
+def _job(command: list[str], timeout: int = 300) -> str:
+    """Run a training job to its end; its stderr (the JSON log lines)."""
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=_env())
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stderr
+
+
+def _same_weights(a: dict, b: dict, rtol: float, atol: float) -> None:
+    for name, tensor in a["model"].items():
+        torch.testing.assert_close(tensor, b["model"][name], rtol=rtol, atol=atol, msg=name)
+
+
 def test_ray_train_gives_the_losses_of_torchrun(data, tmp_path):
     common = ["--data", data, *ARGS, "--max-steps", "4"]
     torchrun = Path(sys.executable).parent / "torchrun"
-    ddp = subprocess.run(
-        [
-            str(torchrun),
-            "--standalone",
-            "--nproc-per-node",
-            "2",
-            str(ROOT / "jobs" / "pretrain.py"),
-            *common,
-            "--checkpoint-dir",
-            str(tmp_path / "ddp"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env=_env(),
+    job = [str(ROOT / "jobs" / "pretrain.py"), *common]
+    torchrun_log = _job(
+        [str(torchrun), "--standalone", "--nproc-per-node", "2", *job, "--checkpoint-dir", str(tmp_path / "ddp")], 240
     )
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
-    ray_run = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "jobs" / "pretrain.py"),
-            *common,
-            "--ray-workers",
-            "2",
-            "--checkpoint-dir",
-            str(tmp_path / "ray"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=_env(),
-    )
-    assert ray_run.returncode == 0, ray_run.stderr[-3000:]
-    expected, got = _losses(ddp.stderr), _losses(ray_run.stderr)
+    ray_log = _job([sys.executable, *job, "--ray-workers", "2", "--checkpoint-dir", str(tmp_path / "ray")])
+    expected, got = _losses(torchrun_log), _losses(ray_log)
     assert len(expected) == 4 and got == pytest.approx(expected, rel=1e-6)
     a, b = load_checkpoint(tmp_path / "ddp" / "last.pt"), load_checkpoint(tmp_path / "ray" / "last.pt")
     assert a["step"] == b["step"] == 4 and a["loader"] == b["loader"] and b["loader"]["world_size"] == 2
-    for name, tensor in a["model"].items():
-        torch.testing.assert_close(tensor, b["model"][name], rtol=1e-5, atol=1e-6, msg=name)
+    _same_weights(a, b, rtol=1e-5, atol=1e-6)
 
 
 def _ray_train_workers(root: psutil.Process) -> list[psutil.Process]:
@@ -121,10 +104,7 @@ def test_a_killed_ray_worker_and_a_resubmitted_run_resume_exactly(data, tmp_path
         "--ray-workers",
         "2",
     ]
-    straight = subprocess.run(
-        [*command, "--checkpoint-dir", str(tmp_path / "straight")], capture_output=True, text=True, timeout=300, env=_env()
-    )
-    assert straight.returncode == 0, straight.stderr[-3000:]
+    _job([*command, "--checkpoint-dir", str(tmp_path / "straight")])
     killed_dir = tmp_path / "killed"
     job = subprocess.Popen([*command, "--checkpoint-dir", str(killed_dir)], stderr=subprocess.PIPE, text=True, env=_env())
     watchdog = threading.Timer(300, job.kill)  # a silent hang must not outlive the test
@@ -149,12 +129,7 @@ def test_a_killed_ray_worker_and_a_resubmitted_run_resume_exactly(data, tmp_path
             job.wait()
     partial = load_checkpoint(killed_dir / "last.pt")
     assert 2 <= partial["step"] < 10
-    resumed = subprocess.run(
-        [*command, "--checkpoint-dir", str(killed_dir)], capture_output=True, text=True, timeout=300, env=_env()
-    )
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert '"event": "resumed"' in resumed.stderr
+    assert '"event": "resumed"' in _job([*command, "--checkpoint-dir", str(killed_dir)])
     a, b = load_checkpoint(tmp_path / "straight" / "last.pt"), load_checkpoint(killed_dir / "last.pt")
     assert a["step"] == b["step"] == 10 and a["loader"] == b["loader"]
-    for name, tensor in a["model"].items():
-        torch.testing.assert_close(tensor, b["model"][name], rtol=1e-4, atol=1e-5, msg=name)
+    _same_weights(a, b, rtol=1e-4, atol=1e-5)
