@@ -213,3 +213,26 @@ def test_pc_fractaldb_samples_are_mixed_centred_point_clouds_built_verified_and_
     assert fields == ["points", "label", "key"] and result.manifest.totals["samples"] == 12
     card = card_markdown(manifest)
     assert "point-cloud" in card and '- name: "npy"' in card and "image-classification" not in card
+
+
+def test_quick_variances_agree_with_numpys_on_the_official_normalisation():
+    # The search's decision aid, against np.var of the official values, whatever the orbit's span
+    # (one whose reciprocal overflows included); a NaN or a zero span is never accepted.
+    from fractalshards.families.exfractaldb.kernels import ACCEPTED, REJECTED, quick_variances, scale, verdict
+
+    rng = np.random.default_rng(0)
+    quick = np.empty(3)
+    for span in (1e-310, 1e-300, 1.0, 1e300):
+        pts = rng.random((3, 999)) ** np.array([[1.0], [2.0], [4.0]]) * span + 0.5 * span
+        lo, hi = pts.min(), pts.max()
+        quick_variances(pts, lo, hi, quick)
+        official = pts.copy()
+        scale(official, lo, hi, 1000.0)
+        assert np.allclose(quick, np.var(official, axis=1), rtol=1e-12, atol=0), span
+        assert verdict(quick, 0.05) == ACCEPTED and verdict(quick, 0.9) == REJECTED
+    flat = np.ones((3, 10))
+    quick_variances(flat, 1.0, 1.0, quick)
+    assert verdict(quick, 0.0) == REJECTED
+    flat[1, 3] = np.nan
+    quick_variances(flat, 1.0, 1.0, quick)
+    assert verdict(quick, 0.0) == REJECTED

@@ -254,10 +254,16 @@ def quick_variances(pts, mn, mx, out):
     factor = 2.0 / (mx - mn)
     buf = np.empty(n)
     m = n - n % 8
+    span = mx - mn
+    tiny = span > 0.0 and factor == np.inf  # a span whose reciprocal overflows: divide instead
     for a in range(3):
         row = pts[a]
-        for t in range(n):
-            buf[t] = (row[t] - mn) * factor - 1.0
+        if tiny:
+            for t in range(n):
+                buf[t] = ((row[t] - mn) / span) * 2.0 - 1.0
+        else:
+            for t in range(n):
+                buf[t] = (row[t] - mn) * factor - 1.0
         s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
         q0 = q1 = q2 = q3 = q4 = q5 = q6 = q7 = 0.0
         for t in range(0, m, 8):
