@@ -361,6 +361,11 @@ class ExFractalDB(Family):
     # -- rendering --------------------------------------------------------------------------
     def point_cloud(self, manifest, category: int, instance: int, settings: ExFractalSettings) -> np.ndarray:
         """Instance ``(category, weight row)``'s point cloud, float64 ``(N, 3)`` (the official PLY's vertices)."""
+        return np.ascontiguousarray(self._axes(manifest, category, instance, settings).T)
+
+    def _axes(self, manifest, category: int, instance: int, settings: ExFractalSettings) -> np.ndarray:
+        # The point cloud as the kernels lay it out, (3, N): a render reads it as it is (the
+        # transposed copy cost as much as the orbit).
         cat = manifest.category(category)
         t = self.instance_fields(instance)["weight"]
         search = self.search_settings_from_dict(manifest.search)
@@ -371,8 +376,7 @@ class ExFractalDB(Family):
             fill_random(state, r)
         else:
             fill_uniforms(stream_key(self.name, "instance", settings.seed, category, t), r)
-        pts = _points(cat.maps * WEIGHTS[t], cat.probabilities, r, float(search.points))
-        return np.ascontiguousarray(pts.T)
+        return _points(cat.maps * WEIGHTS[t], cat.probabilities, r, float(search.points))
 
     def _view(self, manifest, category: int, instance: int, settings: ExFractalSettings) -> tuple[float, float, float]:
         # (azimuth, tilt, jitter) in radians, as the official render.py computes them (float64).
@@ -396,12 +400,13 @@ class ExFractalDB(Family):
     def render(self, manifest, category: int, instance: int, settings: ExFractalSettings) -> Rendered:
         """As :meth:`fractalshards.families.Family.render`: white points on black (a point cloud the
         official code does not write, one with a NaN, renders black and is flagged ``diverged``)."""
-        points = self.point_cloud(manifest, category, instance, settings)
+        axes = self._axes(manifest, category, instance, settings)
         image = np.zeros((settings.size, settings.size), np.uint8)
-        diverged = bool(np.isnan(points[:, 1]).any())
+        diverged = bool(np.isnan(axes[1]).any())
         theta, tilt, jitter = self._view(manifest, category, instance, settings) if not diverged else (0.0, 0.0, 0.0)
         if not diverged:
-            draw_points(points, view_matrix(theta, tilt, jitter, 4.0), projection(np.float32(math.radians(45))), image)
+            view, proj = view_matrix(theta, tilt, jitter, 4.0), projection(np.float32(math.radians(45)))
+            draw_points(axes.T, view, proj, image)  # (N, 3) as a view: no copy
         return Rendered(image, diverged, info={"azimuth": theta, "jitter": jitter})
 
     def record(self, manifest, category, instance, settings, rendered) -> dict:
