@@ -141,29 +141,27 @@ def croissant(manifest: DatasetManifest, url: str = "") -> dict:
         for s in manifest.shards
     ]
     contained = [{"@id": s.name} for s in manifest.shards]
+
+    def file_set(name: str, description: str, encoding: str, includes: str) -> dict:
+        return {
+            "@type": "cr:FileSet",
+            "@id": name,
+            "name": name,
+            "description": description,
+            "containedIn": contained,
+            "encodingFormat": encoding,
+            "includes": includes,
+        }
+
     files = [
-        {
-            "@type": "cr:FileSet",
-            "@id": "png-files",
-            "name": "png-files",
-            "description": "the images, one per sample",
-            "containedIn": contained,
-            "encodingFormat": "image/png",
-            "includes": "*[0-9].png",  # not the masks' *.seg.png
-        },
-        {
-            "@type": "cr:FileSet",
-            "@id": "cls-files",
-            "name": "cls-files",
-            "description": "the labels, one per sample: the category index as decimal text",
-            "containedIn": contained,
-            "encodingFormat": "text/plain",
-            "includes": "*.cls",
-        },
+        file_set("png-files", "the images, one per sample", "image/png", "*[0-9].png"),  # not the masks' *.seg.png
+        file_set("cls-files", "the labels, one per sample: the category index as decimal text", "text/plain", "*.cls"),
     ]
 
-    def field(name: str, data_type: str, description: str, prop: str, regex: str | None = None) -> dict:
-        source: dict = {"fileSet": {"@id": "png-files"}, "extract": {"fileProperty": prop}}
+    def field(
+        name: str, data_type: str, description: str, prop: str, regex: str | None = None, files_id: str = "png-files"
+    ) -> dict:
+        source: dict = {"fileSet": {"@id": files_id}, "extract": {"fileProperty": prop}}
         if regex:
             source["transform"] = {"regex": regex}
         return {
@@ -182,36 +180,25 @@ def croissant(manifest: DatasetManifest, url: str = "") -> dict:
     ]
     what = "one record per image: the image, its label (category index) and its webdataset key"
     if manifest.definition().kind.name == "points":
-        files[0] = {
-            "@type": "cr:FileSet",
-            "@id": "npy-files",
-            "name": "npy-files",
-            "description": "the point clouds, one per sample: float32 (N, 3) arrays in NumPy's .npy format 1.0",
-            "containedIn": contained,
-            "encodingFormat": "application/x-npy",
-            "includes": "*.npy",
-        }
-        points = field("points", "sc:Float", "the point cloud, float32 (N, 3) (.npy)", "content")
-        points["source"]["fileSet"] = {"@id": "npy-files"}
+        files[0] = file_set(
+            "npy-files",
+            "the point clouds, one per sample: float32 (N, 3) arrays in NumPy's .npy format 1.0",
+            "application/x-npy",
+            "*.npy",
+        )
+        points = field("points", "sc:Float", "the point cloud, float32 (N, 3) (.npy)", "content", files_id="npy-files")
         points.update({"isArray": True, "arrayShape": "-1,3"})
-        label = field("label", "sc:Integer", "the category index (also the .cls member)", "filename", "^([0-9]+)-[0-9]+\\.npy$")
-        label["source"]["fileSet"] = {"@id": "npy-files"}
-        key = field("key", "sc:Text", "the webdataset key, <category>-<instance>", "filename", "^(.*)\\.npy$")
-        key["source"]["fileSet"] = {"@id": "npy-files"}
+        label_doc = "the category index (also the .cls member)"
+        label = field("label", "sc:Integer", label_doc, "filename", "^([0-9]+)-[0-9]+\\.npy$", "npy-files")
+        key = field("key", "sc:Text", "the webdataset key, <category>-<instance>", "filename", "^(.*)\\.npy$", "npy-files")
         fields = [points, label, key]
         what = "one record per point cloud: the points, its label (category index) and its webdataset key"
     if manifest.definition().kind.name == "segmentation":
-        files[1] = {
-            "@type": "cr:FileSet",
-            "@id": "mask-files",
-            "name": "mask-files",
-            "description": "the class masks, one per image: 8-bit grey PNG of class ids (0 = background)",
-            "containedIn": contained,
-            "encodingFormat": "image/png",
-            "includes": "*.seg.png",
-        }
-        mask = field("mask", "sc:ImageObject", "the class mask (8-bit grey PNG of class ids, 0 = background)", "content")
-        mask["source"]["fileSet"] = {"@id": "mask-files"}
+        files[1] = file_set(
+            "mask-files", "the class masks, one per image: 8-bit grey PNG of class ids (0 = background)", "image/png", "*.seg.png"
+        )
+        mask_doc = "the class mask (8-bit grey PNG of class ids, 0 = background)"
+        mask = field("mask", "sc:ImageObject", mask_doc, "content", files_id="mask-files")
         fields[1] = mask
         what = "one record per image: the image, its class mask and its webdataset key"
     record = {
