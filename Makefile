@@ -26,9 +26,11 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install $(PIP_FLAGS) $(TORCH_SPEC) -e ".[dev]"
 	touch $(STAMP)
 
+# ruff, and the layers of docs/modules.md as import-linter contracts (pyproject.toml).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 docs: install
 	$(BIN)/mkdocs build --strict --quiet --site-dir $(SITE)

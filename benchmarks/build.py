@@ -37,7 +37,7 @@ import numpy as np
 from numba import njit
 
 from fractalshards import png
-from fractalshards.builder import _run_ray, ray_init_local  # _run_ray: build()'s dispatch, on a prefix of the shards
+from fractalshards.builder import _run_ray, build_shard, ray_init_local  # _run_ray: build()'s dispatch, on a prefix of the shards
 from fractalshards.definition import DatasetDefinition
 from fractalshards.families.fractaldb import kernels as kernel
 from fractalshards.families.fractaldb.instances import instance_from_index
@@ -54,8 +54,9 @@ from fractalshards.families.fractaldb.render import (
 from fractalshards.presets import load_preset
 from fractalshards.results import Rendered
 from fractalshards.seeds import stream_key
-from fractalshards.shards import ShardEntry, build_shard, render_shard, sample_record, tar_bytes
+from fractalshards.shards import ShardEntry, render_shard, sample_record
 from fractalshards.storage import open_store, sha256_bytes
+from fractalshards.tarformat import tar_bytes
 
 OFFICIAL_BYTES_PER_IMAGE = 13e9 / 1e6  # the official FractalDB-1k release: 13 GB of RGB PNG
 STAGES = ("render", "chaos game", "rescale", "drawing", "flip", "PNG", "JSON record", "tar", "sha256", "write")

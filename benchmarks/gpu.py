@@ -32,7 +32,8 @@ from fractalshards.augment import AugmentConfig, DeviceTransform
 from fractalshards.categories import CategoryManifest
 from fractalshards.definition import DatasetDefinition
 from fractalshards.families import get_family
-from fractalshards.gpu import GPURenderer, RenderLoader, simulated
+from fractalshards.gpu_renderer import GPURenderer, simulated
+from fractalshards.loader import RenderLoader
 from fractalshards.recipe import Recipe
 from fractalshards.results import pack_rendered
 

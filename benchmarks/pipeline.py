@@ -50,8 +50,9 @@ from torch.utils.data import DataLoader
 from fractalshards.augment import AugmentConfig, DeviceTransform
 from fractalshards.builder import build
 from fractalshards.definition import DatasetDefinition
-from fractalshards.shards import read_samples
-from fractalshards.stream import FractalLoader, FractalStream
+from fractalshards.loader import FractalLoader
+from fractalshards.stream import FractalStream
+from fractalshards.tarformat import read_samples
 from fractalshards.train.pretrain import PretrainConfig, prepare
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

@@ -5,7 +5,7 @@
 One run, the same images for everyone: fractaldb-100 x K instances at 362 px are
 built as fractalshards shards (shards of 250); their PNG bytes and labels are
 written again with ``litdata.optimize`` and Mosaic's ``MDSWriter``. Every loader
-decodes with the same function (``fractalshards.shards.decode_png`` -> uint8 CHW,
+decodes with the same function (``fractalshards.png.decode`` -> uint8 CHW,
 3 channels) inside DataLoader workers, shuffles, and batches 64. Each cell is one
 epoch with 0, 1 and 2 workers:
 
@@ -40,9 +40,11 @@ from torch.utils.data import DataLoader
 from fractalshards.builder import build
 from fractalshards.definition import DatasetDefinition
 from fractalshards.families.fractaldb.render import RenderSettings
+from fractalshards.loader import FractalLoader
+from fractalshards.png import decode as decode_png
 from fractalshards.presets import load_preset
-from fractalshards.shards import decode_png, read_samples
-from fractalshards.stream import FractalLoader, FractalStream
+from fractalshards.stream import FractalStream
+from fractalshards.tarformat import read_samples
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from peers import SENT, FsspecOpen, litdata_dataset, litdata_write, mds_write, mosaic_dataset, start_s3, wds_samples  # noqa: E402

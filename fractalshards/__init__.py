@@ -22,7 +22,8 @@ __version__ = "0.1.0"
 #: Name -> module that defines it (relative to this package).
 _LAZY = {
     "FractalStream": "stream",
-    "FractalLoader": "stream",
+    "FractalLoader": "loader",
+    "RenderLoader": "loader",
     "build": "builder",
     "publish": "publisher",
     "verify": "verifier",

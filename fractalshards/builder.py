@@ -15,6 +15,7 @@ written last; the journal is removed after it.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -24,14 +25,15 @@ from dataclasses import dataclass, field
 from tqdm import tqdm
 
 from .dataset import MANIFEST_NAME, DatasetManifest, ManifestShard
-from .definition import DatasetDefinition
-from .errors import DEFAULT_LICENSE, ConfigError, StoredDataError, check_license
+from .definition import DatasetDefinition, ShardSpec
+from .errors import DEFAULT_LICENSE, ConfigError, ShardIntegrityError, StoredDataError, check_license
 from .limits import accepts_limits, parse_json
 from .parallel import resolve_workers
-from .shards import ShardEntry, build_shard, journal_dir
-from .storage import Store, open_store
+from .shardplan import ShardPlan, read_planned
+from .shards import ShardEntry, render_shard
+from .storage import Store, open_store, sha256_bytes
 
-__all__ = ["BuildResult", "build", "ray_init_local", "S3_ENV_VARS"]
+__all__ = ["BuildResult", "build", "build_shard", "journal_dir", "journal_name", "ray_init_local", "S3_ENV_VARS"]
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,63 @@ class BuildResult:
             f"{t['diverged']} diverged; built {self.built}, skipped {self.skipped} shards in {self.seconds:.1f} s "
             f"({self.images_per_second:.0f} images/s) -> {self.url}"
         )
+
+
+def journal_dir(definition: DatasetDefinition) -> str:
+    """The folder where a build of ``definition`` records its finished shards (for resuming)."""
+    return f"_build/{definition.version}"
+
+
+def journal_name(definition: DatasetDefinition, shard: str) -> str:
+    """Where a finished shard's entry is recorded during a build."""
+    return f"{journal_dir(definition)}/{shard}.json"
+
+
+def _intact(store: Store, definition: DatasetDefinition, spec: ShardSpec, expected: dict) -> bool:
+    if store.size(spec.name) != expected["bytes"]:
+        return False
+    data = store.read_bytes(spec.name)
+    if sha256_bytes(data) != expected["sha256"]:
+        return False
+    try:
+        for _ in read_planned(data, ShardPlan.of(definition, spec.index)):
+            pass
+    except ShardIntegrityError as exc:
+        log.warning("%s: kept from an earlier run but fails its checks (%s); rebuilding it", spec.name, exc)
+        return False
+    return True
+
+
+def build_shard(
+    store: Store, definition: DatasetDefinition, spec: ShardSpec, expected: dict | None = None, renderer=None
+) -> ShardEntry:
+    """Build one shard straight into ``store`` and return its entry.
+
+    ``expected`` is the shard's entry from an earlier run of the same definition
+    (manifest or build journal): when the stored shard has its size and sha256 and passes the
+    checks of a read (members, keys, labels and image headers against the definition's plan),
+    nothing is rendered (resume). Otherwise the shard is rendered, written whole, and its entry
+    recorded in the build journal: a journal is a hint, never trusted on its own (a shared
+    output folder may hold a planted shard and a forged entry that match each other).
+    ``renderer`` renders on a GPU (see :func:`render_shard`).
+    """
+    start = time.perf_counter()
+    if expected is not None and _intact(store, definition, spec, expected):
+        return ShardEntry(
+            spec.name,
+            spec.samples,
+            int(expected["bytes"]),
+            str(expected["sha256"]),
+            int(expected.get("diverged", 0)),
+            skipped=True,
+            seconds=time.perf_counter() - start,
+        )
+    data, diverged = render_shard(definition, spec, renderer)
+    entry = ShardEntry(spec.name, spec.samples, len(data), sha256_bytes(data), diverged)
+    store.write_bytes(spec.name, data)
+    store.write_bytes(journal_name(definition, spec.name), json.dumps(entry.manifest_entry(), sort_keys=True).encode())
+    entry.seconds = time.perf_counter() - start
+    return entry
 
 
 def ray_init_local(num_cpus: int | None = None, **kwargs) -> None:
@@ -198,7 +257,7 @@ def build(
         log_fn: where to send the plan and summary lines (default: logging).
         license: SPDX id recorded in the manifest (default ``CC-BY-4.0``, FractalDB's release).
         device: ``cpu`` (default) renders in the workers; ``cuda`` / ``cuda:N`` renders each shard's
-            images on this machine's GPU (:mod:`fractalshards.gpu`) and encodes them here, inline:
+            images on this machine's GPU (:mod:`fractalshards.gpu_renderer`) and encodes them here, inline:
             the same shard bytes as a CPU build.
     """
     say = log_fn or log.info
@@ -211,7 +270,7 @@ def build(
     if device != "cpu":
         if workers or address:
             raise ConfigError(f"device: --device {device} renders on this machine's GPU, inline; drop --workers/--address")
-        from .gpu import GPURenderer
+        from .gpu_renderer import GPURenderer
 
         renderer = GPURenderer(definition, device)  # a one-line error without a GPU or GPU kernels
         workers = 0

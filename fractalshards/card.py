@@ -81,8 +81,7 @@ _TAGS = ["formula-driven", "synthetic", "fdsl", "webdataset", "pre-training"]
 def _tags(manifest: DatasetManifest) -> list[str]:
     # The shared tags, the task of the samples' kind and the family.
     d = manifest.definition()
-    task = d.kind.hf_task if d.kind.hf_task != "other" else "point-cloud"
-    return [*_TAGS[:4], task, *_TAGS[4:], d.family.name]
+    return [*_TAGS[:4], d.kind.tag, *_TAGS[4:], d.family.name]
 
 
 def size_category(samples: int) -> str:
@@ -110,13 +109,9 @@ def _description(manifest: DatasetManifest) -> str:
     d = manifest.definition()
     t = manifest.totals
     kind = d.kind
-    if kind.name == "segmentation":
-        what = f"{t['samples']:,} images and their class masks ({d.family.num_classes(d.categories):,} classes, 0 = background)"
-    else:
-        grid = f"{t['categories']:,} categories x {t['instances_per_category']:,} instances"
-        what = f"{grid} = {t['samples']:,} {'point clouds' if kind.name == 'points' else 'images'}"
+    what = kind.describe(t, d.family.num_classes(d.categories))
     return (
-        f"{manifest.name}: a formula-driven {kind.hf_task.replace('other', 'point-cloud classification')} dataset of the "
+        f"{manifest.name}: a formula-driven {kind.task_words} dataset of the "
         f"{d.family.name} family ({d.family.paper}), {what} rendered from formulas by fractalshards. No real image "
         f"and no personal data is involved. WebDataset tar shards; version {manifest.version} ({manifest.fingerprint})."
     )
@@ -127,7 +122,6 @@ def croissant(manifest: DatasetManifest, url: str = "") -> dict:
 
     ``url`` (the dataset's public location, if any) goes into the ``url`` property.
     """
-    label_regex = "^([0-9]+)-[0-9]+\\.png$"  # plan.KEY_FORMAT: the category index before the dash
     shards = [
         {
             "@type": "cr:FileObject",
@@ -153,11 +147,6 @@ def croissant(manifest: DatasetManifest, url: str = "") -> dict:
             "includes": includes,
         }
 
-    files = [
-        file_set("png-files", "the images, one per sample", "image/png", "*[0-9].png"),  # not the masks' *.seg.png
-        file_set("cls-files", "the labels, one per sample: the category index as decimal text", "text/plain", "*.cls"),
-    ]
-
     def field(
         name: str, data_type: str, description: str, prop: str, regex: str | None = None, files_id: str = "png-files"
     ) -> dict:
@@ -173,34 +162,8 @@ def croissant(manifest: DatasetManifest, url: str = "") -> dict:
             "source": source,
         }
 
-    fields = [
-        field("image", "sc:ImageObject", "the image (PNG)", "content"),
-        field("label", "sc:Integer", "the category index (also the .cls member)", "filename", label_regex),
-        field("key", "sc:Text", "the webdataset key, <category>-<instance>", "filename", "^(.*)\\.png$"),
-    ]
-    what = "one record per image: the image, its label (category index) and its webdataset key"
-    if manifest.definition().kind.name == "points":
-        files[0] = file_set(
-            "npy-files",
-            "the point clouds, one per sample: float32 (N, 3) arrays in NumPy's .npy format 1.0",
-            "application/x-npy",
-            "*.npy",
-        )
-        points = field("points", "sc:Float", "the point cloud, float32 (N, 3) (.npy)", "content", files_id="npy-files")
-        points.update({"isArray": True, "arrayShape": "-1,3"})
-        label_doc = "the category index (also the .cls member)"
-        label = field("label", "sc:Integer", label_doc, "filename", "^([0-9]+)-[0-9]+\\.npy$", "npy-files")
-        key = field("key", "sc:Text", "the webdataset key, <category>-<instance>", "filename", "^(.*)\\.npy$", "npy-files")
-        fields = [points, label, key]
-        what = "one record per point cloud: the points, its label (category index) and its webdataset key"
-    if manifest.definition().kind.name == "segmentation":
-        files[1] = file_set(
-            "mask-files", "the class masks, one per image: 8-bit grey PNG of class ids (0 = background)", "image/png", "*.seg.png"
-        )
-        mask_doc = "the class mask (8-bit grey PNG of class ids, 0 = background)"
-        mask = field("mask", "sc:ImageObject", mask_doc, "content", files_id="mask-files")
-        fields[1] = mask
-        what = "one record per image: the image, its class mask and its webdataset key"
+    # The sample kind's files and fields (images and labels, masks, point clouds...).
+    files, fields, what = manifest.definition().kind.croissant(file_set, field)
     record = {
         "@type": "cr:RecordSet",
         "@id": "samples",
@@ -238,11 +201,7 @@ def card_markdown(manifest: DatasetManifest, url: str = "") -> str:
     family = d.family
     names = [s.name for s in manifest.shards]
     kind = d.kind
-    features = [{"name": "png", "dtype": "image"}, {"name": "cls", "dtype": "int64"}, {"name": "json", "dtype": "string"}]
-    if kind.name == "segmentation":
-        features = [{"name": "png", "dtype": "image"}, {"name": "seg.png", "dtype": "image"}, {"name": "json", "dtype": "string"}]
-    if kind.name == "points":
-        features = [{"name": "npy", "dtype": "binary"}, {"name": "cls", "dtype": "int64"}, {"name": "json", "dtype": "string"}]
+    features = kind.hf_features()
     header = {
         "pretty_name": manifest.name,
         "license": manifest.license.lower(),
@@ -273,21 +232,21 @@ point of FDSL: no privacy, copyright or labelling cost.
 | family | `{family.name}`: {family.paper} |
 | categories | {t["categories"]:,} ({d.categories.name}, {d.categories.content_hash}) |
 | instances per category | {t["instances_per_category"]:,} |
-| images | {t["samples"]:,} ({t["diverged"]} diverged) |
-| shards | {t["shards"]:,} WebDataset tars, {t["bytes"] / 1e6:,.1f} MB ({per_image:.1f} KiB per image) |
+| {kind.noun}s | {t["samples"]:,} ({t["diverged"]} diverged) |
+| shards | {t["shards"]:,} WebDataset tars, {t["bytes"] / 1e6:,.1f} MB ({per_image:.1f} KiB per {kind.noun}) |
 | render settings | {settings} |
 | version | `{manifest.version}` ({manifest.fingerprint}) |
 | license | {manifest.license} |
 | made by | fractalshards {manifest.generator.get("version", "")} |
 
-Each sample is `<key>.png` (the image), `<key>.cls` (the category index as text) and `<key>.json`
+Each sample is {kind.member_doc} and `<key>.json`
 (everything needed to render it again); keys are `<category:06d>-<instance:04d>`. `{MANIFEST_NAME}`
 lists every shard with its sha256; `croissant.json` is Croissant 1.1 metadata.
 
 ## Use it
 
 ```python
-from fractalshards.stream import FractalLoader, FractalStream   # pip install fractalshards
+from fractalshards import FractalLoader, FractalStream   # pip install fractalshards
 
 stream = FractalStream("{where}")           # verified, cached once per node, resumable
 loader = FractalLoader(stream, batch_size=256, num_workers=8)

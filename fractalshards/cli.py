@@ -17,6 +17,7 @@ from .categories import CategoryManifest
 from .definition import DEFAULT_INSTANCES, DatasetDefinition
 from .errors import DEFAULT_LICENSE, ConfigError, ShardIntegrityError
 from .families import DEFAULT_FAMILY, family_names, flagged_fields, get_family
+from .kinds import get_kind
 from .limits import Limits, raised
 from .presets import all_presets, get_preset, load_preset
 from .storage import atomic_write, redact
@@ -366,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="cpu",
         metavar="DEV",
         help="cpu (default) renders in the Ray workers; cuda or cuda:N renders on this machine's GPU and "
-        "encodes here, inline (every built-in family; the same shard bytes)",
+        "encodes here, inline (the families with CUDA kernels: fractaldb, 1p-frac, visualatom, rcdb; the same shard bytes)",
     )
     b.add_argument("--max-retries", type=_non_negative, default=3, metavar="N", help="retries of a failed shard task (default 3)")
     b.add_argument(
@@ -530,7 +531,7 @@ def _cmd_presets(args: argparse.Namespace, progress: bool) -> int:
             {
                 "name": p.name,
                 "family": p.family,
-                "kind": family.sample_kind,
+                "kind": get_kind(family.sample_kind).name,
                 "categories": p.categories,
                 "instances": p.instances,
                 "images": samples,
@@ -599,8 +600,6 @@ def _cmd_render(args: argparse.Namespace, progress: bool) -> int:
     else:
         manifest.category(category)
     mask_out = _check_output_file(args.mask_out) if args.mask_out else None
-    if mask_out is not None and family.sample_kind != "segmentation":
-        raise ConfigError(f"mask_out: the {family.name} family's samples have no mask; drop --mask-out")
     cloud_out = _check_output_file(args.cloud_out) if args.cloud_out else None
     settings = family.render_settings(manifest, _render_options(args))
     if cloud_out is not None:
@@ -610,6 +609,8 @@ def _cmd_render(args: argparse.Namespace, progress: bool) -> int:
         buf = io.BytesIO()
         np.save(buf, cloud, allow_pickle=False)
     result = family.render(manifest, category, instance, settings)
+    if mask_out is not None and result.mask is None:  # nothing is written yet
+        raise ConfigError(f"mask_out: the {family.name} family's samples have no mask; drop --mask-out")
     if cloud_out is not None:
         atomic_write(cloud_out, buf.getvalue())
     if mask_out is not None:

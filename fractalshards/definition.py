@@ -23,7 +23,7 @@ from .categories import CategoryManifest
 from .errors import ConfigError, check_choice, is_int
 from .families import DEFAULT_FAMILY, Family
 from .hashing import canonical_hash, version_id
-from .kinds import SampleKind, get_kind
+from .kinds import SampleFormat, SampleKind, get_kind
 from .limits import accepts_limits, check
 from .png import DEFAULT_ENCODER, ENCODERS, LEGACY_ENCODER, PackedLayout
 from .seeds import seeded_permutation
@@ -205,16 +205,20 @@ class DatasetDefinition:
         return canonical_hash(self.to_dict())
 
     @property
+    def sample_format(self) -> SampleFormat:
+        """What every sample's data is written, checked and read against (:class:`fractalshards.kinds.SampleFormat`)."""
+        return SampleFormat(
+            tuple(self.family.image_shape(self.categories, self.render)),
+            self.family.grey_level(self.render),
+            self.png_compress_level,
+            self.png_encoder,
+        )
+
+    @property
     def packed_layout(self) -> PackedLayout | None:
-        """What a sample's image is in ``decode="packed"``: packed 1-bit rows of two-level images, grey
-        or RGB bytes (a segmentation mask is grey bytes of the same size); None for point clouds."""
-        if self.kind.name == "points":
-            return None
-        shape = self.family.image_shape(self.categories, self.render)
-        level = self.family.grey_level(self.render)
-        if len(shape) == 3:
-            return PackedLayout("rgb", shape[0], shape[1])
-        return PackedLayout("bits", shape[0], shape[1], level) if level is not None else PackedLayout("grey", shape[0], shape[1])
+        """What a sample's image is in ``decode="packed"`` (its kind's :meth:`~fractalshards.kinds.SampleKind.layout`):
+        packed 1-bit rows of two-level images, grey or RGB bytes; None for a kind without images (points)."""
+        return self.kind.layout(self.sample_format)
 
     @property
     def version(self) -> str:

@@ -22,10 +22,11 @@ pixels from either (Pillow, webdataset, Ray Data, Hugging Face ``datasets``).
   with Pillow's row filters. Definitions stored before encoders were named mean
   this one, so those datasets rebuild to the same bytes.
 
-Reading (:func:`decode_packed`): a PNG as compact as it is stored, in a :class:`PackedLayout` the
-definition decides: two-level images as their packed 1-bit rows, other grey images as ``(H, W)``
-bytes, colour as ``(H, W, 3)``. An unfiltered PNG (every ``direct`` one) is decoded by inflating
-its rows alone, with no Pillow; any other PNG goes through Pillow and is packed after.
+Reading: :func:`decode` gives any PNG's pixels (Pillow); :func:`decode_packed` gives a PNG as
+compact as it is stored, in a :class:`PackedLayout` the definition decides: two-level images as
+their packed 1-bit rows, other grey images as ``(H, W)`` bytes, colour as ``(H, W, 3)``. An
+unfiltered PNG (every ``direct`` one) is decoded by inflating its rows alone, with no Pillow; any
+other PNG goes through Pillow and is packed after.
 
 Compressed bytes of ``direct`` depend on the zlib library (and Pillow's build, for ``pillow``):
 machines with the same libraries write the same shards; ``portable`` bytes are the same on every
@@ -53,6 +54,7 @@ __all__ = [
     "encode",
     "read_header",
     "PackedLayout",
+    "decode",
     "decode_packed",
     "GREY_FORMATS",
     "COLOUR_FORMATS",
@@ -333,6 +335,29 @@ def decode_packed(data: bytes, layout: PackedLayout) -> np.ndarray:
     if np.count_nonzero((pixels != 0) & (pixels != layout.level)):
         raise ValueError(f"values other than 0 and the definition's grey level {layout.level}")
     return np.packbits(pixels != 0, axis=1)
+
+
+def decode(data: bytes) -> np.ndarray:
+    """PNG bytes -> uint8 ``(H, W)`` for grey images (palette or 1-channel), ``(H, W, 3)`` for colour.
+
+    Our grey renders are 1-bit palette PNGs with the entries ``(0, v)``: their
+    pixels are ``index * v``, cheaper than a palette lookup.
+    """
+    with Image.open(io.BytesIO(data)) as im:
+        if im.mode == "P":
+            index = np.asarray(im)  # decodes; palette indices, one byte per pixel
+            palette = np.asarray(im.getpalette() or [0, 0, 0], np.uint8).reshape(-1, 3)
+            if np.array_equal(palette[:, 0], palette[:, 1]) and np.array_equal(palette[:, 1], palette[:, 2]):
+                levels = palette[:, 0]
+                if len(levels) == 2 and levels[0] == 0:
+                    return index * levels[1]
+                return levels.take(index)
+            return palette.take(index, axis=0)
+        if im.mode == "L":
+            return np.asarray(im)
+        if im.mode in ("1", "LA", "I", "I;16"):
+            return np.asarray(im.convert("L"))
+        return np.asarray(im.convert("RGB"))
 
 
 def library_versions() -> dict:

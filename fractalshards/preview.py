@@ -13,49 +13,31 @@ from tqdm import tqdm
 from .categories import CategoryManifest
 from .errors import ConfigError
 from .families import Family, get_family
+from .kinds import SampleFormat, SampleKind, get_kind
+from .results import Rendered
 
-__all__ = ["Tile", "picture", "preview_instances", "grid_image", "preview_grid", "preview_from_dataset", "grid_from_shards"]
+__all__ = [
+    "Tile",
+    "rendered_picture",
+    "preview_instances",
+    "grid_image",
+    "preview_grid",
+    "preview_from_dataset",
+    "grid_from_shards",
+]
 
 _BACKGROUND = (24, 24, 24)
 _TEXT = (230, 230, 230)
 
 
-def _palette() -> np.ndarray:
-    # Class id -> a colour: 0 black, the others spread around the hue circle (golden-ratio steps).
-    hue = (np.arange(256) * 0.6180339887) % 1.0
-    k = (np.array([5.0, 3.0, 1.0])[None, :] + hue[:, None] * 6.0) % 6.0
-    rgb = 1.0 - 0.75 * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)  # HSV with saturation 0.75, value 1
-    out = (rgb * 255).astype(np.uint8)
-    out[0] = 0
-    return out
+def _format(family: Family, manifest: CategoryManifest, settings: object) -> SampleFormat:
+    return SampleFormat(tuple(family.image_shape(manifest, settings)), family.grey_level(settings))
 
 
-_PALETTE = _palette()
-
-
-def picture(image: np.ndarray | None = None, mask: np.ndarray | None = None, points: np.ndarray | None = None) -> np.ndarray:
-    """What a preview tile shows of a sample: its image; with a segmentation ``mask``, the image and
-    beside it the mask in a palette (class 0 black); a point cloud as its x-y projection (128 px)."""
-    if points is not None:
-        pts = np.asarray(points, np.float64)
-        lo, hi = pts.min(axis=0), pts.max(axis=0)
-        span = float(max(hi[0] - lo[0], hi[1] - lo[1])) or 1.0
-        side = 128
-        cols = ((pts[:, 0] - lo[0]) / span * (side - 1)).astype(np.int64)
-        rows = (side - 1 - (pts[:, 1] - lo[1]) / span * (side - 1)).astype(np.int64)
-        out = np.zeros((side, side), np.uint8)
-        out[rows, cols] = 255
-        return out
-    if mask is None:
-        return image
-    rgb = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
-    return np.concatenate([rgb, _PALETTE[mask]], axis=1)
-
-
-def _sample_picture(rendered) -> np.ndarray:
-    if rendered.points is not None:
-        return picture(points=rendered.points)
-    return picture(rendered.image, rendered.mask)
+def rendered_picture(kind: SampleKind, rendered: Rendered, fmt: SampleFormat) -> np.ndarray:
+    """A preview tile of a fresh render: its kind's picture (an image; an image beside its mask; a
+    point cloud's projection)."""
+    return kind.picture(kind.rendered_arrays(rendered, fmt, "numpy"))
 
 
 @dataclass
@@ -131,13 +113,15 @@ def preview_grid(
     cats = list(categories)
     insts = [family.check_instance(i) for i in instances]
     title = f"{manifest.name} ({family.name})  {family.describe_settings(settings)}"
+    kind, fmt = get_kind(family.sample_kind), _format(family, manifest, settings)
     if family.sample_groups(manifest) == 1:  # samples of one group (segmentation images): rows of its samples
         grid = []
         for r in range(len(cats)):
             row = []
             for c in range(len(insts)):
                 k = family.check_instance(r * len(insts) + c)
-                row.append(Tile(_sample_picture(family.render(manifest, 0, k, settings)), 0, family.instance_label(k), k))
+                picture = rendered_picture(kind, family.render(manifest, 0, k, settings), fmt)
+                row.append(Tile(picture, 0, family.instance_label(k), k))
             grid.append(row)
         return grid_image(grid, tile=tile, title=title, row_labels=False)
     rows: list[list[Tile]] = []
@@ -147,7 +131,7 @@ def preview_grid(
         row = []
         for inst in insts:
             out = family.render(manifest, cat, inst, settings)
-            row.append(Tile(_sample_picture(out), cat, family.instance_label(inst), inst))
+            row.append(Tile(rendered_picture(kind, out, fmt), cat, family.instance_label(inst), inst))
             bar.update(1)
         rows.append(row)
     bar.close()
@@ -170,7 +154,7 @@ def preview_from_dataset(
 
 def grid_from_shards(manifest, store, categories: int, instances: int, *, tile: int = 128, progress: bool = False) -> Image.Image:
     """:func:`preview_from_dataset` for a loaded (validated) manifest and the store of its shards."""
-    from .shards import ShardPlan, read_planned
+    from .shardplan import ShardPlan, read_planned
 
     if categories < 1 or instances < 1:
         raise ConfigError("categories/instances: use positive integers")
@@ -183,7 +167,7 @@ def grid_from_shards(manifest, store, categories: int, instances: int, *, tile: 
         for index, s in enumerate(manifest.shards)  # the manifest's shards are its plan's (checked when it was read)
         for sample in read_planned(store.read_bytes(s.name), ShardPlan.of(definition, index))
     )
-    kind = definition.kind.name
+    kind, fmt = definition.kind, definition.sample_format
     one_group = definition.num_groups == 1 and definition.num_categories > 1
     seen = 0
     for sample in planned:
@@ -195,7 +179,8 @@ def grid_from_shards(manifest, store, categories: int, instances: int, *, tile: 
         row = rows.setdefault(cat, [])
         if len(row) < instances:
             inst = family.check_instance(int(meta["instance"]))
-            row.append(Tile(_stored_picture(sample, kind, definition), cat, family.instance_label(inst), inst))
+            picture = kind.picture(kind.arrays(sample, fmt, "numpy", f"{sample['__url__']}: sample {sample['__key__']!r}"))
+            row.append(Tile(picture, cat, family.instance_label(inst), inst))
             bar.update(1)
         if len(rows) >= categories and all(len(r) >= instances for r in rows.values()):
             break
@@ -209,14 +194,3 @@ def grid_from_shards(manifest, store, categories: int, instances: int, *, tile: 
         tiles = [Tile(r[0].image, r[0].category, f"cat {r[0].category}", r[0].instance) for r in ordered]
         return grid_image([tiles[i : i + 8] for i in range(0, len(tiles), 8)], tile=tile, title=title, row_labels=False)
     return grid_image(ordered, tile=tile, title=title)
-
-
-def _stored_picture(sample: dict, kind: str, definition) -> np.ndarray:
-    # A stored sample's picture, by its kind (members already checked against the plan).
-    from .kinds import decode_npy
-    from .shards import decode_png
-
-    if kind == "points":
-        count = definition.family.image_shape(definition.categories, definition.render)[0]
-        return picture(points=decode_npy(sample["npy"], count))
-    return picture(decode_png(sample["png"]), decode_png(sample["seg.png"]) if kind == "segmentation" else None)

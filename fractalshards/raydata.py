@@ -7,8 +7,9 @@
 The shard list and their sha256 come from the validated manifest: one read task per shard
 reads it through fsspec (so ``s3://``, MinIO and every fsspec URL work, which
 ``ray.data.read_webdataset``'s pyarrow filesystems need configuring for), checks its bytes
-against the manifest, and decodes its PNGs with :func:`fractalshards.shards.decode_png`, which
-applies the palette of our 1-bit grey PNGs (``read_webdataset``'s default decoder returns their
+against the manifest and the definition's plan, and makes one row per sample with the sample kind's
+:meth:`~fractalshards.kinds.SampleKind.ray_row` (PNGs through :func:`fractalshards.png.decode`, which
+applies the palette of our 1-bit grey PNGs: ``read_webdataset``'s default decoder returns their
 palette indices, 0 and 1, instead of the grey levels).
 """
 
@@ -19,9 +20,8 @@ from typing import Any
 
 from .dataset import load_dataset
 from .errors import ShardIntegrityError
-from .kinds import decode_npy
 from .limits import accepts_limits
-from .shards import ShardPlan, decode_png, read_planned
+from .shardplan import ShardPlan, read_planned
 from .storage import open_store
 
 __all__ = ["read_dataset"]
@@ -39,10 +39,11 @@ def read_dataset(
 ) -> Any:
     """A :class:`ray.data.Dataset` of the samples of the dataset at ``url`` (folder, URL or ``PREFIX@tag``).
 
-    Rows are ``{"image": uint8 array, "label": int, "key": str}`` (with ``decode=False``:
-    ``{"png": bytes, "label", "key"}``); for segmentation datasets ``{"image", "mask", "key"}``
-    (``{"png", "mask_png", "key"}``), for point clouds ``{"points": float32 (N, 3), "label", "key"}``
-    (``{"npy", "label", "key"}``); in shard order and stored order within a shard;
+    Rows are the sample kind's (:meth:`fractalshards.kinds.SampleKind.ray_row`): for images
+    ``{"image": uint8 array, "label": int, "key": str}`` (with ``decode=False``: ``{"png": bytes,
+    "label", "key"}``); for segmentation datasets ``{"image", "mask", "key"}`` (``{"png", "mask_png",
+    "key"}``), for point clouds ``{"points": float32 (N, 3), "label", "key"}`` (``{"npy", "label",
+    "key"}``); in shard order and stored order within a shard;
     shuffle with Ray Data (``ds.random_shuffle()``) or per epoch in Ray Train.
 
     Args:
@@ -68,8 +69,7 @@ def read_dataset(
         )
     base, options = store.url, dict(storage_options or {})
     definition = manifest.definition()
-    kind = definition.kind.name
-    points = definition.family.image_shape(definition.categories, definition.render)[0] if kind == "points" else 0
+    kind, fmt = definition.kind, definition.sample_format
     items = [
         {"shard": n, "sha256": listed[n].sha256, "samples": listed[n].samples, "plan": definition.shard_index(n)} for n in names
     ]
@@ -80,29 +80,13 @@ def read_dataset(
             raise ShardIntegrityError(
                 f"{row['shard']}: sha256 does not match the manifest; the shard is damaged or was replaced, verify the dataset"
             )
-        out = [_row(sample, kind, decode, points) for sample in read_planned(data, ShardPlan.of(definition, row["plan"]))]
+        out = [
+            kind.ray_row(sample, fmt, decode, f"{row['shard']}: sample {sample['__key__']!r}")
+            for sample in read_planned(data, ShardPlan.of(definition, row["plan"]))
+        ]
         if len(out) != row["samples"]:
             raise ShardIntegrityError(f"{row['shard']}: {len(out)} samples; the manifest says {row['samples']}")
         return out
 
     ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
     return ds.flat_map(read, **(ray_remote_args or {}))
-
-
-def _row(sample: dict, kind: str, decode: bool, points: int) -> dict:
-    # One row by the samples' kind: an image and its label, an image and its mask, or points and a label.
-    row: dict = {"key": sample["__key__"]}
-    if kind != "segmentation":
-        row["label"] = int(sample["cls"])
-    if kind == "points":
-        row.update({"points": decode_npy(sample["npy"], points)} if decode else {"npy": sample["npy"]})
-        return row
-    if decode:
-        row["image"] = decode_png(sample["png"])
-        if kind == "segmentation":
-            row["mask"] = decode_png(sample["seg.png"])
-    else:
-        row["png"] = sample["png"]
-        if kind == "segmentation":
-            row["mask_png"] = sample["seg.png"]
-    return row

@@ -27,12 +27,14 @@ class Rendered:
     """A rendered sample and what happened: an image (``(H, W)`` uint8 grey or ``(H, W, 3)``
     colour), with its class ``mask`` (uint8 ``(H, W)``) for segmentation samples; or, for point
     cloud samples, ``points`` (float ``(N, 3)``) and no image (see :mod:`fractalshards.kinds`).
+    ``parts`` holds any further named arrays a sample kind of a family's own writes (a second view,
+    the frames of a clip).
 
     Two-level renders may come as 1-bit scanlines only (``bits``, what the PNG encoder
     compresses, with ``count`` set pixels); ``image`` unpacks them on first use.
     """
 
-    __slots__ = ("_count", "_image", "bits", "diverged", "info", "mask", "points")
+    __slots__ = ("_count", "_image", "bits", "diverged", "info", "mask", "parts", "points")
 
     def __init__(
         self,
@@ -44,9 +46,10 @@ class Rendered:
         count: int | None = None,
         mask: np.ndarray | None = None,
         points: np.ndarray | None = None,
+        parts: dict[str, np.ndarray] | None = None,
     ) -> None:
-        if image is None and bits is None and points is None:
-            raise ValueError("Rendered needs an image, its bits or points")
+        if image is None and bits is None and points is None and not parts:
+            raise ValueError("Rendered needs an image, its bits, points or parts")
         if count is not None and bits is None:
             raise ValueError("Rendered: a set-pixel count comes with the bits it counts")
         self._image = image
@@ -57,6 +60,8 @@ class Rendered:
         self._count = count
         self.mask = mask
         self.points = points
+        #: Named arrays of a sample kind of a family's own (empty for the shipped kinds).
+        self.parts = {} if parts is None else parts
 
     @property
     def image(self) -> np.ndarray:
@@ -72,7 +77,7 @@ class Rendered:
 
     @property
     def fill(self) -> float:
-        """Fraction of pixels that are not black (of a point cloud: 1)."""
+        """Fraction of pixels that are not black (of a sample without an image: 1)."""
         if self._image is None and self.bits is None:
             return 1.0
         if self._count is not None:

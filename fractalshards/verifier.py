@@ -7,15 +7,13 @@ import json
 import random
 from dataclasses import dataclass, field
 
-import numpy as np
 from tqdm import tqdm
 
 from .dataset import load_dataset, open_definition
 from .definition import sample_key
 from .errors import ShardIntegrityError
-from .kinds import decode_npy
 from .limits import accepts_limits
-from .shards import ShardPlan, decode_png, read_planned
+from .shardplan import ShardPlan, read_planned
 
 __all__ = ["VerifyReport", "verify"]
 
@@ -132,28 +130,7 @@ def _check_sample(shard: str, sample: dict, definition) -> list[str]:
     if kind.labelled and sample.get("cls", b"").decode(errors="replace").strip() != str(category):
         problems.append(f"{where}: .cls is {sample.get('cls')!r}, expected {category}")
     expected = categories.family.render(categories, category, instance, settings)
-    if kind.name == "points":
-        try:
-            stored = decode_npy(sample.get("npy", b""), len(expected.points))
-        except ValueError as exc:
-            return problems + [f"{where}: points do not decode ({exc})"]
-        if not np.array_equal(stored, np.asarray(expected.points, np.float32)):
-            problems.append(f"{where}: points differ from a fresh render")
-        return problems
-    pairs = [("image", "png", expected.image)]
-    if kind.name == "segmentation":
-        pairs.append(("mask", "seg.png", expected.mask))
-    for what, member, fresh in pairs:
-        try:
-            stored = decode_png(sample[member])
-        except Exception as exc:  # noqa: BLE001 - any decoder failure is a finding, not a crash
-            problems.append(f"{where}: {what} does not decode ({type(exc).__name__})")
-            continue
-        if stored.shape != fresh.shape or not np.array_equal(stored, fresh):
-            differing = int(np.count_nonzero(stored != fresh)) if stored.shape == fresh.shape else -1
-            problems.append(
-                f"{where}: {what} pixels differ from a fresh render ({differing if differing >= 0 else 'shape'} differ)"
-            )
+    problems += kind.compare(sample, expected, definition.sample_format, where)
     if bool(meta.get("diverged")) != expected.diverged:
         problems.append(f"{where}: 'diverged' is {meta.get('diverged')}, a fresh render says {expected.diverged}")
     return problems

@@ -13,15 +13,12 @@ import hashlib
 import re
 import shutil
 import tempfile
-from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import S3_REQUESTS
 
 from fractalshards.families.fractaldb.ifs import IFS
-
-VECTORS = Path(__file__).parent / "vectors"
 
 # Nothing in the tests may reach outside this machine: no instance-metadata lookups for
 # credentials, no Ray usage reports, and S3 clients without an explicit endpoint go to a
@@ -70,11 +67,6 @@ def _leave_the_machine_as_found():
     assert not problems, "; ".join(problems)
 
 
-def read_vectors(name: str) -> list[list[str]]:
-    """Rows of a whitespace-separated test-vector file."""
-    return [line.split() for line in (VECTORS / name).read_text().splitlines() if line.strip()]
-
-
 @pytest.fixture
 def sierpinski() -> IFS:
     """A contractive 3-map system with a known, well-filled attractor."""
@@ -100,8 +92,6 @@ def divergent() -> IFS:
     return IFS.from_coefficients(coef)
 
 
-#: Every request the test S3 server answered: (method, path, query), in order.
-S3_REQUESTS: list[tuple[str, str, str]] = []
 #: Throttling of the test S3 server: while ``rate`` > 0, that fraction of requests (a seeded draw) is
 #: answered 503 SlowDown or 429 instead, as an overloaded S3 does; ``answered`` counts them.
 S3_THROTTLE: dict = {"rate": 0.0, "rng": None, "answered": 0}
@@ -137,15 +127,6 @@ def _counting_moto_server(port: int):
             self._server.serve_forever()
 
     return CountingServer(ip_address="127.0.0.1", port=port, verbose=False)
-
-
-def shard_gets(bucket: str, since: int = 0) -> Counter:
-    """GET requests for shard objects of ``bucket`` since request number ``since``, per shard path."""
-    return Counter(
-        path
-        for method, path, query in S3_REQUESTS[since:]
-        if method == "GET" and path.startswith(f"/{bucket}/") and path.endswith(".tar")
-    )
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,56 @@
-"""Test helpers shared by several test modules."""
+"""Test helpers shared by several test modules (``pythonpath`` holds ``tests/``: ``from helpers import ...``)."""
 
 from __future__ import annotations
 
+from collections import Counter
+from pathlib import Path
+
+from fractalshards.definition import DatasetDefinition
+from fractalshards.families.fractaldb.render import RenderSettings
 from fractalshards.hashing import canonical_hash
+from fractalshards.presets import load_preset
+
+#: The official and recorded vectors (a copy of ../shared's, so that a clean clone has them).
+VECTORS = Path(__file__).parent / "vectors"
+#: Every request the test S3 server (conftest's ``s3_endpoint``) answered: (method, path, query), in order.
+S3_REQUESTS: list[tuple[str, str, str]] = []
+
+
+def read_vectors(name: str) -> list[list[str]]:
+    """Rows of a whitespace-separated test-vector file."""
+    return [line.split() for line in (VECTORS / name).read_text().splitlines() if line.strip()]
+
+
+def shard_gets(bucket: str, since: int = 0) -> Counter:
+    """GET requests for shard objects of ``bucket`` since request number ``since``, per shard path."""
+    return Counter(
+        path
+        for method, path, query in S3_REQUESTS[since:]
+        if method == "GET" and path.startswith(f"/{bucket}/") and path.endswith(".tar")
+    )
+
+
+def tiny_definition(
+    categories: int = 4,
+    instances: int = 5,
+    shard_size: int = 10,
+    *,
+    size: int = 32,
+    points: int = 3_000,
+    seed: int = 1,
+    name: str | None = None,
+    **options,
+) -> DatasetDefinition:
+    """The suite's small dataset: the first ``categories`` of fractaldb-100, ``instances`` each, official
+    renders of ``size`` px from ``points`` points (seconds to build); ``options`` are the definition's
+    other fields (``png_encoder``...)."""
+    return DatasetDefinition(
+        categories=load_preset("fractaldb-100").subset(categories, name=name or f"tiny{categories}"),
+        instances=instances,
+        render=RenderSettings(mode="official", size=size, points=points, seed=seed),
+        shard_size=shard_size,
+        **options,
+    )
 
 
 def reseal(manifest: dict) -> dict:
@@ -27,7 +75,7 @@ def forge_shard(folder, shard: str, mutate) -> None:
     import tarfile
     from pathlib import Path
 
-    from fractalshards.shards import tar_bytes
+    from fractalshards.tarformat import tar_bytes
 
     folder = Path(folder)
     with tarfile.open(fileobj=io.BytesIO((folder / shard).read_bytes())) as tar:

@@ -10,8 +10,9 @@ from torchvision.transforms.v2 import functional as TF
 from fractalshards.augment import AugmentConfig, DeviceTransform, random_resized_crop_params, unpack
 from fractalshards.builder import build
 from fractalshards.definition import DatasetDefinition
+from fractalshards.loader import FractalLoader
 from fractalshards.png import PackedLayout
-from fractalshards.stream import FractalLoader, FractalStream
+from fractalshards.stream import FractalStream
 from fractalshards.train.pretrain import PretrainConfig, prepare
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import webdataset as wds
 from faulty import FaultyStore, ship_by_value
+from helpers import tiny_definition
 from PIL import Image
 
 from fractalshards.builder import build
@@ -20,20 +21,13 @@ from fractalshards.cli import main
 from fractalshards.definition import DatasetDefinition
 from fractalshards.errors import ConfigError
 from fractalshards.families.fractaldb.instances import instance_from_index
-from fractalshards.families.fractaldb.render import RenderSettings, render
+from fractalshards.families.fractaldb.render import render
 from fractalshards.presets import load_preset
 
 
-def small_definition(**kwargs) -> DatasetDefinition:
+def small_definition(instances: int = 5, **kwargs) -> DatasetDefinition:
     """12 categories x 5 instances at 96 px: 60 samples in 5 shards of 12."""
-    params = dict(
-        categories=load_preset("fractaldb-100").subset(12, name="tiny"),
-        instances=5,
-        render=RenderSettings(mode="official", size=96, points=20_000, seed=3),
-        shard_size=12,
-    )
-    params.update(kwargs)
-    return DatasetDefinition(**params)
+    return tiny_definition(12, instances, 12, size=96, points=20_000, seed=3, name="tiny", **kwargs)
 
 
 def shard_hashes(folder: Path) -> dict[str, str]:
@@ -48,14 +42,11 @@ def test_plan_is_a_seeded_permutation_mixing_categories():
     assert pairs != sorted(pairs)
     assert all(len({c for c, _ in s.pairs}) > 3 for s in specs)  # every shard mixes categories
     assert [p for s in small_definition().shard_specs() for p in s.pairs] == pairs
-    other = [
-        p
-        for s in small_definition(render=RenderSettings(mode="official", size=96, points=20_000, seed=4)).shard_specs()
-        for p in s.pairs
-    ]
+    other = [p for s in tiny_definition(12, 5, 12, size=96, points=20_000, seed=4, name="tiny").shard_specs() for p in s.pairs]
     assert other != pairs
 
 
+@pytest.mark.slow
 def test_inline_one_and_two_ray_workers_give_identical_bytes(tmp_path):
     d = small_definition()
     inline = build(d, str(tmp_path / "inline"), workers=0)
@@ -122,6 +113,7 @@ def test_build_to_s3_reads_back_with_webdataset(tmp_path, s3_bucket, s3_endpoint
     assert fs.cat_file(f"{bucket}/ds/manifest.json") == (tmp_path / "manifest.json").read_bytes()
 
 
+@pytest.mark.slow
 def test_killed_and_failing_tasks_are_retried_with_identical_result(tmp_path, monkeypatch):
     d = small_definition()
     clean = build(d, str(tmp_path / "clean"), workers=0)
@@ -302,7 +294,7 @@ def _tarfile_archive(members) -> bytes:
 
 def test_tar_writer_writes_what_tarfile_writes():
     # Shards of datasets built with the tarfile module must rebuild to the same bytes.
-    from fractalshards.shards import tar_bytes
+    from fractalshards.tarformat import tar_bytes
 
     rng = np.random.default_rng(0)
     for _ in range(60):

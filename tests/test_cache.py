@@ -13,24 +13,22 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import S3_REQUESTS, shard_gets
+from helpers import S3_REQUESTS, shard_gets, tiny_definition
 
 from fractalshards.builder import build
 from fractalshards.cache import ShardCache, default_cache_dir
 from fractalshards.definition import DatasetDefinition
 from fractalshards.errors import ShardIntegrityError, StoredDataError
 from fractalshards.families.fractaldb.render import RenderSettings
-from fractalshards.presets import load_preset
-from fractalshards.stream import FractalLoader, FractalStream
+from fractalshards.loader import FractalLoader
+from fractalshards.stream import FractalStream
 
 SETTINGS = RenderSettings(mode="official", size=32, points=4_000, seed=1)
 
 
 def _definition() -> DatasetDefinition:
     # 13 x 5 = 65 samples in 8 shards of up to 9.
-    return DatasetDefinition(
-        categories=load_preset("fractaldb-100").subset(13, name="tiny13"), instances=5, render=SETTINGS, shard_size=9
-    )
+    return tiny_definition(13, 5, 9, size=32, points=4_000)
 
 
 @pytest.fixture
@@ -63,7 +61,8 @@ def test_each_shard_is_fetched_once_per_epoch_whatever_the_workers(s3_dataset, t
 
 _RANK_SCRIPT = textwrap.dedent("""
     import json, sys
-    from fractalshards.stream import FractalLoader, FractalStream
+    from fractalshards.loader import FractalLoader
+    from fractalshards.stream import FractalStream
     url, cache, rank, options = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4])
     stream = FractalStream(url, rank=rank, world_size=2, seed=5, cache_dir=cache, storage_options=options)
     labels = [int(x) for _, b in FractalLoader(stream, batch_size=4, num_workers=2) for x in b]

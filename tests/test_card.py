@@ -15,8 +15,9 @@ import yaml
 
 from fractalshards.cli import main
 from fractalshards.dataset import load_dataset
-from fractalshards.shards import decode_png, read_samples
+from fractalshards.png import decode as decode_png
 from fractalshards.storage import open_store
+from fractalshards.tarformat import read_samples
 
 _READ = """
 import json, sys

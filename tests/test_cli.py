@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import read_vectors
+from helpers import read_vectors
 from PIL import Image
 
 from fractalshards.cli import main
 from fractalshards.families.fractaldb.instances import Instance
 from fractalshards.families.fractaldb.render import RenderSettings, render
-from fractalshards.shards import decode_png
+from fractalshards.png import decode as decode_png
 
 CSV_HASHES = dict(read_vectors("official-csv-sha256-first10.txt"))
 

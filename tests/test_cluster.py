@@ -91,6 +91,7 @@ def ray_head(tmp_path):
         log.close()
 
 
+@pytest.mark.slow
 def test_ray_job_submit_builds_the_same_bytes(tmp_path, ray_head):
     address, env = ray_head
     out = tmp_path / "cluster-out"

@@ -10,21 +10,17 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+from helpers import tiny_definition
+
 from fractalshards.builder import build
 from fractalshards.definition import DatasetDefinition
-from fractalshards.families.fractaldb.render import RenderSettings
-from fractalshards.presets import load_preset
 
 TESTS = Path(__file__).resolve().parent
 
 
 def _definition() -> DatasetDefinition:
-    return DatasetDefinition(
-        categories=load_preset("fractaldb-100").subset(14, name="tiny14"),
-        instances=3,
-        render=RenderSettings(mode="official", size=48, points=5_000, seed=4),
-        shard_size=3,
-    )
+    return tiny_definition(14, 3, 3, size=48, points=5_000, seed=4)
 
 
 _DRIVER = textwrap.dedent("""
@@ -42,6 +38,7 @@ _DRIVER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_a_node_killed_mid_build_leaves_the_same_bytes(tmp_path):
     from ray.cluster_utils import Cluster
 
@@ -92,6 +89,7 @@ def _digest(stream) -> list[tuple[int, str]]:
     return [(label, hashlib.sha256(image.numpy().tobytes()).hexdigest()) for image, label in stream]
 
 
+@pytest.mark.slow
 def test_streaming_and_publishing_through_a_flaky_network(tmp_path, s3_bucket, s3_endpoint):
     """Resets and stalls between the client and the S3 server: identical results, no hang."""
     from urllib.parse import urlparse
@@ -99,8 +97,9 @@ def test_streaming_and_publishing_through_a_flaky_network(tmp_path, s3_bucket, s
     from flaky import FlakyProxy
 
     from fractalshards.catalog import read_index
+    from fractalshards.loader import FractalLoader
     from fractalshards.publisher import publish
-    from fractalshards.stream import FractalLoader, FractalStream
+    from fractalshards.stream import FractalStream
     from fractalshards.verifier import verify
 
     bucket, options = s3_bucket
@@ -130,6 +129,7 @@ def test_streaming_and_publishing_through_a_flaky_network(tmp_path, s3_bucket, s
     assert verify(f"s3://{bucket}/pub@v1", storage_options=options).ok
 
 
+@pytest.mark.slow
 def test_a_dead_network_fails_in_bounded_time_with_one_line_naming_the_shard(tmp_path, s3_bucket, s3_endpoint):
     from urllib.parse import urlparse
 

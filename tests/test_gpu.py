@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import VECTORS
+from helpers import VECTORS
 
 from fractalshards.definition import DatasetDefinition
 from fractalshards.errors import ConfigError
-from fractalshards.gpu import GPURenderer, check_device, simulated
+from fractalshards.gpu_renderer import GPURenderer, check_device, simulated
 from fractalshards.results import pack_rendered
 
 # A few thousand points and tiny images: the simulator runs every thread as Python.
@@ -123,25 +123,25 @@ def test_contour_kernels_equal_the_cpu_pixel_for_pixel(family, mode):
 
 
 def test_contour_renders_for_the_encoder_carry_the_cpu_s_shapes():
-    from fractalshards.shards import render_sample, sample_png
+    from fractalshards.shards import render_sample, sample_data
 
     for family in ("visualatom", "rcdb"):
         d = _contours(family, "official", categories=2)
         pairs = [(1, 3), (0, 27)]
         for (c, i), rendered in zip(pairs, GPURenderer(d, "cuda").rendered(pairs)):
             _, cpu = render_sample(d, c, i, record=False)
-            assert sample_png(d, rendered) == sample_png(d, cpu) and rendered.info == cpu.info
+            assert sample_data(d, rendered) == sample_data(d, cpu) and rendered.info == cpu.info
 
 
 def test_rendered_for_the_encoder_gives_the_cpu_png_bytes():
-    from fractalshards.shards import render_sample, sample_png
+    from fractalshards.shards import render_sample, sample_data
 
     for render in ({"mode": "official"}, {"mode": "native", "draw": "point"}, {"mode": "native", "color": "color"}):
         d = DatasetDefinition.from_preset("fractaldb-100", categories=2, instances=8, render={**SMALL, **render})
         pairs = [(0, 1), (1, 6)]
         for (c, i), rendered in zip(pairs, GPURenderer(d, "cuda").rendered(pairs)):
             _, cpu = render_sample(d, c, i, record=False)
-            assert sample_png(d, rendered) == sample_png(d, cpu) and rendered.fill == cpu.fill
+            assert sample_data(d, rendered) == sample_data(d, cpu) and rendered.fill == cpu.fill
 
 
 def test_bad_devices_and_families_are_one_line_errors(tmp_path):
@@ -243,7 +243,8 @@ def small_dataset(tmp_path_factory):
 
 
 def _cpu_loader(url, batch_size, **kw):
-    from fractalshards.stream import FractalLoader, FractalStream
+    from fractalshards.loader import FractalLoader
+    from fractalshards.stream import FractalStream
 
     drop_last = kw.pop("drop_last", False)
     stream = FractalStream(url, source="render", decode="packed", shuffle_buffer=6, **kw)
@@ -260,7 +261,7 @@ def _same_batches(ours, theirs):
 
 @pytest.mark.parametrize("drop_last", [False, True])
 def test_render_loader_equals_the_fractal_loader_batch_for_batch(small_dataset, drop_last):
-    from fractalshards.gpu import RenderLoader
+    from fractalshards.loader import RenderLoader
 
     ours = RenderLoader(small_dataset, 4, device="cuda", seed=3, shuffle_buffer=6, drop_last=drop_last)
     theirs = _cpu_loader(small_dataset, 4, seed=3, drop_last=drop_last)
@@ -272,7 +273,7 @@ def test_render_loader_equals_the_fractal_loader_batch_for_batch(small_dataset, 
 
 
 def test_render_loader_splits_ranks_pads_and_resumes_as_the_fractal_loader(small_dataset):
-    from fractalshards.gpu import RenderLoader
+    from fractalshards.loader import RenderLoader
 
     for rank in (0, 1):  # 15 samples over 2 ranks: padded to 8 each
         ours = RenderLoader(small_dataset, 3, seed=1, shuffle_buffer=6, rank=rank, world_size=2)
@@ -296,13 +297,14 @@ def test_render_loader_splits_ranks_pads_and_resumes_as_the_fractal_loader(small
         RenderLoader(small_dataset, 4, decode="tensor")
 
 
+@pytest.mark.slow
 def test_pretraining_with_render_on_gpu_gives_the_losses_of_the_shards(small_dataset, tmp_path):
     from fractalshards.train.pretrain import PretrainConfig, pretrain
 
     def run(render_on):
         config = PretrainConfig(
             data=small_dataset,
-            arch="resnet18",
+            arch="test_resnet",
             epochs=3,
             batch_size=4,
             lr=0.05,

@@ -254,7 +254,7 @@ def test_json_fields_of_the_wrong_type_are_one_line_errors(tmp_path, recipe_text
 
 def test_a_loader_state_asking_for_a_huge_world_is_refused_at_once(genuine):
     from fractalshards.errors import LimitError
-    from fractalshards.stream import FractalLoader
+    from fractalshards.loader import FractalLoader
 
     loader = FractalLoader(FractalStream(str(genuine), seed=1), batch_size=4)
     state = loader.state_dict()
@@ -272,7 +272,7 @@ def test_a_planted_shard_with_a_forged_journal_entry_is_rebuilt(tmp_path):
     import hashlib
     import json
 
-    from fractalshards.shards import journal_name
+    from fractalshards.builder import journal_name
 
     d = DatasetDefinition.from_preset(
         "fractaldb-100", categories=4, instances=5, shard_size=10, render={"mode": "official", "size": 48, "points": 2000}
@@ -287,7 +287,7 @@ def test_a_planted_shard_with_a_forged_journal_entry_is_rebuilt(tmp_path):
     import io
     import tarfile
 
-    from fractalshards.shards import tar_bytes
+    from fractalshards.tarformat import tar_bytes
 
     with tarfile.open(fileobj=io.BytesIO((shared / "shard-000001.tar").read_bytes())) as tar:
         members = [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()]

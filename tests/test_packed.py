@@ -12,8 +12,9 @@ import torch
 from fractalshards.builder import build
 from fractalshards.definition import DatasetDefinition
 from fractalshards.png import PackedLayout, decode_packed, encode
-from fractalshards.shards import decode_png, read_samples
+from fractalshards.png import decode as decode_png
 from fractalshards.stream import FractalStream
+from fractalshards.tarformat import read_samples
 
 VECTORS = Path(__file__).parent / "vectors" / "legacy"
 

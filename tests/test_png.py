@@ -20,8 +20,8 @@ from fractalshards.definition import DatasetDefinition
 from fractalshards.errors import StoredDataError
 from fractalshards.families.fractaldb.instances import Instance
 from fractalshards.families.fractaldb.render import RenderSettings, render
+from fractalshards.png import decode as decode_png
 from fractalshards.presets import load_preset
-from fractalshards.shards import decode_png
 from fractalshards.stream import FractalStream
 from fractalshards.verifier import verify
 

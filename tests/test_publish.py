@@ -13,13 +13,11 @@ import threading
 from pathlib import Path
 
 import pytest
-from helpers import reseal
+from helpers import reseal, tiny_definition
 
 from fractalshards.builder import build
 from fractalshards.definition import DatasetDefinition
 from fractalshards.errors import ConfigError
-from fractalshards.families.fractaldb.render import RenderSettings
-from fractalshards.presets import load_preset
 from fractalshards.publisher import publish, read_index
 from fractalshards.stream import FractalStream
 from fractalshards.verifier import verify
@@ -28,12 +26,7 @@ EXE = str(Path(sys.executable).parent / "fractalshards")
 
 
 def _definition(seed: int = 0) -> DatasetDefinition:
-    return DatasetDefinition(
-        categories=load_preset("fractaldb-100").subset(6, name="six"),
-        instances=4,
-        render=RenderSettings(mode="official", size=40, points=6_000, seed=seed),
-        shard_size=7,
-    )
+    return tiny_definition(6, 4, 7, size=40, points=6_000, seed=seed, name="six")
 
 
 @pytest.fixture(scope="module")

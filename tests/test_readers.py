@@ -12,7 +12,8 @@ from helpers import forge_shard
 
 from fractalshards.cli import main
 from fractalshards.dataset import load_dataset
-from fractalshards.shards import decode_png, read_samples
+from fractalshards.png import decode as decode_png
+from fractalshards.tarformat import read_samples
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,10 @@ import pytest
 from fractalshards.catalog import read_index
 from fractalshards.cli import main
 from fractalshards.errors import ConfigError, StoredDataError
+from fractalshards.loader import FractalLoader
 from fractalshards.publisher import publish
 from fractalshards.recipe import Recipe
-from fractalshards.stream import FractalLoader, FractalStream
+from fractalshards.stream import FractalStream
 
 ARGS = [
     "--preset",

@@ -14,9 +14,9 @@ import pytest
 from fractalshards.errors import ConfigError
 from fractalshards.families.fractaldb.instances import Instance, instance_from_index
 from fractalshards.families.fractaldb.render import RenderSettings, _draw, _flip, point_cloud, render, render_flips
+from fractalshards.png import decode as decode_png
 from fractalshards.png import encode as encode_png
 from fractalshards.presets import load_preset
-from fractalshards.shards import decode_png
 
 # sha256 of the raw pixels of a few renders, recorded when the renderer was written.
 # They change only if the rendered pixels change: a break of reproducibility.

@@ -9,6 +9,9 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+from helpers import tiny_definition
+
 from fractalshards.builder import build
 from fractalshards.definition import DatasetDefinition
 from fractalshards.publisher import publish
@@ -16,11 +19,10 @@ from fractalshards.stream import FractalStream
 
 
 def _definition() -> DatasetDefinition:
-    return DatasetDefinition.from_preset(
-        "fractaldb-100", categories=6, instances=5, shard_size=6, render={"mode": "official", "size": 40, "points": 2000}
-    )
+    return tiny_definition(6, 5, 6, size=40, points=2_000, seed=0)
 
 
+@pytest.mark.slow
 def test_build_publish_and_stream_through_a_throttling_s3_give_identical_results(tmp_path, s3_bucket, s3_throttled):
     bucket, options = s3_bucket
     local = tmp_path / "local"

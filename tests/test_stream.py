@@ -14,24 +14,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import reseal
+from helpers import reseal, tiny_definition
 
 from fractalshards.builder import build
 from fractalshards.definition import DatasetDefinition
 from fractalshards.errors import ConfigError
 from fractalshards.families.fractaldb.instances import instance_from_index
 from fractalshards.families.fractaldb.render import RenderSettings, render
+from fractalshards.loader import FractalLoader
 from fractalshards.presets import load_preset
-from fractalshards.stream import FractalLoader, FractalStream, ShardIntegrityError
+from fractalshards.stream import FractalStream, ShardIntegrityError
 
 SETTINGS = RenderSettings(mode="official", size=48, points=8_000, seed=1)
 
 
 def _definition() -> DatasetDefinition:
     # 13 x 5 = 65 samples in 5 shards (14, 14, 14, 14, 9): neither divides by 3.
-    return DatasetDefinition(
-        categories=load_preset("fractaldb-100").subset(13, name="tiny13"), instances=5, render=SETTINGS, shard_size=14
-    )
+    return tiny_definition(13, 5, 14, size=48, points=8_000)
 
 
 @pytest.fixture(scope="module")

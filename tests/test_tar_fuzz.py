@@ -16,7 +16,7 @@ import pytest
 import webdataset as wds
 
 from fractalshards.errors import ShardIntegrityError
-from fractalshards.shards import SAFE_EXTENSIONS, index_tar, tar_bytes
+from fractalshards.tarformat import SAFE_EXTENSIONS, index_tar, tar_bytes
 
 _KEY = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import fsspec
 import pytest
-from helpers import reseal
+from helpers import reseal, tiny_definition
 
 from fractalshards.builder import build
 from fractalshards.catalog import read_index, resolve
@@ -27,11 +27,8 @@ from fractalshards.publisher import publish
 from fractalshards.stream import FractalStream
 
 
-def _definition(seed: int = 1, **render) -> DatasetDefinition:
-    settings = RenderSettings(**{"mode": "official", "size": 32, "points": 3_000, "seed": seed, **render})
-    return DatasetDefinition(
-        categories=load_preset("fractaldb-100").subset(6, name="tiny6"), instances=3, render=settings, shard_size=5
-    )
+def _definition(seed: int = 1) -> DatasetDefinition:
+    return tiny_definition(6, 3, 5, seed=seed)
 
 
 @pytest.fixture(scope="module")

@@ -20,20 +20,25 @@ from fractalshards.builder import build
 from fractalshards.dataset import DatasetManifest
 from fractalshards.definition import DatasetDefinition
 from fractalshards.errors import StoredDataError
+from fractalshards.families import family_names
+from fractalshards.png import decode as decode_png
 from fractalshards.recipe import Recipe
-from fractalshards.shards import decode_png, read_samples
 from fractalshards.stream import FractalStream
+from fractalshards.tarformat import read_samples
 from fractalshards.verifier import verify
 
 VECTORS = Path(__file__).parent / "vectors"
 LEGACY = sorted(p.name for p in (VECTORS / "legacy").iterdir())
-#: One fixed definition per family: (preset, categories, instances, render options).
+#: One fixed definition per family (and OFDB's presets): (preset, categories, instances, render options).
 GOLDEN = {
     "fractaldb": ("fractaldb-1k", 3, 4, {"mode": "official", "size": 64, "points": 5000}),
     "ofdb": ("ofdb-1k", 2, 1, {"draw": "point", "size": 40, "points": 3000}),
     "visualatom": ("visualatom-1k", 2, 2, {"mode": "official"}),
     "rcdb": ("rcdb-1k", 2, 2, {"mode": "native", "seed": 3}),
     "1p-frac": ("1p-frac", 2, 1, {"size": 64, "points": 5000}),
+    "segrcdb": ("segrcdb", 3, 2, {"size": 64}),
+    "exfractaldb": ("mv-fractaldb-1k", 2, 3, {"mode": "official"}),
+    "pc-fractaldb": ("pc-fractaldb-1k", 2, 3, {}),
 }
 
 
@@ -83,6 +88,12 @@ def test_golden_definition_of_each_family(case):
     d = _golden_definition(case)
     assert d.to_dict() == golden["definition"]
     assert d.fingerprint == golden["fingerprint"] and d.version == golden["fingerprint"][7:23]
+
+
+def test_every_shipped_family_has_a_golden_definition():
+    golden = json.loads((VECTORS / "definitions-v2.json").read_text())
+    assert set(golden) == set(GOLDEN)
+    assert {g["definition"]["family"] for g in golden.values()} == set(family_names())
 
 
 @pytest.mark.parametrize("case", LEGACY)

@@ -18,6 +18,12 @@ Families shipped (``fractalshards presets`` lists their presets):
 - ``fractalshards.families.contours``: ``visualatom`` (Takashima et al., CVPR 2023) and ``rcdb``
   (Kataoka et al., CVPR 2022), which share Perlin noise, Pillow's line and Python's ``random`` replayed.
 - ``fractalshards.families.onepfrac``: ``1p-frac``, perturbations of one fractal (Nakamura et al., ECCV 2024).
+- ``fractalshards.families.segrcdb``: ``segrcdb``, images of radial contours with per-pixel class masks
+  (Shinoda et al., ICCV 2023): the ``segmentation`` sample kind.
+- ``fractalshards.families.exfractaldb``: ``exfractaldb``, 3-D IFS fractals rendered as points from
+  several views (ExFractalDB, Kataoka et al., CVPR 2022; MV-FractalDB, Yamada et al., IROS 2021).
+- ``fractalshards.families.pcfractaldb``: ``pc-fractaldb``, 3-D fractal point clouds (Yamada et al.,
+  CVPR 2022): the ``points`` sample kind.
 """
 
 from __future__ import annotations
@@ -185,9 +191,10 @@ class Family:
     instance_parts: ClassVar[tuple[tuple[str, str], ...]] = ()
     #: Formats besides the category manifest that :meth:`export` writes (``search --format``).
     export_formats: ClassVar[tuple[str, ...]] = ()
-    #: What a sample is (:mod:`fractalshards.kinds`): ``image`` (an image and a class),
-    #: ``segmentation`` (an image and its class mask) or ``points`` (a point cloud and a class).
-    sample_kind: ClassVar[str] = "image"
+    #: What a sample is (:mod:`fractalshards.kinds`): the name of a registered kind (``image``: an image
+    #: and a class; ``segmentation``: an image and its class mask; ``points``: a point cloud and a class)
+    #: or a :class:`~fractalshards.kinds.SampleKind` instance of the family's own.
+    sample_kind: ClassVar[Any] = "image"
 
     # -- categories -------------------------------------------------------------------------
     def default_seed(self, mode: str) -> int:
@@ -362,15 +369,17 @@ class Family:
         when images are not two-level (then ``decode="packed"`` gives grey or RGB bytes)."""
         return None
 
-    def gpu_renderer(self, manifest: Any, settings: Any) -> Any:
-        """A renderer of ``manifest``'s samples on the GPU (:mod:`fractalshards.gpu`), or None when the
-        family has no GPU kernels. It has ``layout`` (the family's packed layout), ``background``
-        (the byte a canvas holds before drawing), ``render_into(pairs, out) -> (diverged, infos)``
-        (draws into a device array filled with ``background``; a True entry of ``diverged`` is a
-        sample for ``render_cpu(category, instance)``; ``infos`` is each sample's
-        :attr:`~fractalshards.results.Rendered.info`, or None) and ``to_rendered(packed, info)`` (a
-        host copy as :meth:`render` returns it)."""
+    def device_renderer(self) -> type | None:
+        """The family's device renderer class (a :class:`fractalshards.gpu.contract.DeviceRenderer`,
+        constructed as ``cls(family, manifest, settings)``), or None when the family has no GPU kernels.
+        Families import it here, on first use: the kernels need the ``gpu`` extra (numba-cuda)."""
         return None
+
+    def gpu_renderer(self, manifest: Any, settings: Any) -> Any:
+        """A :class:`~fractalshards.gpu.contract.DeviceRenderer` of ``manifest``'s samples, or None when
+        the family has no GPU kernels (:meth:`device_renderer`)."""
+        cls = self.device_renderer()
+        return None if cls is None else cls(self, manifest, settings)
 
     def bytes_per_sample(self, settings: Any) -> float:
         """Rough stored size of a sample (for the estimate printed before a build)."""

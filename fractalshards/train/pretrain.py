@@ -37,8 +37,9 @@ from torch import nn
 
 from ..augment import AugmentConfig, DeviceTransform, center_crop, random_crop
 from ..errors import ConfigError, check_choice
+from ..loader import FractalLoader
 from ..storage import atomic_write
-from ..stream import FractalLoader, FractalStream
+from ..stream import FractalStream
 from .flags import flag_field as _f
 from .models import build_model, timm_version
 
@@ -53,6 +54,7 @@ __all__ = [
     "load_checkpoint",
     "normalize",
     "evaluate",
+    "learning_rate",
 ]
 
 log = logging.getLogger(__name__)
@@ -94,7 +96,7 @@ class PretrainConfig:
     render_on: str = _f(
         "cpu",
         "cpu: samples come from the dataset's shards (or a recipe rendered in the workers); gpu: every "
-        "sample is rendered on the training GPU (fractalshards.gpu.RenderLoader: no shard read, no workers)",
+        "sample is rendered on the training GPU (fractalshards.loader.RenderLoader: no shard read, no workers)",
         choices=("cpu", "gpu"),
     )
     mean: float = _f(0.2, "normalisation mean")
@@ -303,21 +305,8 @@ def evaluate(model: nn.Module, loader: Any, config: PretrainConfig, device: torc
     return correct / max(1, total)
 
 
-def pretrain(config: PretrainConfig, on_log: Callable[[dict], None] | None = None) -> dict:
-    """Train ``config.arch`` on the stream at ``config.data``; returns a summary dict.
-
-    Every ``log_every`` steps (and at the end) a record ``{step, epoch, loss, lr,
-    images_per_s}`` goes to ``on_log`` (default: logging, one JSON line).
-    """
-    started_group = not (torch.distributed.is_available() and torch.distributed.is_initialized())
-    rank, world, local_rank = _distributed_setup()
-    started_group = started_group and world > 1
-    sink = on_log or (lambda rec: log.info(json.dumps(rec)))
-
-    def emit(record: dict) -> None:
-        if rank == 0:  # one log, not one per process
-            sink(record)
-
+def _device(config: PretrainConfig, local_rank: int) -> tuple[torch.device, bool]:
+    """The training device (``config.device``, else this process's GPU, else the CPU) and whether AMP is on."""
     if config.device:
         device = torch.device(config.device)
     elif torch.cuda.is_available():
@@ -325,8 +314,22 @@ def pretrain(config: PretrainConfig, on_log: Callable[[dict], None] | None = Non
         torch.cuda.set_device(device)
     else:
         device = torch.device("cpu")
-    amp = config.amp if config.amp is not None else device.type == "cuda"
+    return device, config.amp if config.amp is not None else device.type == "cuda"
 
+
+@dataclass
+class _Data:
+    """What a run reads: the training stream and loader, the held-out loader, the network's input."""
+
+    stream: FractalStream
+    loader: Any
+    eval_loader: Any
+    transform: Callable
+    num_classes: int
+
+
+def _data(config: PretrainConfig, rank: int, world: int, device: torch.device) -> _Data:
+    """The streams of a dataset or a recipe: the last ``eval_shards`` shards held out for top-1."""
     probe = FractalStream(config.data, storage_options=config.storage_options, rank=0, world_size=1)
     names = probe.shard_names
     if config.eval_shards and len(names) <= config.eval_shards:
@@ -336,24 +339,14 @@ def pretrain(config: PretrainConfig, on_log: Callable[[dict], None] | None = Non
         )
     train_names = names[: len(names) - config.eval_shards] if config.eval_shards else names
     eval_names = names[len(names) - config.eval_shards :] if config.eval_shards else []
-    num_classes = int(probe.manifest.totals["categories"])
-
-    stream = FractalStream(
-        config.data,
-        rank=rank,
-        world_size=world,
-        seed=config.seed,
-        shuffle_buffer=config.shuffle_buffer,
-        storage_options=config.storage_options,
-        shards=train_names,
-        decode=config.decode,
-    )
-    transform = input_transform(config, stream)
+    common = {"storage_options": config.storage_options, "decode": config.decode}
+    order = {"seed": config.seed, "shuffle_buffer": config.shuffle_buffer}
+    stream = FractalStream(config.data, rank=rank, world_size=world, shards=train_names, **order, **common)
     if config.render_on == "gpu":
-        from ..gpu import RenderLoader
+        from ..loader import RenderLoader
 
         # The same samples, order and states as the stream above, rendered on this process's GPU.
-        loader = RenderLoader(
+        loader: Any = RenderLoader(
             config.data,
             config.batch_size,
             device=device if device.type == "cuda" else "cuda",
@@ -368,152 +361,196 @@ def pretrain(config: PretrainConfig, on_log: Callable[[dict], None] | None = Non
         loader = FractalLoader(stream, batch_size=config.batch_size, num_workers=config.workers, pin_memory=device.type == "cuda")
     eval_loader = None
     if eval_names and rank == 0:
-        eval_stream = FractalStream(
-            config.data,
-            rank=0,
-            world_size=1,
-            shuffle=False,
-            shards=eval_names,
-            storage_options=config.storage_options,
-            decode=config.decode,
-        )
+        eval_stream = FractalStream(config.data, rank=0, world_size=1, shuffle=False, shards=eval_names, **common)
         eval_loader = FractalLoader(eval_stream, batch_size=config.batch_size, num_workers=min(config.workers, 2))
+    # A dataset's categories or a recipe's: the definition says (a recipe has no manifest totals).
+    return _Data(stream, loader, eval_loader, input_transform(config, stream), probe.definition.num_categories)
 
-    torch.manual_seed(config.seed)
-    model = build_model(config.arch, num_classes, img_size=config.crop).to(device)
+
+def _optimizer(config: PretrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     if config.optimizer == "adamw":
         from timm.optim import create_optimizer_v2
 
-        optimizer = create_optimizer_v2(model, "adamw", lr=config.lr, weight_decay=config.weight_decay)
-    else:
-        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    if world > 1:
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp)
-    augment = _Augment(config, num_classes, device)
-    if augment.soft_targets:
-        from timm.loss import SoftTargetCrossEntropy
+        return create_optimizer_v2(model, "adamw", lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
-        criterion: nn.Module = SoftTargetCrossEntropy()
-    else:
-        criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    steps_per_epoch = max(1, math.ceil(len(stream) / config.batch_size))
 
-    step, epoch = 0, 0
-    ckpt_dir = Path(config.checkpoint_dir) if config.checkpoint_dir else None
-    last = ckpt_dir / "last.pt" if ckpt_dir else None
-    if ckpt_dir:
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-    if last is not None and config.resume and last.exists():
-        state = load_checkpoint(last)
-        _unwrap(model).load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        # Any rank's loader state serves every rank, also on another number of processes.
-        loader.load_state_dict(state["loader"])
-        step, epoch = int(state["step"]), loader.epoch
-        emit(
-            {"event": "resumed", "step": step, "epoch": epoch, "samples_seen": state["loader"]["samples_seen"], "from": str(last)}
-        )
+def learning_rate(config: PretrainConfig, steps_per_epoch: int, epoch: int, step: int = 0) -> float:
+    """The learning rate at ``epoch``, ``step`` (a pure function: a resumed run gets the same)."""
+    if config.schedule == "step":
+        return config.lr * config.lr_gamma ** sum(epoch >= m for m in config.lr_steps)
+    warmup = config.warmup_epochs * steps_per_epoch
+    total = max(1.0, config.epochs * steps_per_epoch - warmup)
+    if step < warmup:
+        return config.min_lr + (config.lr - config.min_lr) * step / warmup
+    return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * min(1.0, (step - warmup) / total)))
 
-    def lr_at(e: int, s: int = 0) -> float:
-        """The learning rate at epoch ``e``, step ``s`` (a pure function: resumed runs get the same)."""
-        if config.schedule == "step":
-            return config.lr * config.lr_gamma ** sum(e >= m for m in config.lr_steps)
-        warmup = config.warmup_epochs * steps_per_epoch
-        total = max(1.0, config.epochs * steps_per_epoch - warmup)
-        if s < warmup:
-            return config.min_lr + (config.lr - config.min_lr) * s / warmup
-        return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * min(1.0, (s - warmup) / total)))
 
-    def save() -> None:
-        if last is None or rank != 0:
+class _Run:
+    """One pre-training run, phase by phase: set up (data, model, optimiser), resume, train, finish."""
+
+    def __init__(self, config: PretrainConfig, on_log: Callable[[dict], None] | None) -> None:
+        self.config = config
+        self.started_group = not (torch.distributed.is_available() and torch.distributed.is_initialized())
+        self.rank, self.world, local_rank = _distributed_setup()
+        self.started_group = self.started_group and self.world > 1
+        self.sink = on_log or (lambda rec: log.info(json.dumps(rec)))
+        self.device, amp = _device(config, local_rank)
+        self.data = _data(config, self.rank, self.world, self.device)
+        torch.manual_seed(config.seed)
+        model = build_model(config.arch, self.data.num_classes, img_size=config.crop).to(self.device)
+        self.optimizer = _optimizer(config, model)
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        self.model = model
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp)
+        self.amp = amp
+        self.augment = _Augment(config, self.data.num_classes, self.device)
+        if self.augment.soft_targets:
+            from timm.loss import SoftTargetCrossEntropy
+
+            self.criterion: nn.Module = SoftTargetCrossEntropy()
+        else:
+            self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        self.steps_per_epoch = max(1, math.ceil(len(self.data.stream) / config.batch_size))
+        self.step, self.epoch = 0, 0
+        self.history: list[float] = []
+        self.top1: float | None = None
+        ckpt_dir = Path(config.checkpoint_dir) if config.checkpoint_dir else None
+        if ckpt_dir:
+            ckpt_dir.mkdir(parents=True, exist_ok=True)
+        self.last = ckpt_dir / "last.pt" if ckpt_dir else None
+
+    def emit(self, record: dict) -> None:
+        if self.rank == 0:  # one log, not one per process
+            self.sink(record)
+
+    def resume(self) -> None:
+        """Continue from ``last.pt`` (model, optimiser, scaler, the loader's exact position) when there is one."""
+        if self.last is None or not self.config.resume or not self.last.exists():
             return
+        state = load_checkpoint(self.last)
+        _unwrap(self.model).load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        # Any rank's loader state serves every rank, also on another number of processes.
+        self.data.loader.load_state_dict(state["loader"])
+        self.step, self.epoch = int(state["step"]), self.data.loader.epoch
+        seen = state["loader"]["samples_seen"]
+        self.emit({"event": "resumed", "step": self.step, "epoch": self.epoch, "samples_seen": seen, "from": str(self.last)})
+
+    def save(self) -> None:
+        if self.last is None or self.rank != 0:
+            return
+        config, stream = self.config, self.data.stream
         _save(
-            last,
+            self.last,
             {
-                "model": _unwrap(model).state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict(),
-                "loader": loader.state_dict(),
-                "step": step,
+                "model": _unwrap(self.model).state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "loader": self.data.loader.state_dict(),
+                "step": self.step,
                 "arch": config.arch,
                 "model_name": config.arch,
                 "timm_version": timm_version(),
                 "recipe": config.recipe,
-                "num_classes": num_classes,
+                "num_classes": self.data.num_classes,
                 "config": {k: v for k, v in dataclasses.asdict(config).items() if k != "storage_options"},
-                "dataset": {"url": config.data, "name": stream.manifest.name, "version": stream.version},
+                "dataset": {"url": config.data, "name": stream.definition.name, "version": stream.version},
             },
         )
 
-    model.train()
-    history: list[float] = []
-    top1 = None
-    t0, seen_since = time.perf_counter(), 0
-    done = False
-    while epoch < config.epochs and not done:
-        for images, labels in loader:
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(epoch, step)
-            images = transform(images, device, _step_generator(config.seed, step))
-            labels = labels.to(device, non_blocking=True)
-            images, labels = augment(images, labels, step)
-            with torch.autocast(device.type, enabled=amp):
-                loss = criterion(model(images), labels)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            step += 1
-            seen_since += int(images.shape[0]) * world
-            history.append(float(loss.detach()))
-            if step % config.log_every == 0:
-                elapsed = time.perf_counter() - t0
-                emit(
-                    {
-                        "step": step,
-                        "epoch": epoch,
-                        "loss": round(history[-1], 5),
-                        "lr": lr_at(epoch, step),
-                        "images_per_s": round(seen_since / elapsed, 1) if elapsed > 0 else None,
-                    }
-                )
-                t0, seen_since = time.perf_counter(), 0
-            if ckpt_dir and step % config.checkpoint_every == 0:
-                save()
-            if config.max_steps is not None and step >= config.max_steps:
-                done = True
-                break
-        else:
-            epoch = loader.epoch  # the loader moved on to the next epoch by itself
-            if eval_loader is not None and config.eval_every_epoch and epoch < config.epochs:
-                top1 = evaluate(_unwrap(model), eval_loader, config, device)
-                emit({"event": "eval", "step": step, "epoch": epoch, "top1": round(top1, 4)})
-    if eval_loader is not None:
-        top1 = evaluate(_unwrap(model), eval_loader, config, device)
-        emit({"event": "eval", "step": step, "epoch": epoch, "top1": round(top1, 4)})
-    save()
-    summary = {
-        "steps": step,
-        "epoch": epoch,
-        "losses": history,
-        "top1": top1,
-        "num_classes": num_classes,
-        "checkpoint": str(last) if last else None,
-    }
-    emit(
-        {
-            "event": "done",
-            "step": step,
-            "first_loss": history[0] if history else None,
-            "final_loss": history[-1] if history else None,
-            "top1": top1,
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
+        """One optimiser step on a batch as the loader gives it; the loss."""
+        config, device = self.config, self.device
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(config, self.steps_per_epoch, self.epoch, self.step)
+        images = self.data.transform(images, device, _step_generator(config.seed, self.step))
+        labels = labels.to(device, non_blocking=True)
+        images, labels = self.augment(images, labels, self.step)
+        with torch.autocast(device.type, enabled=self.amp):
+            loss = self.criterion(self.model(images), labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.step += 1
+        return float(loss.detach())
+
+    def train(self) -> None:
+        """Epochs until ``epochs`` (or ``max_steps``): log lines, checkpoints, top-1 after each epoch."""
+        config, loader = self.config, self.data.loader
+        self.model.train()
+        t0, seen_since = time.perf_counter(), 0
+        while self.epoch < config.epochs:
+            for images, labels in loader:
+                self.history.append(self.train_step(images, labels))
+                seen_since += int(labels.shape[0]) * self.world
+                if self.step % config.log_every == 0:
+                    elapsed = time.perf_counter() - t0
+                    self.emit(
+                        {
+                            "step": self.step,
+                            "epoch": self.epoch,
+                            "loss": round(self.history[-1], 5),
+                            "lr": learning_rate(config, self.steps_per_epoch, self.epoch, self.step),
+                            "images_per_s": round(seen_since / elapsed, 1) if elapsed > 0 else None,
+                        }
+                    )
+                    t0, seen_since = time.perf_counter(), 0
+                if self.last is not None and self.step % config.checkpoint_every == 0:
+                    self.save()
+                if config.max_steps is not None and self.step >= config.max_steps:
+                    return
+            self.epoch = loader.epoch  # the loader moved on to the next epoch by itself
+            if self.data.eval_loader is not None and config.eval_every_epoch and self.epoch < config.epochs:
+                self.evaluate()
+
+    def evaluate(self) -> None:
+        self.top1 = evaluate(_unwrap(self.model), self.data.eval_loader, self.config, self.device)
+        self.emit({"event": "eval", "step": self.step, "epoch": self.epoch, "top1": round(self.top1, 4)})
+
+    def finish(self) -> dict:
+        """The last evaluation and checkpoint; the summary."""
+        if self.data.eval_loader is not None:
+            self.evaluate()
+        self.save()
+        history = self.history
+        summary = {
+            "steps": self.step,
+            "epoch": self.epoch,
+            "losses": history,
+            "top1": self.top1,
+            "num_classes": self.data.num_classes,
+            "checkpoint": str(self.last) if self.last else None,
         }
-    )
-    if started_group:
-        torch.distributed.destroy_process_group()
-    return summary
+        self.emit(
+            {
+                "event": "done",
+                "step": self.step,
+                "first_loss": history[0] if history else None,
+                "final_loss": history[-1] if history else None,
+                "top1": self.top1,
+            }
+        )
+        if self.started_group:
+            torch.distributed.destroy_process_group()
+        return summary
+
+
+def pretrain(config: PretrainConfig, on_log: Callable[[dict], None] | None = None) -> dict:
+    """Train ``config.arch`` on the dataset or recipe at ``config.data``; returns a summary dict.
+
+    Every ``log_every`` steps (and at the end) a record ``{step, epoch, loss, lr,
+    images_per_s}`` goes to ``on_log`` (default: logging, one JSON line). The run's phases:
+    set up (streams, model, optimiser), resume from ``last.pt``, train, evaluate and save.
+    """
+    run = _Run(config, on_log)
+    run.resume()
+    run.train()
+    return run.finish()
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

@@ -19,8 +19,10 @@ def checkpoint(tmp_path_factory) -> Path:
     """A checkpoint shaped like jobs/pretrain.py's (random weights: fine-tuning mechanics only)."""
     path = tmp_path_factory.mktemp("ft") / "last.pt"
     torch.manual_seed(0)
-    model = build_model("resnet18", 7)
-    torch.save({"model": model.state_dict(), "arch": "resnet18", "model_name": "resnet18", "num_classes": 7, "step": 1}, path)
+    model = build_model("test_resnet", 7)  # timm's test network: the mechanics are under test, not the model
+    torch.save(
+        {"model": model.state_dict(), "arch": "test_resnet", "model_name": "test_resnet", "num_classes": 7, "step": 1}, path
+    )
     return path
 
 
@@ -72,11 +74,8 @@ def test_a_vit_checkpoint_fine_tunes_at_another_size(tmp_path):
     """The ViT path: weights trained at a 32 px crop load into a 16 px network (position embeddings resampled)."""
     path = tmp_path / "vit.pt"
     torch.manual_seed(0)
-    model = build_model("vit_tiny_patch16_224", 5, img_size=32)
-    torch.save(
-        {"model": model.state_dict(), "model_name": "vit_tiny_patch16_224", "num_classes": 5, "step": 1, "config": {"crop": 32}},
-        path,
-    )
+    model = build_model("test_vit", 5, img_size=32)
+    torch.save({"model": model.state_dict(), "model_name": "test_vit", "num_classes": 5, "step": 1, "config": {"crop": 32}}, path)
     config = FinetuneConfig(checkpoint=str(path), labels_per_class=(3,), seeds=(0,), epochs=1, image_size=16)
     results = run_finetune(config, progress=lambda line: None)
     for regime in ("finetune", "probe"):

@@ -20,7 +20,7 @@ from fractalshards.definition import DatasetDefinition
 from fractalshards.train import load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-ARGS = ["--arch", "resnet18", "--batch-size", "4", "--crop", "32", "--workers", "0", "--log-every", "1", "--eval-shards", "0"]
+ARGS = ["--arch", "test_resnet", "--batch-size", "4", "--crop", "32", "--workers", "0", "--log-every", "1", "--eval-shards", "0"]
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +64,7 @@ def _same_weights(a: dict, b: dict, rtol: float, atol: float) -> None:
         torch.testing.assert_close(tensor, b["model"][name], rtol=rtol, atol=atol, msg=name)
 
 
+@pytest.mark.slow
 def test_ray_train_gives_the_losses_of_torchrun(data, tmp_path):
     common = ["--data", data, *ARGS, "--max-steps", "4"]
     torchrun = Path(sys.executable).parent / "torchrun"
@@ -90,6 +91,7 @@ def _ray_train_workers(root: psutil.Process) -> list[psutil.Process]:
     return found
 
 
+@pytest.mark.slow
 def test_a_killed_ray_worker_and_a_resubmitted_run_resume_exactly(data, tmp_path):
     command = [
         sys.executable,

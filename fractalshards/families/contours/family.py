@@ -36,7 +36,7 @@ from ...results import Rendered, SearchResult
 from ...seeds import stream_key
 from ...storage import atomic_write, cache_root, locked
 from .. import Family, SettingsDict, setting
-from .kernels import PARAM_FIELDS, SHAPE_FIELDS, native_instance_draws, native_shape, official_instance_draws
+from .kernels import IMAGE_SIZE, PARAM_FIELDS, SHAPE_FIELDS, native_instance_draws, native_shape, official_instance_draws
 
 __all__ = ["RadialFamily", "ContourCategory", "ContourSettings", "STRIDE", "INTEGER_FIELDS", "check_contour_search"]
 
@@ -44,7 +44,6 @@ __all__ = ["RadialFamily", "ContourCategory", "ContourSettings", "STRIDE", "INTE
 STRIDE = 25
 #: Parameters that are integers (written as JSON integers).
 INTEGER_FIELDS = ("vertices", "lines", "radius", "freq1", "freq2")
-IMAGE_SIZE = 512
 
 
 @dataclass(frozen=True)
@@ -260,12 +259,11 @@ class RadialFamily(Family):
         image = self._image(p, shape, greys, ux, uy)
         return Rendered(image, False, info={"shape": dict(zip(SHAPE_FIELDS, shape.tolist()))})
 
-    def gpu_renderer(self, manifest, settings: ContourSettings):
-        """As :meth:`fractalshards.families.Family.gpu_renderer` (:mod:`.gpu`: numba-cuda)."""
-        self._check_mode(manifest, settings)
+    def device_renderer(self) -> type:
+        """As :meth:`fractalshards.families.Family.device_renderer` (:mod:`.gpu`: numba-cuda)."""
         from .gpu import ContourGPU
 
-        return ContourGPU(self, manifest, settings)
+        return ContourGPU
 
     def record(self, manifest, category, instance, settings, rendered) -> dict:
         """As :meth:`fractalshards.families.Family.record`."""

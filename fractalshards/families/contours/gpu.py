@@ -7,7 +7,8 @@ then the closed polyline with Pillow's integer Bresenham (later lines over earli
 draws are made on the device as the CPU makes them, and consumed in the same order, so none is
 stored: native instances from their counter-based stream, official ones from CPython's MT19937
 replayed from the saved generator state nearest the instance (uploaded; the instances between
-are skipped on the device, as the CPU's ``official_instance_draws`` skips them).
+are skipped on the device, as the CPU's ``official_instance_draws`` skips them). The device
+generator and Pillow's line are :mod:`fractalshards.gpu.mt19937` and :mod:`fractalshards.gpu.lines`.
 
 Every float operation is the CPU's, in its order, through :mod:`fractalshards.gpu.ops`
 (round-to-nearest intrinsics: no fused multiply-add, float64 and float32 alike); the cosines,
@@ -23,18 +24,16 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-from ...gpu import ops
+from ...gpu import lines, ops
+from ...gpu import mt19937 as mt
 from ...png import PackedLayout
 from ...results import Rendered
 from ...seeds import stream_key
-from .family import IMAGE_SIZE
-from .kernels import GRAD, PARAM_FIELDS, SHAPE_FIELDS, angle_table, native_shape, wave_table
+from .kernels import GRAD, IMAGE_SIZE, PARAM_FIELDS, SHAPE_FIELDS, angle_table, native_shape, wave_table
 
 __all__ = ["ContourGPU", "THREADS"]
 
-_N = 624  # MT19937's words; the state's last entry is the position
 _F6, _F15, _F10, _F1, _F04 = (np.float32(v) for v in (6.0, 15.0, 10.0, 1.0, 0.4))
-_INV_2_53 = 1.0 / 9007199254740992.0
 
 
 # -- 1-D Perlin noise (noise.pnoise1, float32), as perlin.pnoise1 -------------------------------------
@@ -55,74 +54,9 @@ def _noise(u, grad):
     return np.float64(ops.fmul(ops.fadd(a, ops.fmul(fx, ops.fsub(b, a))), _F04))
 
 
-# -- CPython's random (MT19937), one generator per image: column ``b`` of ``st`` (625, batch) -------------
-@cuda.jit(device=True)
-def _twist(st, b):
-    for kk in range(_N):
-        y = (np.int64(st[kk, b]) & 0x80000000) | (np.int64(st[(kk + 1) % _N, b]) & 0x7FFFFFFF)
-        v = np.int64(st[(kk + 397) % _N, b]) ^ (y >> 1)
-        if y & 1:
-            v ^= 0x9908B0DF
-        st[kk, b] = np.uint32(v)
-
-
-@cuda.jit(device=True)
-def _next(st, b):
-    index = np.int64(st[_N, b])
-    if index >= _N:
-        _twist(st, b)
-        index = 0
-    y = np.int64(st[index, b])
-    st[_N, b] = np.uint32(index + 1)
-    y ^= y >> 11
-    y ^= (y << 7) & 0x9D2C5680
-    y ^= (y << 15) & 0xEFC60000
-    y ^= y >> 18
-    return y
-
-
-@cuda.jit(device=True)
-def _random(st, b):
-    hi = np.float64(_next(st, b) >> 5)
-    lo = np.float64(_next(st, b) >> 6)
-    return ops.mul(ops.add(ops.mul(hi, 67108864.0), lo), _INV_2_53)
-
-
-@cuda.jit(device=True)
-def _randint(st, b, lo, hi):
-    n = hi - lo + 1
-    k = 0
-    m = n
-    while m:
-        k += 1
-        m >>= 1
-    r = _next(st, b) >> (32 - k)
-    while r >= n:
-        r = _next(st, b) >> (32 - k)
-    return lo + r
-
-
-@cuda.jit(device=True)
-def _uniform(st, b, lo, hi):
-    return ops.add(lo, ops.mul(ops.sub(hi, lo), _random(st, b)))
-
-
-@cuda.jit(device=True)
-def _skip_randoms(st, b, count):
-    left = 2 * count
-    while left > 0:
-        index = np.int64(st[_N, b])
-        if index >= _N:
-            _twist(st, b)
-            index = 0
-        take = min(left, _N - index)
-        st[_N, b] = np.uint32(index + take)
-        left -= take
-
-
 @cuda.jit(device=True)
 def _centre(st, b, reach):
-    return ops.div(np.float64(512 + _randint(st, b, -reach, reach)), 2.0)
+    return ops.div(np.float64(512 + mt.randint(st, b, -reach, reach)), 2.0)
 
 
 @cuda.jit(device=True)
@@ -130,68 +64,17 @@ def _skip_instance(rcdb, st, b, lines, vertices, spec, shapes):
     # kernels._skip_instance: consume one instance's draws, draw the next one's shape.
     top = 256 if rcdb else 255
     for _line in range(lines):
-        _randint(st, b, 0, top)
-        _skip_randoms(st, b, 2 * vertices)
+        mt.randint(st, b, 0, top)
+        mt.skip_randoms(st, b, 2 * vertices)
     if rcdb:
-        shapes[b, 3] = _uniform(st, b, 1.0, 2.0)
-        shapes[b, 4] = _uniform(st, b, 1.0, 2.0)
-        shapes[b, 2] = np.float64(_randint(st, b, np.int64(spec[7]), np.int64(spec[8])))
+        shapes[b, 3] = mt.uniform(st, b, 1.0, 2.0)
+        shapes[b, 4] = mt.uniform(st, b, 1.0, 2.0)
+        shapes[b, 2] = np.float64(mt.randint(st, b, np.int64(spec[7]), np.int64(spec[8])))
         shapes[b, 1] = _centre(st, b, 400)
         shapes[b, 0] = _centre(st, b, 400)
     else:
         shapes[b, 1] = _centre(st, b, 512)
         shapes[b, 0] = _centre(st, b, 512)
-
-
-# -- Pillow's width-1 line, as lines.draw_polyline -----------------------------------------------------
-@cuda.jit(device=True)
-def _point(out, b, x, y, ink):
-    if 0 <= x < out.shape[2] and 0 <= y < out.shape[1]:
-        out[b, y, x] = ink
-
-
-@cuda.jit(device=True)
-def _segment(out, b, x0, y0, x1, y1, ink):
-    dx = x1 - x0
-    xs = 1
-    if dx < 0:
-        dx = -dx
-        xs = -1
-    dy = y1 - y0
-    ys = 1
-    if dy < 0:
-        dy = -dy
-        ys = -1
-    if dx == 0:
-        for _ in range(dy):
-            _point(out, b, x0, y0, ink)
-            y0 += ys
-    elif dy == 0:
-        for _ in range(dx):
-            _point(out, b, x0, y0, ink)
-            x0 += xs
-    elif dx > dy:
-        dy2 = dy + dy
-        e = dy2 - dx
-        dx2 = dx + dx
-        for _ in range(dx):
-            _point(out, b, x0, y0, ink)
-            if e >= 0:
-                y0 += ys
-                e -= dx2
-            e += dy2
-            x0 += xs
-    else:
-        dx2 = dx + dx
-        e = dx2 - dy
-        dy2 = dy + dy
-        for _ in range(dy):
-            _point(out, b, x0, y0, ink)
-            if e >= 0:
-                x0 += xs
-                e -= dy2
-            e += dx2
-            y0 += ys
 
 
 @cuda.jit(device=True)
@@ -216,9 +99,9 @@ def _polyline(out, b, xs, ys, vertices, rcdb, cx, cy, ink):
             y1 = _coord(ys, k + 1, b, rcdb, cy)
         else:
             x1, y1 = fx, fy
-        _segment(out, b, x0, y0, x1, y1, ink)
+        lines.segment(out, b, x0, y0, x1, y1, ink)
         x0, y0 = x1, y1
-    _point(out, b, fx, fy, ink)
+    lines.point(out, b, fx, fy, ink)
 
 
 # -- the render kernel --------------------------------------------------------------------------------------
@@ -259,7 +142,7 @@ def _render(
     top = 256 if rcdb else 255
     for _line in range(lines):
         if official:
-            grey = _randint(states, b, 0, top)
+            grey = mt.randint(states, b, 0, top)
         else:
             grey = np.int64(ops.mul(ops.uniform_at(key, at), np.float64(grey_levels)))
             at += 1
@@ -268,7 +151,7 @@ def _render(
             trig = oa if axis == 0 else oa + v
             for j in range(v):
                 if official:
-                    u = _uniform(states, b, 0.0, 10000.0)
+                    u = mt.uniform(states, b, 0.0, 10000.0)
                 else:
                     u = ops.mul(10000.0, ops.uniform_at(key, at + j))
                 w1 = 0.0 if rcdb else table[o1 + j]
@@ -288,6 +171,7 @@ class ContourGPU:
     """Renders batches of ``(category, instance)`` of a VisualAtom or RCDB manifest on the GPU."""
 
     def __init__(self, family, manifest, settings) -> None:
+        family._check_mode(manifest, settings)  # official renders need an official search
         self.family, self.manifest, self.settings = family, manifest, settings
         self.rcdb = bool(family.rcdb)
         self.layout = PackedLayout("grey", IMAGE_SIZE, IMAGE_SIZE)
@@ -357,7 +241,7 @@ class ContourGPU:
             states = np.ascontiguousarray(starts.T)  # one generator per column: a warp reads a row at once
         else:
             skips = np.zeros(batch, np.int64)
-            states = np.zeros((_N + 1, 1), np.uint32)
+            states = np.zeros((mt.N + 1, 1), np.uint32)
             for b, (c, k) in enumerate(zip(cats.tolist(), insts)):
                 keys[b] = stream_key(fam.name, "instance", s.seed, c, k)
                 if k > 0:  # instance 0 is drawn with its category

@@ -26,6 +26,7 @@ from .lines import draw_polyline
 from .perlin import GRAD, PERM, pnoise1
 
 __all__ = [
+    "IMAGE_SIZE",
     "visualatom_image",
     "rcdb_image",
     "PERM",
@@ -44,6 +45,9 @@ __all__ = [
     "angle_table",
     "wave_table",
 ]
+
+#: The side of every VisualAtom and RCDB image (the official 512 px canvas).
+IMAGE_SIZE = 512
 
 
 @kernel

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from ...errors import ConfigError
 from .. import Preset, SettingsDict, setting
-from .family import IMAGE_SIZE, RadialFamily, check_contour_search
-from .kernels import GRAD, RCDB_SPEC, rcdb_image, rcdb_native_category, rcdb_official_categories
+from .family import RadialFamily, check_contour_search
+from .kernels import GRAD, IMAGE_SIZE, RCDB_SPEC, rcdb_image, rcdb_native_category, rcdb_official_categories
 
 __all__ = ["RCDBSearch", "RCDB", "FAMILY"]
 

@@ -13,8 +13,15 @@ from dataclasses import dataclass
 
 from ...errors import check_int
 from .. import Preset, SettingsDict, setting
-from .family import IMAGE_SIZE, RadialFamily, check_contour_search
-from .kernels import GRAD, VISUALATOM_SPEC, visualatom_image, visualatom_native_category, visualatom_official_categories
+from .family import RadialFamily, check_contour_search
+from .kernels import (
+    GRAD,
+    IMAGE_SIZE,
+    VISUALATOM_SPEC,
+    visualatom_image,
+    visualatom_native_category,
+    visualatom_official_categories,
+)
 
 __all__ = ["VisualAtomSearch", "VisualAtom", "FAMILY"]
 

@@ -181,11 +181,16 @@ class FractalDB(Family):
         """Grey renders are two-level, 0 and the official 127 (patches and points alike)."""
         return GRAY_VALUE if settings.color == "gray" else None
 
-    def gpu_renderer(self, manifest, settings: RenderSettings):
-        """As :meth:`fractalshards.families.Family.gpu_renderer` (:mod:`.gpu`: numba-cuda)."""
+    def device_renderer(self) -> type:
+        """As :meth:`fractalshards.families.Family.device_renderer` (:mod:`.gpu`: numba-cuda)."""
         from .gpu import FractalGPU
 
-        return FractalGPU(manifest, settings, instance_from_index)
+        return FractalGPU
+
+    def instance_of(self, index: int) -> Instance:
+        """The :class:`~fractalshards.families.fractaldb.instances.Instance` (weight row, flip, patch
+        variant) of instance ``index``."""
+        return instance_from_index(index)
 
     def image_shape(self, manifest, settings: RenderSettings) -> tuple[int, ...]:
         """``(size, size)``, or ``(size, size, 3)`` in colour."""

@@ -22,8 +22,8 @@ from ...gpu import ops
 from ...png import PackedLayout
 from ...results import Rendered, from_packed
 from ...seeds import stream_key
-from ..fractaldb.ifs import cumulative
-from .render import GRAY_VALUE, RenderSettings, _palette, official_uniforms, render, weight_rows
+from .ifs import cumulative
+from .render import GRAY_VALUE, RenderSettings, _palette, official_uniforms, weight_rows
 
 __all__ = ["FractalGPU"]
 
@@ -171,14 +171,13 @@ THREADS = 1 if ops.SIMULATED else 128
 
 
 class FractalGPU:
-    """Renders batches of ``(category, instance)`` of a FractalDB-style manifest on the GPU.
+    """Renders batches of ``(category, instance)`` of a FractalDB-style manifest on the GPU (FractalDB,
+    OFDB, 1p-frac: the family's ``instance_of(index)`` gives each instance's weight row, flip and patch
+    variant; 1p-frac's is always its one drawing)."""
 
-    ``instance_of(index)`` gives the :class:`~fractalshards.families.fractaldb.instances.Instance`
-    (weight row, flip, patch variant) of an instance index (1p-frac: always its one drawing).
-    """
-
-    def __init__(self, manifest, settings: RenderSettings, instance_of) -> None:
-        self.manifest, self.settings, self.instance_of = manifest, settings, instance_of
+    def __init__(self, family, manifest, settings: RenderSettings) -> None:
+        self.family, self.manifest, self.settings = family, manifest, settings
+        self.instance_of = family.instance_of
         colour = settings.color == "color"
         size = settings.size
         self.layout = PackedLayout("rgb", size, size) if colour else PackedLayout("bits", size, size, GRAY_VALUE)
@@ -263,6 +262,6 @@ class FractalGPU:
             return Rendered(self.layout.unpack(packed), False)
         return from_packed(packed, self.layout, False)
 
-    def render_cpu(self, category: int, instance: int):
+    def render_cpu(self, category: int, instance: int) -> Rendered:
         """The CPU's render of one sample (for the walks the GPU hands back)."""
-        return render(self.manifest.category(category).system, category, self.instance_of(instance), self.settings)
+        return self.family.render(self.manifest, category, instance, self.settings)

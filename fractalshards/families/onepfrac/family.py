@@ -170,15 +170,16 @@ class OnePFrac(Family):
         self.check_instance(instance)
         return render(manifest.category(category).system, category, _IDENTITY, settings)
 
-    def gpu_renderer(self, manifest, settings: RenderSettings):
-        """As :meth:`fractalshards.families.Family.gpu_renderer`: FractalDB's kernels, one drawing per class."""
+    def device_renderer(self) -> type:
+        """As :meth:`fractalshards.families.Family.device_renderer`: FractalDB's kernels, one drawing per class."""
         from ..fractaldb.gpu import FractalGPU
 
-        def instance_of(index: int) -> Instance:
-            self.check_instance(index)
-            return _IDENTITY
+        return FractalGPU
 
-        return FractalGPU(manifest, settings, instance_of)
+    def instance_of(self, index: int) -> Instance:
+        """Every instance is the category's one drawing (no weight row, flip or patch variant)."""
+        self.check_instance(index)
+        return _IDENTITY
 
     def record(self, manifest, category, instance, settings, rendered) -> dict:
         """As :meth:`fractalshards.families.Family.record`."""

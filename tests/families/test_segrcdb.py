@@ -14,6 +14,7 @@ import official_segrcdb as oracle
 import PIL
 import pytest
 import torch
+from helpers import VECTORS
 from PIL import Image
 
 from fractalshards.categories import CategoryManifest
@@ -22,7 +23,7 @@ from fractalshards.errors import ConfigError
 from fractalshards.families import get_family
 from fractalshards.presets import load_preset
 
-VECTORS = Path(__file__).parent / "vectors" / "fdsl-3d-seg-vectors.txt"  # a copy of ../shared/
+SEG_VECTORS = VECTORS / "fdsl-3d-seg-vectors.txt"  # a copy of ../shared/
 FAM = get_family("segrcdb")
 
 
@@ -32,7 +33,7 @@ def _sha(a: np.ndarray) -> str:
 
 def _vector(prefix: str) -> dict:
     # "official 000000 image ... grey_sha256=..." -> {"grey_sha256": ..., "nonzero": ...}
-    for line in VECTORS.read_text().splitlines():
+    for line in SEG_VECTORS.read_text().splitlines():
         if line.startswith(prefix):
             return dict(part.split("=", 1) for part in line.split() if "=" in part)
     raise KeyError(prefix)
@@ -135,14 +136,14 @@ def test_native_streams_are_deterministic_and_masks_label_every_line():
     assert set(np.unique(a.mask)) - {0} <= set(a.info["classes"])
     # In another process (no shared state): the same bytes.
     code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); import test_segrcdb as t; "
+        "import sys; sys.path[:0] = sys.argv[1:]; import test_segrcdb as t; "
         "from fractalshards.definition import DatasetDefinition; "
         "d = DatasetDefinition.from_manifest(t._manifest(40, 'native', 3), instances=100, "
         "render={'size': 96, 'instances_per_image': 6}); "
         "r = t.FAM.render(d.categories, 0, 7, d.render); sys.stdout.write(r.image.tobytes().hex() + ' ' + r.mask.tobytes().hex())"
     )
-    here = str(Path(__file__).parent)
-    done = subprocess.run([sys.executable, "-c", code, here], capture_output=True, text=True, timeout=300, check=True)
+    here = [str(Path(__file__).parent), str(Path(__file__).parents[1])]
+    done = subprocess.run([sys.executable, "-c", code, *here], capture_output=True, text=True, timeout=300, check=True)
     image_hex, mask_hex = done.stdout.split()
     assert image_hex == a.image.tobytes().hex() and mask_hex == a.mask.tobytes().hex()
 
@@ -168,7 +169,8 @@ def test_a_segmentation_dataset_builds_verifies_and_streams_images_with_their_ma
     import webdataset as wds
 
     from fractalshards.builder import build
-    from fractalshards.stream import FractalLoader, FractalStream
+    from fractalshards.loader import FractalLoader
+    from fractalshards.stream import FractalStream
     from fractalshards.verifier import verify
 
     d = DatasetDefinition.from_preset("segrcdb", instances=12, shard_size=5, render={"size": 128})
@@ -275,7 +277,8 @@ def test_ray_data_rows_carry_images_and_masks(tmp_path):
 
 
 def test_previews_show_each_image_beside_its_mask_in_a_palette():
-    from fractalshards.preview import _PALETTE, preview_grid
+    from fractalshards.kinds.segmentation import PALETTE
+    from fractalshards.preview import preview_grid
 
     d = DatasetDefinition.from_preset("segrcdb", instances=8, render={"size": 64})
     grid = np.asarray(preview_grid(d.categories, range(2), range(3), d.render, tile=64))
@@ -283,4 +286,4 @@ def test_previews_show_each_image_beside_its_mask_in_a_palette():
     out = FAM.render(d.categories, 0, 0, d.render)
     tile = grid[28 : 28 + 64, 6 : 6 + 128]  # the first tile, under the title
     assert np.array_equal(tile[:, :64, 0], out.image)  # grey image on the left
-    assert np.array_equal(tile[:, 64:], _PALETTE[out.mask])  # the mask's classes in colour on the right
+    assert np.array_equal(tile[:, 64:], PALETTE[out.mask])  # the mask's classes in colour on the right

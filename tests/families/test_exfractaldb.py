@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import VECTORS
 from PIL import Image
 
 from fractalshards.categories import CategoryManifest
@@ -21,12 +22,12 @@ from fractalshards.families import get_family
 from fractalshards.families.exfractaldb.family import WEIGHTS
 from fractalshards.presets import load_preset
 
-VECTORS = Path(__file__).parent / "vectors" / "fdsl-3d-seg-vectors.txt"  # a copy of ../shared/
+SEG_VECTORS = VECTORS / "fdsl-3d-seg-vectors.txt"  # a copy of ../shared/
 FAM = get_family("exfractaldb")
 
 
 def _vector(prefix: str) -> dict:
-    for line in VECTORS.read_text().splitlines():
+    for line in SEG_VECTORS.read_text().splitlines():
         if line.startswith(prefix):
             return dict(part.split("=", 1) for part in line.split() if "=" in part)
     raise KeyError(prefix)
@@ -163,12 +164,12 @@ def test_native_categories_are_independent_and_renders_deterministic():
     assert not np.array_equal(a.image, FAM.render(d.categories, 1, 17 + 145, d.render).image)  # another view
     assert np.count_nonzero(a.image) > 20
     code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); import test_exfractaldb as t; "
+        "import sys; sys.path[:0] = sys.argv[1:]; import test_exfractaldb as t; "
         "from fractalshards.definition import DatasetDefinition; "
         "d = DatasetDefinition.from_manifest(t._native(), instances=1000, render={'size': 64}); "
         "sys.stdout.write(t.FAM.render(d.categories, 1, 17, d.render).image.tobytes().hex())"
     )
-    done = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent)], capture_output=True, text=True, check=True)
+    done = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent), str(Path(__file__).parents[1])], capture_output=True, text=True, check=True)
     assert done.stdout == a.image.tobytes().hex()
 
 
@@ -191,7 +192,8 @@ def test_pc_fractaldb_samples_are_mixed_centred_point_clouds_built_verified_and_
     from fractalshards.builder import build
     from fractalshards.card import card_markdown, croissant
     from fractalshards.dataset import load_dataset
-    from fractalshards.stream import FractalLoader, FractalStream
+    from fractalshards.loader import FractalLoader
+    from fractalshards.stream import FractalStream
 
     pc = get_family("pc-fractaldb")
     d = DatasetDefinition.from_preset("pc-fractaldb-1k", categories=3, instances=4, shard_size=5)

@@ -6,7 +6,7 @@ import hashlib
 
 import numpy as np
 import pytest
-from conftest import read_vectors
+from helpers import read_vectors
 
 from fractalshards.families.fractaldb.export import official_csv
 from fractalshards.families.fractaldb.instances import Instance

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import VECTORS
 from official_contours import digest, rcdb_category, rcdb_thread, visualatom_category, visualatom_thread
 from PIL import Image, ImageDraw
 
@@ -15,7 +15,7 @@ from fractalshards.families.contours.kernels import rcdb_image, visualatom_image
 from fractalshards.families.contours.lines import draw_polyline
 from fractalshards.families.contours.perlin import GRAD, pnoise1_array
 
-SAMPLE = Path(__file__).resolve().parent / "vectors" / "official-contours-sample.txt"  # copied from shared/
+SAMPLE = VECTORS / "official-contours-sample.txt"  # copied from shared/
 
 
 def _vectors() -> tuple[dict, dict]:

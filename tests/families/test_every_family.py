@@ -16,9 +16,10 @@ from test_contours import _vectors
 from fractalshards.cli import main
 from fractalshards.families import family_names, get_family
 from fractalshards.families.contours.kernels import PARAM_FIELDS
+from fractalshards.loader import FractalLoader
 from fractalshards.mt19937 import new_state
 from fractalshards.presets import PRESETS, load_preset
-from fractalshards.stream import FractalLoader, FractalStream
+from fractalshards.stream import FractalStream
 
 
 def _sha(image: np.ndarray) -> str:
@@ -64,7 +65,7 @@ def test_official_pixels_through_the_cli_and_the_family(tmp_path):
         main(["--no-progress", "render", "--preset", "visualatom-1k", "--category", "50", "--instance", "2", "--out", str(out)])
         == 0
     )
-    from fractalshards.shards import decode_png
+    from fractalshards.png import decode as decode_png
 
     assert _sha(decode_png(out.read_bytes())) == pixels[("visualatom", 1, 50, 2)]
 
@@ -228,7 +229,7 @@ def test_bad_family_settings_are_one_line_errors(argv, needle, tmp_path, capsys)
 
 
 def test_a_manifest_naming_an_unknown_family_is_refused(tmp_path, capsys):
-    data = json.loads((Path(__file__).resolve().parent.parent / "manifests" / "rcdb-1k.json").read_text())
+    data = json.loads((Path(__file__).resolve().parents[2] / "manifests" / "rcdb-1k.json").read_text())
     data["family"] = "nope"
     path = tmp_path / "m.json"
     path.write_text(json.dumps(data))

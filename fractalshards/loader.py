@@ -1,0 +1,264 @@
+"""Load a stream in batches: :class:`FractalLoader` (a ``DataLoader`` with exact and elastic resume)
+and :class:`RenderLoader` (the same batches rendered on a GPU).
+
+A loader owns its stream's position (:class:`fractalshards.stream.Position`): it counts the samples
+that reached this process and writes where the next iteration starts, so :meth:`FractalLoader.state_dict`
+is exact whatever the number of workers. :class:`RenderLoader` makes its batches another way
+(:meth:`FractalLoader.batches`) and keeps everything else, states included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from .epochs import EpochLayout, Level
+from .errors import ConfigError
+from .gpu_renderer import GPURenderer
+from .limits import check, raised
+from .stream import FractalStream, Position
+
+__all__ = ["FractalLoader", "RenderLoader", "STATE_VERSION"]
+
+#: Version of :meth:`FractalLoader.state_dict`; version 1 states (no history) are still read.
+STATE_VERSION = 2
+
+
+class FractalLoader(DataLoader):
+    """A ``DataLoader`` over a :class:`FractalStream` with exact and elastic mid-epoch resume.
+
+    Batches arrive in the rank's output order whatever ``num_workers`` is (workers are
+    dealt blocks of ``batch_size`` samples). ``state_dict()`` counts the samples that
+    arrived in this (main) process (a ``break`` keeps the position; running out of an
+    epoch moves on to the next one). ``load_state_dict(state)`` on a new loader makes it
+    yield exactly the rest of that epoch, also when the state was saved with another
+    world size, shuffle buffer, batch size or number of workers: the samples no old rank
+    consumed are re-split among the new ranks (see :mod:`fractalshards.epochs`).
+    ``persistent_workers=True`` is supported: live workers learn each new epoch and each
+    loaded state from this process.
+    """
+
+    def __init__(self, stream: FractalStream, batch_size: int = 1, num_workers: int = 0, **dataloader_kwargs: Any) -> None:
+        if not isinstance(stream, FractalStream):
+            raise ConfigError("stream: FractalLoader takes a FractalStream; use torch's DataLoader for other datasets")
+        for bad in ("sampler", "batch_sampler", "shuffle"):
+            if dataloader_kwargs.get(bad) not in (None, False):
+                raise ConfigError(f"{bad}: FractalStream orders samples itself; set shuffle/seed on the stream instead")
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ConfigError(f"batch_size: {batch_size!r} is not valid; use a positive integer")
+        if num_workers > 0:
+            stream.share_position()
+        super().__init__(stream, batch_size=batch_size, num_workers=num_workers, **dataloader_kwargs)
+        stream.set_position(replace(stream.position, block=batch_size))
+        self._seen = stream.position.start
+
+    @property
+    def stream(self) -> FractalStream:
+        """The underlying stream."""
+        return self.dataset  # type: ignore[return-value]
+
+    @property
+    def epoch(self) -> int:
+        """The epoch the next iteration yields (or continues)."""
+        return self.stream.epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start epoch ``epoch`` from its beginning."""
+        self.stream.set_epoch(epoch)
+        self._seen = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        per_rank = self._begin()
+        for batch in self.batches():
+            self._count(per_rank)
+            yield batch
+        self._finish()
+
+    def batches(self) -> Iterator[Any]:
+        """The batches of the stream from its current position, in order: the ``DataLoader``'s (workers,
+        ``collate_fn``, pinning). A loader that makes its batches another way (on a GPU:
+        :class:`RenderLoader`) overrides this alone; the position bookkeeping of an iteration, and so
+        :meth:`state_dict`, stay this class's."""
+        return super().__iter__()
+
+    # The position bookkeeping of an iteration.
+    def _begin(self) -> int:
+        # The position must reach the workers before they start (or resume) iterating.
+        stream = self.stream
+        stream.set_position(replace(stream.position, start=self._seen, block=self.batch_size))
+        return len(stream)
+
+    def _count(self, per_rank: int) -> None:
+        # Batches are the stream's blocks in order, so each holds batch_size samples except the
+        # epoch's last: counted without looking inside (any collate_fn works).
+        self._seen = min(self._seen + self.batch_size, per_rank)
+
+    def _finish(self) -> None:
+        # The epoch ran out (a `break` never gets here): the next iteration is the next epoch.
+        self._seen = 0
+        stream = self.stream
+        stream.set_position(Position(epoch=stream.epoch + 1, start=0, block=self.batch_size))
+
+    def state_dict(self) -> dict:
+        """Small JSON-able progress: epoch, samples each rank has consumed, the split and its history."""
+        s = self.stream
+        return {
+            "version": STATE_VERSION,
+            "dataset_version": s.version,
+            "definition": s.definition_id,  # shared by a recipe and the dataset built from it
+            "shard_set": s.shard_set,
+            "epoch": s.epoch,
+            "samples_seen": self._seen,
+            "seed": s.seed,
+            "shuffle": s.shuffle,
+            "shuffle_buffer": s.shuffle_buffer,
+            "pad": s.pad,
+            "world_size": s.world_size,
+            "rank": s.rank,
+            "samples_per_rank": len(s),
+            "history": [lv.to_dict() for lv in s.position.history],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Resume from :meth:`state_dict` of any rank of an earlier run.
+
+        The dataset, shard selection, seed and shuffle must be the same; world size,
+        shuffle buffer, padding, batch size and workers may differ (elastic resume).
+        """
+        with raised(self.stream.limits):  # a state from storage asks for world sizes and levels
+            self._load_state_dict(state)
+
+    def _load_state_dict(self, state: dict) -> None:
+        if not isinstance(state, dict) or state.get("version") not in (1, STATE_VERSION):
+            raise ConfigError(
+                f"state: version {state.get('version') if isinstance(state, dict) else None!r} is not supported; "
+                f"this fractalshards reads versions 1 and {STATE_VERSION}"
+            )
+        s = self.stream
+        # The definition decides the order: a state of a shard stream resumes the rendered stream and back.
+        checks = [
+            ("definition", s.definition_id) if "definition" in state else ("dataset_version", s.version),
+            ("seed", s.seed),
+            ("shuffle", s.shuffle),
+        ]
+        if state["version"] >= 2:
+            checks.append(("shard_set", s.shard_set))
+        for key, mine in checks:
+            if state.get(key) != mine:
+                raise ConfigError(
+                    f"state: {key} is {state.get(key)!r} but this stream has {mine!r}; build the stream as it was saved"
+                )
+        epoch = state.get("epoch")
+        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+            raise ConfigError(f"state: epoch {epoch!r} is not valid; use a non-negative integer")
+        raw_history = state.get("history", [])
+        if not isinstance(raw_history, list):
+            raise ConfigError("state: history must be a list of levels")
+        check("history", len(raw_history), "levels", "state")
+        history = tuple(Level.from_dict(lv, "state: history") for lv in raw_history)
+        saved = Level.from_dict(
+            {
+                "world_size": state.get("world_size"),
+                "shuffle_buffer": state.get("shuffle_buffer"),
+                "pad": state.get("pad", s.pad),
+                "samples_seen": state.get("samples_seen"),
+            },
+            "state",
+        )
+        # Check the saved level against its own layout: the state must fit this dataset.
+        saved_layout = EpochLayout(
+            s.shard_samples,
+            seed=s.seed,
+            epoch=epoch,
+            shuffle=s.shuffle,
+            world_size=saved.world_size,
+            shuffle_buffer=saved.shuffle_buffer,
+            pad=saved.pad,
+            history=history,
+        )
+        if state.get("samples_per_rank") != saved_layout.per_rank:
+            raise ConfigError(
+                f"state: samples_per_rank is {state.get('samples_per_rank')!r} but the saved split gives "
+                f"{saved_layout.per_rank}; the state belongs to another dataset or shard selection"
+            )
+        if saved.samples_seen > saved_layout.per_rank:
+            raise ConfigError(f"state: samples_seen {saved.samples_seen} is out of range 0..{saved_layout.per_rank}")
+        same_split = (saved.world_size, saved.shuffle_buffer, saved.pad) == (s.world_size, s.shuffle_buffer, s.pad)
+        if same_split:
+            seen = saved.samples_seen
+        else:
+            # A new level starts: what the saved ranks had not consumed, re-split among ours.
+            if saved.samples_seen > 0:
+                history = history + (saved,)
+            seen = 0
+        s.set_position(Position(epoch=epoch, start=seen, block=self.batch_size, history=history))
+        self._seen = seen
+
+
+class RenderLoader(FractalLoader):
+    """A loader with no workers that renders every batch on the GPU: ``(images, labels)`` on the device.
+
+    It yields exactly the samples, order, rank split (from ``torch.distributed`` unless ``rank`` and
+    ``world_size`` are given), padding and labels of
+    ``FractalLoader(FractalStream(source, source="render", decode="packed", ...), batch_size)``,
+    images in the definition's packed layout (``loader.stream.layout``; feed them to
+    :class:`fractalshards.augment.DeviceTransform`), and it is one: ``state_dict()``,
+    ``load_state_dict()`` and ``set_epoch()`` are FractalLoader's, so states move between the two
+    (elastic resume included).
+
+    Args:
+        source: a recipe or a dataset (its definition is rendered; no shard byte is read).
+        batch_size: samples per batch.
+        device: ``cuda`` or ``cuda:N`` (under numba's CUDA simulator the tensors are CPU tensors).
+        seed, shuffle, shuffle_buffer: the sample order, as :class:`fractalshards.stream.FractalStream`'s.
+        drop_last: leave out the epoch's last batch when it is short.
+        stream_options: any other :class:`~fractalshards.stream.FractalStream` argument (``rank``,
+            ``world_size``, ``pad``, ``shards``, ``storage_options``, ``limits``).
+    """
+
+    def __init__(
+        self,
+        source: str,
+        batch_size: int,
+        device: str | torch.device = "cuda",
+        seed: int = 0,
+        shuffle: bool = True,
+        shuffle_buffer: int = 1000,
+        drop_last: bool = False,
+        **stream_options: Any,
+    ) -> None:
+        for fixed in ("source", "decode", "transform"):
+            if fixed in stream_options:
+                raise ConfigError(f"{fixed}: RenderLoader renders packed images itself; drop {fixed}=")
+        stream = FractalStream(
+            source, source="render", decode="packed", seed=seed, shuffle=shuffle, shuffle_buffer=shuffle_buffer, **stream_options
+        )
+        self.renderer = GPURenderer(stream.definition, device)
+        super().__init__(stream, batch_size=batch_size, num_workers=0, drop_last=drop_last)
+        self._labels_device = torch.device("cpu") if self.renderer.simulated else self.renderer.device
+
+    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches of the stream's current position, each rendered on the GPU in one call."""
+        stream, definition, size = self.stream, self.renderer.definition, self.batch_size
+        keys = stream.epoch_keys()
+        specs: dict[str, Any] = {}
+        for lo in range(0, len(keys), size):
+            chunk = keys[lo : lo + size]
+            if self.drop_last and len(chunk) < size:
+                break
+            pairs = []
+            for shard, index in chunk:
+                if shard not in specs:
+                    specs[shard] = definition.shard_spec(definition.shard_index(shard)).pairs
+                pairs.append(tuple(int(v) for v in specs[shard][index]))
+            images, _ = self.renderer.render(pairs)
+            labels = torch.tensor([c for c, _ in pairs], dtype=torch.int64).to(self._labels_device)
+            yield images, labels
+
+    def __len__(self) -> int:
+        n = len(self.stream)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
