@@ -92,6 +92,20 @@ def divergent() -> IFS:
     return IFS.from_coefficients(coef)
 
 
+@pytest.fixture(scope="session")
+def built_dataset(tmp_path_factory):
+    """The suite's one built dataset, read-only (copy it to change it): the first 4 categories of
+    fractaldb-100, 3 instances each (12 samples) of 40 px from 3,000 points, in shards of 5, licensed
+    MIT, built inline through the command line."""
+    from fractalshards.cli import main
+
+    out = tmp_path_factory.mktemp("built") / "ds"
+    argv = ["--no-progress", "build", "--preset", "fractaldb-100", "--categories", "4", "--instances", "3"]
+    argv += ["--size", "40", "--points", "3000", "--shard-size", "5", "--workers", "0", "--license", "MIT"]
+    assert main([*argv, "--out", str(out)]) == 0
+    return out
+
+
 #: Throttling of the test S3 server: while ``rate`` > 0, that fraction of requests (a seeded draw) is
 #: answered 503 SlowDown or 429 instead, as an overloaded S3 does; ``answered`` counts them.
 S3_THROTTLE: dict = {"rate": 0.0, "rng": None, "answered": 0}

@@ -8,22 +8,15 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from fractalshards.augment import AugmentConfig, DeviceTransform, random_resized_crop_params, unpack
-from fractalshards.builder import build
-from fractalshards.definition import DatasetDefinition
 from fractalshards.loader import FractalLoader
 from fractalshards.png import PackedLayout
 from fractalshards.stream import FractalStream
 from fractalshards.train.pretrain import PretrainConfig, prepare
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    out = tmp_path_factory.mktemp("augment") / "ds"
-    d = DatasetDefinition.from_preset(
-        "fractaldb-100", categories=4, instances=4, shard_size=8, render={"mode": "official", "size": 64, "points": 3000}
-    )
-    build(d, str(out), workers=0)
-    return out
+@pytest.fixture
+def built(built_dataset):
+    return built_dataset
 
 
 def _batches(url, decode):
@@ -41,7 +34,7 @@ def test_packed_and_the_device_transform_equal_the_tensor_path_for_the_same_draw
         assert p.nbytes * 20 <= t.nbytes  # what crosses from the workers: bits, not 3 x H x W bytes
         ours = transform(p, "cpu", torch.Generator().manual_seed(step))
         theirs = prepare(t, config, torch.device("cpu"), torch.Generator().manual_seed(step))
-        assert ours.shape == theirs.shape == (8, 3, 40, 40) and torch.equal(ours, theirs)
+        assert ours.shape == theirs.shape == (len(ours), 3, 40, 40) and torch.equal(ours, theirs)
         # Evaluation: no generator, a centre crop.
         assert torch.equal(transform(p, "cpu", None), prepare(t, config, torch.device("cpu"), None))
 

@@ -32,37 +32,9 @@ print(json.dumps(out))
 """
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("card") / "ds"
-    assert (
-        main(
-            [
-                "--no-progress",
-                "build",
-                "--preset",
-                "fractaldb-100",
-                "--categories",
-                "3",
-                "--instances",
-                "4",
-                "--size",
-                "40",
-                "--points",
-                "3000",
-                "--shard-size",
-                "5",
-                "--workers",
-                "0",
-                "--license",
-                "MIT",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
-    return out
+@pytest.fixture
+def built(built_dataset) -> Path:
+    return built_dataset
 
 
 def _front_matter(text: str) -> dict:

@@ -22,14 +22,9 @@ from fractalshards.stream import FractalStream
 from fractalshards.verifier import verify
 
 
-@pytest.fixture(scope="module")
-def genuine(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("hostile") / "ds"
-    d = DatasetDefinition.from_preset(
-        "fractaldb-100", categories=4, instances=5, shard_size=10, render={"mode": "official", "size": 64, "points": 3000}
-    )
-    build(d, str(out), workers=0)
-    return out
+@pytest.fixture
+def genuine(built_dataset) -> Path:
+    return built_dataset
 
 
 @pytest.fixture()
@@ -87,7 +82,7 @@ def test_a_huge_image_is_refused_from_its_header_before_decoding(copy):
 
     forge_shard(copy, "shard-000000.tar", swap_in)
     start = time.perf_counter()
-    with pytest.raises(ShardIntegrityError, match=r"image header \(13000, 13000, 1, 3\) where the definition makes 64x64"):
+    with pytest.raises(ShardIntegrityError, match=r"image header \(13000, 13000, 1, 3\) where the definition makes 40x40"):
         _read_all(str(copy))
     assert time.perf_counter() - start < 10
 
@@ -105,7 +100,7 @@ def test_verify_reads_nothing_of_a_shard_whose_hash_failed(copy):
 
 
 def test_the_genuine_dataset_passes_every_check(genuine):
-    assert len(_read_all(str(genuine))) == 20
+    assert len(_read_all(str(genuine))) == 12
     assert verify(str(genuine), render_sample=4).ok
 
 
@@ -148,7 +143,7 @@ def test_a_pinned_reference_opens_only_the_version_it_names(genuine, tmp_path):
     dest = tmp_path / "pub"
     publish(str(genuine), str(dest), tags=["v1"])
     version = resolve(f"{dest}@v1").rsplit("/", 1)[1]
-    assert len(_read_all(f"{dest}@{version}")) == len(_read_all(f"{dest}@v1")) == 20
+    assert len(_read_all(f"{dest}@{version}")) == len(_read_all(f"{dest}@v1")) == 12
     # Another dataset's manifest, valid in itself, planted in the folder of the pinned version.
     other = tmp_path / "other"
     d = DatasetDefinition.from_preset(
@@ -397,7 +392,6 @@ def test_tampered_saved_generator_states_are_replayed_again(tmp_path, monkeypatc
     monkeypatch.setenv("FRACTALSHARDS_CACHE", str(tmp_path / "cache"))
     m = load_preset("rcdb-1k", categories=2)
     fam = m.family
-    fam._threads.clear()  # as in a new process: the states come from (and go to) this test's cache folder
     settings = fam.render_settings(m, {"mode": "official"})
     expected = fam.render(m, 1, 30, settings).image
     (states,) = (tmp_path / "cache" / "streams").glob("rcdb-*.npz")
@@ -405,7 +399,7 @@ def test_tampered_saved_generator_states_are_replayed_again(tmp_path, monkeypatc
         arrays = {k: saved[k].copy() for k in saved.files}
     arrays["states"][0] ^= np.uint32(1)  # every saved state of the first category off by one bit
     np.savez(states, **arrays)
-    fam._threads.clear()  # a new process: nothing in memory, the file is read again
+    # fam.render makes a new renderer: nothing in memory, as in a new process; the file is read again.
     assert np.array_equal(fam.render(m, 1, 30, settings).image, expected)
     with np.load(states) as saved:
         assert not np.array_equal(saved["states"][0], arrays["states"][0])  # the file was written again

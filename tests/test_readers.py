@@ -10,41 +10,14 @@ import numpy as np
 import pytest
 from helpers import forge_shard
 
-from fractalshards.cli import main
 from fractalshards.dataset import load_dataset
 from fractalshards.png import decode as decode_png
 from fractalshards.tarformat import read_samples
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("readers") / "ds"
-    assert (
-        main(
-            [
-                "--no-progress",
-                "build",
-                "--preset",
-                "fractaldb-100",
-                "--categories",
-                "4",
-                "--instances",
-                "3",
-                "--size",
-                "40",
-                "--points",
-                "3000",
-                "--shard-size",
-                "5",
-                "--workers",
-                "0",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
-    return out
+@pytest.fixture
+def built(built_dataset) -> Path:
+    return built_dataset
 
 
 def _truth(url: str) -> dict:
