@@ -140,7 +140,7 @@ def _render_before(definition, c, i, ws, clock) -> Rendered:
 
 
 def _render_family(definition, c, i, ws, clock) -> Rendered:
-    out = definition.family.render(definition.categories, c, i, definition.render)
+    out = definition.renderer.render(c, i)
     clock.lap("render")
     return out
 
@@ -261,7 +261,7 @@ def profile_family(preset: str, images: int) -> None:
     pairs = now.shard_spec(0).pairs[:images]
     runs = _profile_runs(now, definition(png.LEGACY_ENCODER), pairs, _render_family, _render_family)
     sizes = {
-        label: sum(len(png.encode(family.render(manifest, c, i, settings).image, 1, enc)) for c, i in pairs[:50]) / 50
+        label: sum(len(png.encode(now.renderer.render(c, i).image, 1, enc)) for c, i in pairs[:50]) / 50
         for label, enc in (("before", png.LEGACY_ENCODER), ("now", png.DEFAULT_ENCODER))
     }
     _print_profile(

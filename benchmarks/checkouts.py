@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/checkouts.py /path/to/old-checkout /path/to/new-checkout [--rounds 2]
 
 Each measurement runs in a fresh process with ``PYTHONPATH`` at a checkout, through interfaces
-both sides have (``presets.load_preset``, the family's ``render`` and ``search``, ``build``
+both sides have (``presets.load_preset``, the family's ``renderer`` or ``render`` and ``search``, ``build``
 inline), so a refactor can be checked for speed and bytes: render ms per image on one core
 (best of 3), search seconds and trials on 2 threads, and an inline build of 3,000 FractalDB-1k
 samples on one core (images/s and the shards' sha256, which must be equal), and reading it back:
@@ -30,13 +30,15 @@ for preset, opts, n in [("fractaldb-1k", {"mode": "official"}, 300), ("visualato
     fam = m.family
     s = fam.render_settings(m, opts)
     pairs = [(i % len(m), (i * 37) % fam.instances_per_category) for i in range(n)]
+    # Each checkout renders many samples its own way: a bound renderer where it has them.
+    render = fam.renderer(m, s).render if hasattr(fam, "renderer") else lambda c, i: fam.render(m, c, i, s)
     for c, i in pairs[:5]:
-        fam.render(m, c, i, s)
+        render(c, i)
     best = 1e9
     for _ in range(3):
         t = time.perf_counter()
         for c, i in pairs:
-            fam.render(m, c, i, s).encodable
+            render(c, i).encodable
         best = min(best, (time.perf_counter() - t) / n)
     out[f"render {preset} {opts.get('mode', '')}".strip()] = round(best * 1e3, 3)
 print(json.dumps(out))

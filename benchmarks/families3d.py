@@ -4,7 +4,7 @@
 
 1. ExFractalDB search: the family's official-mode search (compiled trials: numpy's legacy draws,
    the orbit, the normalisation and the variance check) against the official ``category_search.py``
-   as plain Python with its own data types (``tests/official_exfractaldb.py``, the test oracle:
+   as plain Python with its own data types (``tests/families/official_exfractaldb.py``, the test oracle:
    maps as dicts of floats, the uniforms a numpy array read per step, Python's ``sum`` over numpy
    rows), and against a leaner plain-Python orbit over floats and lists, per trial.
 2. ExFractalDB instances: one category's weight-row point clouds (the official pass, in order, and
@@ -12,7 +12,7 @@
 3. MV-FractalDB renders (224 px, official mode, PNG included), images/s, and what that makes of a
    whole MV-FractalDB-1k (1,000 x 145 x 12 = 1.74M images) on this machine's cores.
 4. SegRCDB (512 px, 32 instances, official mode), image and mask PNGs included, against the official
-   ``SegRCDB_render.py`` as it runs (``tests/official_segrcdb.py`` with ``as_script``: RGB images, the
+   ``SegRCDB_render.py`` as it runs (``tests/families/official_segrcdb.py`` with ``as_script``: RGB images, the
    image saved after each of its instances, as the script does) and against its algorithm alone
    (one image and one mask PNG).
 
@@ -38,7 +38,7 @@ from fractalshards.families import get_family
 from fractalshards.families.exfractaldb.family import WEIGHTS
 from fractalshards.shards import sample_data
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "families"))
 import official_exfractaldb as oracle  # noqa: E402
 
 
@@ -108,14 +108,14 @@ def instances(count: int) -> tuple[float, float, float, float]:
     fam = get_family("exfractaldb")
     d = DatasetDefinition.from_preset("mv-fractaldb-1k", categories=8)
     search = fam.search_settings_from_dict(d.categories.search)
-    fam._extend_pass(d.categories, d.render, search, None, 1)  # compile
+    fam.extend_pass(d.categories, d.render, search, None, 1)  # compile
     start = time.perf_counter()
-    fam._extend_pass(d.categories, d.render, search, None, 8)
+    fam.extend_pass(d.categories, d.render, search, None, 8)
     sequential = (time.perf_counter() - start) / (8 * 145)
-    fam._axes(d.categories, 7, 0, d.render)  # the pass, cached
+    d.renderer.axes(7, 0)  # the pass, cached
     start = time.perf_counter()
     for t in range(count):  # as a render asks for it: (3, N), no transposed copy
-        fam._axes(d.categories, t % 8, (37 * t) % 145, d.render)
+        d.renderer.axes(t % 8, (37 * t) % 145)
     random_access = (time.perf_counter() - start) / count
     cat = d.categories.category(0)
     few = 10
@@ -133,12 +133,11 @@ def instances(count: int) -> tuple[float, float, float, float]:
 
 
 def mv_renders(images: int) -> float:
-    fam = get_family("exfractaldb")
     d = DatasetDefinition.from_preset("mv-fractaldb-1k", categories=2)
-    fam.render(d.categories, 1, 0, d.render)
+    d.renderer.render(1, 0)
     start = time.perf_counter()
     for i in range(images):
-        out = fam.render(d.categories, i % 2, (i * 7) % d.instances, d.render)
+        out = d.renderer.render(i % 2, (i * 7) % d.instances)
         png.encode(out.image)
     return images / (time.perf_counter() - start)
 
@@ -147,12 +146,11 @@ def segrcdb(images: int, baseline: int) -> tuple[float, float, float]:
     """Per image and mask, PNGs included: ours, the official script as it runs, its algorithm alone."""
     import official_segrcdb as seg
 
-    fam = get_family("segrcdb")
     d = DatasetDefinition.from_preset("segrcdb", instances=20_000)
-    sample_data(d, fam.render(d.categories, 0, 0, d.render))  # compile
+    sample_data(d, d.renderer.render(0, 0))  # compile
     start = time.perf_counter()
     for k in range(1, images + 1):
-        sample_data(d, fam.render(d.categories, 0, k, d.render))  # the shard members: image and mask PNGs
+        sample_data(d, d.renderer.render(0, k))  # the shard members: image and mask PNGs
     ours = (time.perf_counter() - start) / images
     params = seg.classes()
     start = time.perf_counter()

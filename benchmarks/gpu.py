@@ -105,7 +105,7 @@ def equality(definition: DatasetDefinition, n: int) -> tuple[int, int]:
     same = 0
     with np.errstate(all="ignore"):
         for b, (c, i) in enumerate(pairs):
-            rendered = definition.family.render(definition.categories, c, i, definition.render)
+            rendered = definition.renderer.render(c, i)
             cpu = pack_rendered(rendered, definition.packed_layout)
             same += bool(np.array_equal(host[b], cpu))
     return same, n

@@ -9,7 +9,7 @@ an RGB PNG (run on a few images only: it takes seconds each).
 
 VisualAtom and RCDB, official settings (512 px, the released distributions): ours in
 native and official mode (``fractalshards.families``) against the official generators'
-algorithm in plain Python with ``noise.pnoise1`` and Pillow (``tests/official_contours.py``,
+algorithm in plain Python with ``noise.pnoise1`` and Pillow (``tests/families/official_contours.py``,
 the test oracle, which reproduces the official test vectors), on the same categories.
 The process is pinned to one CPU so that every number is per core.
 """
@@ -84,7 +84,7 @@ def contours(args: argparse.Namespace) -> None:
     """VisualAtom and RCDB: ours (native, official) vs the official algorithm in Python, same categories."""
     import sys
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the plain-Python oracle
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "families"))  # the plain-Python oracle
     import official_contours as oc
 
     from fractalshards.families.contours.kernels import PARAM_FIELDS
@@ -119,21 +119,20 @@ def contours(args: argparse.Namespace) -> None:
             f"(vertices x lines ~{np.median(sizes):.0f}): {py_rate:.2f} images/s render, {py_png_rate:.2f} with PNG"
         )
         for mode in ("native", "official"):
-            settings = fam.render_settings(manifest, {"mode": mode})
+            renderer = fam.renderer(manifest, fam.render_settings(manifest, {"mode": mode}))
             wide_jobs = [(i % 200, (i * 37) % 1000) for i in range(args.images // 2)]
             t0 = time.perf_counter()
             for c in sorted({c for c, _ in wide_jobs} | set(cats)):
-                fam.render(manifest, c, 999, settings)  # compile; official: replay (and save) the threads' states
+                renderer.render(c, 999)  # compile; official: replay (and save) the threads' states
             warm = time.perf_counter() - t0
-            same = _rate(fam, manifest, settings, [(c, k) for c in cats for k in range(0, 1000, 50)])
-            wide = _rate(fam, manifest, settings, wide_jobs)
+            same = _rate(renderer, [(c, k) for c in cats for k in range(0, 1000, 50)])
+            wide = _rate(renderer, wide_jobs)
             print(
                 f"  fractalshards {mode:8s}: same categories {same[0]:7.1f} images/s render, {same[1]:6.1f} with PNG "
                 f"({same[1] / py_png_rate:.0f}x, render alone {same[0] / py_rate:.0f}x); 200 categories "
                 f"{wide[0]:6.1f} / {wide[1]:6.1f} images/s; their first renders {warm:.1f} s"
             )
         t0 = time.perf_counter()
-        fam._threads.clear()
         fam._extend(
             manifest.seed,
             fam.search_settings(manifest.search),
@@ -147,11 +146,11 @@ def contours(args: argparse.Namespace) -> None:
         )
 
 
-def _rate(fam, manifest, settings, jobs) -> tuple[float, float]:
+def _rate(renderer, jobs) -> tuple[float, float]:
     t_render = t_png = 0.0
     for c, k in jobs:
         t0 = time.perf_counter()
-        image = fam.render(manifest, c, k, settings).image
+        image = renderer.render(c, k).image
         t1 = time.perf_counter()
         encode_png(image)
         t_render += t1 - t0

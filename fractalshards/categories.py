@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
+from functools import cached_property
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 from . import __version__
 from .errors import ConfigError
@@ -33,23 +36,46 @@ FORMAT_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
 
 
-@dataclass
+@dataclass(frozen=True)
 class CategoryManifest:
     """A set of categories of one family with the settings and seed that produced them.
 
     ``categories`` holds the family's category objects (each with an ``index``); the family
     reads and writes them (:meth:`~fractalshards.families.Family.category_to_dict`).
+
+    Frozen: ``categories`` is a tuple, ``search`` and ``generator`` are read-only mappings, and
+    :meth:`with_names` (or :func:`dataclasses.replace`) makes a changed copy. What is derived from a
+    manifest (its hash, a family's :class:`~fractalshards.families.Renderer`) never goes stale.
     """
 
     name: str
     mode: str
     seed: int
-    search: dict
-    categories: list
+    search: Any
+    categories: Any
     trials: int
     render_mode: str = "native"
-    generator: dict = field(default_factory=lambda: {"name": "fractalshards", "version": __version__})
+    generator: Any = field(default_factory=lambda: {"name": "fractalshards", "version": __version__})
     family_name: str = DEFAULT_FAMILY
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "categories", tuple(self.categories))
+        object.__setattr__(self, "search", MappingProxyType(dict(self.search)))
+        object.__setattr__(self, "generator", MappingProxyType(dict(self.generator)))
+
+    def __getstate__(self) -> dict:
+        # Read-only mappings do not pickle: plain dicts travel (Ray tasks take definitions), re-frozen on load.
+        state = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {**state, "search": dict(self.search), "generator": dict(self.generator)}
+
+    def __setstate__(self, state: dict) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+        self.__post_init__()
+
+    def with_names(self, *, name: str | None = None, render_mode: str | None = None) -> CategoryManifest:
+        """A copy with another name and/or render mode (the categories' content and hash stay the same)."""
+        return replace(self, name=self.name if name is None else name, render_mode=render_mode or self.render_mode)
 
     @classmethod
     def from_search(
@@ -64,7 +90,7 @@ class CategoryManifest:
     ) -> CategoryManifest:
         """Wrap the result of a family's search (``settings`` is its search-settings dataclass)."""
         return cls(
-            name, mode, seed, settings.to_dict(), list(result.categories), result.trials, render_mode or mode, family_name=family
+            name, mode, seed, settings.to_dict(), tuple(result.categories), result.trials, render_mode or mode, family_name=family
         )
 
     @property
@@ -103,9 +129,9 @@ class CategoryManifest:
             body["family"] = self.family_name
         return body
 
-    @property
+    @cached_property
     def content_hash(self) -> str:
-        """``sha256:<hex>`` of the canonical body."""
+        """``sha256:<hex>`` of the canonical body (computed once: the manifest is frozen)."""
         return canonical_hash(self.body())
 
     def to_json(self) -> str:

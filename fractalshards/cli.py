@@ -17,9 +17,8 @@ from .categories import CategoryManifest
 from .definition import DEFAULT_INSTANCES, DatasetDefinition
 from .errors import DEFAULT_LICENSE, ConfigError, ShardIntegrityError
 from .families import DEFAULT_FAMILY, family_names, flagged_fields, get_family
-from .kinds import get_kind
 from .limits import Limits, raised
-from .presets import all_presets, get_preset, load_preset
+from .presets import all_presets, get_preset, load_source, preset_table
 from .storage import atomic_write, redact
 
 __all__ = ["main", "build_parser"]
@@ -497,16 +496,13 @@ def _check_output_dir(path: str) -> Path:
 
 
 def _load_source(args: argparse.Namespace, progress: bool) -> CategoryManifest:
-    search = {k: getattr(args, k, None) for k in _settings_flags("search", preset_override=True)}
-    if args.preset is not None:
-        return load_preset(args.preset, progress=progress, search=search, categories=getattr(args, "categories", None))
-    given = [k for k, v in search.items() if v is not None]
-    if given:
-        flag = "--" + given[0].replace("_", "-")
-        raise ConfigError(f"{given[0]}: {flag} applies to a generated --preset; a --manifest keeps its categories")
-    manifest = CategoryManifest.load(args.manifest)
-    count = getattr(args, "categories", None)
-    return manifest.subset(count) if count is not None and count < len(manifest) else manifest
+    return load_source(
+        preset=args.preset,
+        manifest=args.manifest,
+        categories=getattr(args, "categories", None),
+        search={k: getattr(args, k, None) for k in _settings_flags("search", preset_override=True)},
+        progress=progress,
+    )
 
 
 def _render_options(args: argparse.Namespace) -> dict:
@@ -523,26 +519,7 @@ def _instance_parts() -> dict[str, tuple[str, list[str]]]:
 
 
 def _cmd_presets(args: argparse.Namespace, progress: bool) -> int:
-    rows = []
-    for p in all_presets().values():
-        family = get_family(p.family)
-        samples = family.groups_of(p.categories) * p.instances  # segmentation images are one group
-        rows.append(
-            {
-                "name": p.name,
-                "family": p.family,
-                "kind": get_kind(family.sample_kind).name,
-                "categories": p.categories,
-                "instances": p.instances,
-                "images": samples,
-                "samples": samples,
-                "size": family.image_size,
-                "render_mode": p.render_mode,
-                "paper": p.paper,
-                "description": p.description,
-                "source": "committed" if p.file or p.base else "generated on first use, cached",
-            }
-        )
+    rows = preset_table()
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
@@ -577,61 +554,31 @@ def _cmd_search(args: argparse.Namespace, progress: bool) -> int:
 
 
 def _cmd_render(args: argparse.Namespace, progress: bool) -> int:
+    from .instance import render_instance
+
     out = _check_output_file(args.out)
-    parts = {k: getattr(args, k) for k in _instance_parts() if getattr(args, k) is not None}
-    if args.instance is not None and parts:
+    parts = {k: getattr(args, k) for k in _instance_parts()}
+    if args.instance is not None and any(v is not None for v in parts.values()):
         raise ConfigError(f"instance: give either --instance or --{'/--'.join(_instance_parts())}, not both")
     manifest = _load_source(args, progress)
-    family = manifest.family
-    if args.instance is not None:
-        instance = family.check_instance(args.instance)
-    elif parts:
-        instance = family.instance_index(**parts)
-    elif family.instances_per_category == 1:
-        instance = 0
-    else:
-        named = " ".join(f"--{p} {p[0].upper()}" for p, _ in family.instance_parts)
-        raise ConfigError("instance: give --instance I" + (f", or all of {named}" if named else ""))
-    category = args.category
-    if category is None:
-        if family.sample_groups(manifest) != 1:
-            raise ConfigError("category: give --category C")
-        category = 0
-    else:
-        manifest.category(category)
     mask_out = _check_output_file(args.mask_out) if args.mask_out else None
     cloud_out = _check_output_file(args.cloud_out) if args.cloud_out else None
-    settings = family.render_settings(manifest, _render_options(args))
-    if cloud_out is not None:
-        import numpy as np
-
-        cloud = np.ascontiguousarray(family.point_cloud(manifest, category, instance, settings), "<f8")
-        buf = io.BytesIO()
-        np.save(buf, cloud, allow_pickle=False)
-    result = family.render(manifest, category, instance, settings)
-    if mask_out is not None and result.mask is None:  # nothing is written yet
-        raise ConfigError(f"mask_out: the {family.name} family's samples have no mask; drop --mask-out")
-    if cloud_out is not None:
-        atomic_write(cloud_out, buf.getvalue())
-    if mask_out is not None:
-        atomic_write(mask_out, png.encode_grey8(result.mask))
-    atomic_write(out, png.encode(result.image))
-    label = family.instance_label(instance)
-    log.info(
-        "wrote %s%s: %s category %d instance %s fill %.4f%s",
-        out,
-        "".join(f" and {p}" for p in (mask_out, cloud_out) if p is not None),
-        family.name,
-        category,
-        label,
-        result.fill,
-        " diverged" if result.diverged else "",
+    one = render_instance(
+        manifest,
+        category=args.category,
+        instance=args.instance,
+        parts=parts,
+        render=_render_options(args),
+        cloud=cloud_out is not None,
     )
+    one.write(out, mask_out=mask_out, cloud_out=cloud_out)
+    written = "".join(f" and {p}" for p in (mask_out, cloud_out) if p is not None)
+    log.info("wrote %s%s: %s", out, written, one.describe())
     return 0
 
 
 def _cmd_preview(args: argparse.Namespace, progress: bool) -> int:
-    from .preview import preview_from_dataset, preview_grid, preview_instances
+    from .preview import preview_from_dataset, preview_manifest
 
     out = _check_output_file(args.out)
     dataset_url = args.dataset or args.url
@@ -647,18 +594,12 @@ def _cmd_preview(args: argparse.Namespace, progress: bool) -> int:
     if not (args.preset or args.manifest):
         raise ConfigError("source: give a dataset URL, --dataset URL, --preset NAME or --manifest FILE")
     manifest = _load_source(args, progress)
-    if args.categories > len(manifest):
-        raise ConfigError(
-            f"categories: {args.categories} is more than the {len(manifest)} of {manifest.name!r}; use 1..{len(manifest)}"
-        )
-    settings = manifest.family.render_settings(manifest, _render_options(args))
-    available = get_preset(args.preset).instances if args.preset else manifest.family.instances_per_category
-    count = args.instances or min(8, available)
-    grid = preview_grid(
+    grid = preview_manifest(
         manifest,
-        range(args.categories),
-        preview_instances(count, manifest.family, available),
-        settings,
+        args.categories,
+        args.instances,
+        render=_render_options(args),
+        available=get_preset(args.preset).instances if args.preset else None,
         tile=args.tile,
         progress=progress,
     )

@@ -21,7 +21,7 @@ import numpy as np
 
 from .categories import CategoryManifest
 from .errors import ConfigError, check_choice, is_int
-from .families import DEFAULT_FAMILY, Family
+from .families import DEFAULT_FAMILY, Family, Renderer
 from .hashing import canonical_hash, version_id
 from .kinds import SampleFormat, SampleKind, get_kind
 from .limits import accepts_limits, check
@@ -204,11 +204,21 @@ class DatasetDefinition:
         """``sha256:<hex>`` of the canonical definition."""
         return canonical_hash(self.to_dict())
 
+    @functools.cached_property
+    def renderer(self) -> Renderer:
+        """The family's bound :class:`~fractalshards.families.Renderer` of these categories and render
+        settings, made once per process on first use (it is not pickled with the definition)."""
+        return self.family.renderer(self.categories, self.render)
+
+    def __getstate__(self) -> dict:
+        # The renderer (saved states, locks) is made again where the definition is unpickled.
+        return {k: v for k, v in self.__dict__.items() if k != "renderer"}
+
     @property
     def sample_format(self) -> SampleFormat:
         """What every sample's data is written, checked and read against (:class:`fractalshards.kinds.SampleFormat`)."""
         return SampleFormat(
-            tuple(self.family.image_shape(self.categories, self.render)),
+            self.renderer.image_shape,
             self.family.grey_level(self.render),
             self.png_compress_level,
             self.png_encoder,

@@ -17,11 +17,12 @@ from .categories import CategoryManifest
 from .errors import ConfigError
 from .families import Preset, family_names, get_family
 from .hashing import canonical_hash, version_id
+from .kinds import get_kind
 from .storage import cache_root, locked
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Preset", "all_presets", "get_preset", "load_preset", "manifests_dir"]
+__all__ = ["Preset", "all_presets", "get_preset", "load_preset", "load_source", "manifests_dir", "preset_table"]
 
 
 def all_presets() -> dict[str, Preset]:
@@ -33,6 +34,33 @@ def all_presets() -> dict[str, Preset]:
                 raise ConfigError(f"preset: {preset.name!r} is declared by the {name} family but names {preset.family!r}")
             out.setdefault(preset.name, preset)
     return out
+
+
+def preset_table() -> list[dict]:
+    """One row per preset, as ``fractalshards presets`` lists them (``--json`` prints these rows): name,
+    family, sample kind, categories, instances, samples, image size, render mode, paper, description and
+    where its categories come from."""
+    rows = []
+    for p in all_presets().values():
+        family = get_family(p.family)
+        samples = family.groups_of(p.categories) * p.instances  # segmentation images are one group
+        rows.append(
+            {
+                "name": p.name,
+                "family": p.family,
+                "kind": get_kind(family.sample_kind).name,
+                "categories": p.categories,
+                "instances": p.instances,
+                "images": samples,
+                "samples": samples,
+                "size": family.image_size,
+                "render_mode": p.render_mode,
+                "paper": p.paper,
+                "description": p.description,
+                "source": "committed" if p.file or p.base else "generated on first use, cached",
+            }
+        )
+    return rows
 
 
 def __getattr__(name: str):
@@ -111,9 +139,35 @@ def load_preset(
         )
     if categories is not None and len(manifest) > categories:
         manifest = manifest.subset(categories)
-    manifest.render_mode = preset.render_mode
-    manifest.name = preset.name if categories is None else f"{preset.name}[:{categories}]"
-    return manifest
+    return manifest.with_names(
+        name=preset.name if categories is None else f"{preset.name}[:{categories}]", render_mode=preset.render_mode
+    )
+
+
+def load_source(
+    *,
+    preset: str | None = None,
+    manifest: str | Path | None = None,
+    categories: int | None = None,
+    search: dict | None = None,
+    progress: bool = False,
+    workers: int | None = None,
+) -> CategoryManifest:
+    """The categories a command names: preset ``preset`` (:func:`load_preset`, with ``search`` overrides
+    of a generated one) or the manifest file ``manifest``; ``categories`` keeps only the first N.
+
+    Search overrides (``None`` values are ignored) apply to generated presets only: a manifest file
+    keeps its categories, and an override given with one is a one-line error naming its flag."""
+    if (preset is None) == (manifest is None):
+        raise ConfigError("source: give exactly one of --preset NAME and --manifest FILE")
+    if preset is not None:
+        return load_preset(preset, progress=progress, workers=workers, search=search, categories=categories)
+    given = [k for k, v in (search or {}).items() if v is not None]
+    if given:
+        flag = "--" + given[0].replace("_", "-")
+        raise ConfigError(f"{given[0]}: {flag} applies to a generated --preset; a --manifest keeps its categories")
+    loaded = CategoryManifest.load(manifest)
+    return loaded.subset(categories) if categories is not None and categories < len(loaded) else loaded
 
 
 def _cached(path: Path, settings: object, count: int, family: str) -> CategoryManifest | None:

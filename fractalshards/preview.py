@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from .categories import CategoryManifest
 from .errors import ConfigError
-from .families import Family, get_family
+from .families import Family, Renderer, get_family
 from .kinds import SampleFormat, SampleKind, get_kind
 from .results import Rendered
 
@@ -22,6 +22,7 @@ __all__ = [
     "preview_instances",
     "grid_image",
     "preview_grid",
+    "preview_manifest",
     "preview_from_dataset",
     "grid_from_shards",
 ]
@@ -30,8 +31,8 @@ _BACKGROUND = (24, 24, 24)
 _TEXT = (230, 230, 230)
 
 
-def _format(family: Family, manifest: CategoryManifest, settings: object) -> SampleFormat:
-    return SampleFormat(tuple(family.image_shape(manifest, settings)), family.grey_level(settings))
+def _format(renderer: Renderer) -> SampleFormat:
+    return SampleFormat(renderer.image_shape, renderer.family.grey_level(renderer.settings))
 
 
 def rendered_picture(kind: SampleKind, rendered: Rendered, fmt: SampleFormat) -> np.ndarray:
@@ -113,14 +114,15 @@ def preview_grid(
     cats = list(categories)
     insts = [family.check_instance(i) for i in instances]
     title = f"{manifest.name} ({family.name})  {family.describe_settings(settings)}"
-    kind, fmt = get_kind(family.sample_kind), _format(family, manifest, settings)
+    renderer = family.renderer(manifest, settings)
+    kind, fmt = get_kind(family.sample_kind), _format(renderer)
     if family.sample_groups(manifest) == 1:  # samples of one group (segmentation images): rows of its samples
         grid = []
         for r in range(len(cats)):
             row = []
             for c in range(len(insts)):
                 k = family.check_instance(r * len(insts) + c)
-                picture = rendered_picture(kind, family.render(manifest, 0, k, settings), fmt)
+                picture = rendered_picture(kind, renderer.render(0, k), fmt)
                 row.append(Tile(picture, 0, family.instance_label(k), k))
             grid.append(row)
         return grid_image(grid, tile=tile, title=title, row_labels=False)
@@ -130,7 +132,7 @@ def preview_grid(
         manifest.category(cat)
         row = []
         for inst in insts:
-            out = family.render(manifest, cat, inst, settings)
+            out = renderer.render(cat, inst)
             row.append(Tile(rendered_picture(kind, out, fmt), cat, family.instance_label(inst), inst))
             bar.update(1)
         rows.append(row)
@@ -139,6 +141,31 @@ def preview_grid(
         tiles = [Tile(t.image, t.category, f"cat {t.category}", t.instance) for row in rows for t in row]
         return grid_image([tiles[i : i + 8] for i in range(0, len(tiles), 8)], tile=tile, title=title, row_labels=False)
     return grid_image(rows, tile=tile, title=title)
+
+
+def preview_manifest(
+    manifest: CategoryManifest,
+    categories: int,
+    instances: int | None = None,
+    *,
+    render: dict | None = None,
+    available: int | None = None,
+    tile: int = 128,
+    progress: bool = False,
+) -> Image.Image:
+    """The first ``categories`` categories of ``manifest``, ``instances`` of each (None: up to 8) chosen to
+    show the family's variety among the first ``available`` (a preset's instances; None: the family's
+    space), rendered with the render options ``render`` (``None`` values: the defaults)."""
+    family = manifest.family
+    if not isinstance(categories, int) or not 1 <= categories <= len(manifest):
+        raise ConfigError(
+            f"categories: {categories} is more than the {len(manifest)} of {manifest.name!r}; use 1..{len(manifest)}"
+        )
+    settings = family.render_settings(manifest, dict(render or {}))
+    available = family.instances_per_category if available is None else available
+    count = instances or min(8, available)
+    chosen = preview_instances(count, family, available)
+    return preview_grid(manifest, range(categories), chosen, settings, tile=tile, progress=progress)
 
 
 def preview_from_dataset(

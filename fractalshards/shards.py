@@ -45,7 +45,7 @@ class ShardEntry:
 def sample_record(definition: DatasetDefinition, category: int, instance: int, rendered: Rendered) -> dict:
     """The ``.json`` member of a sample: its key, category, instance, the family's parameters
     (everything needed to re-render it), whether it diverged and its fill rate."""
-    fields = definition.family.record(definition.categories, category, instance, definition.render, rendered)
+    fields = definition.renderer.record(category, instance, rendered)
     return {
         **fields,
         "key": sample_key(category, instance),
@@ -63,7 +63,7 @@ def render_sample(definition: DatasetDefinition, category: int, instance: int, r
     labels and records; the data members are :func:`sample_data` of ``rendered``. With
     ``record=False`` the ``.json`` member is left out (a decoding loader has no use for it).
     """
-    out = definition.family.render(definition.categories, category, instance, definition.render)
+    out = definition.renderer.render(category, instance)
     return sample_of(definition, category, instance, out, record), out
 
 

@@ -116,7 +116,7 @@ def verify(
 def _check_sample(shard: str, sample: dict, definition) -> list[str]:
     key = sample.get("__key__", "?")
     where = f"{shard}:{key}"
-    categories, settings, kind = definition.categories, definition.render, definition.kind
+    kind = definition.kind
     try:
         meta = json.loads(sample["json"])
         category, instance = int(meta["category"]), int(meta["instance"])
@@ -129,7 +129,7 @@ def _check_sample(shard: str, sample: dict, definition) -> list[str]:
         return problems + [f"{where}: category {category} / instance {instance} is outside the dataset"]
     if kind.labelled and sample.get("cls", b"").decode(errors="replace").strip() != str(category):
         problems.append(f"{where}: .cls is {sample.get('cls')!r}, expected {category}")
-    expected = categories.family.render(categories, category, instance, settings)
+    expected = definition.renderer.render(category, instance)
     problems += kind.compare(sample, expected, definition.sample_format, where)
     if bool(meta.get("diverged")) != expected.diverged:
         problems.append(f"{where}: 'diverged' is {meta.get('diverged')}, a fresh render says {expected.diverged}")

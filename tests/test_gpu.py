@@ -25,10 +25,7 @@ SMALL = {"size": 36, "points": 1200}
 
 
 def _cpu_packed(definition, pairs):
-    return [
-        pack_rendered(definition.family.render(definition.categories, c, i, definition.render), definition.packed_layout)
-        for c, i in pairs
-    ]
+    return [pack_rendered(definition.renderer.render(c, i), definition.packed_layout) for c, i in pairs]
 
 
 def _assert_same(definition, pairs):
@@ -81,7 +78,7 @@ def test_divergent_walks_get_the_cpu_pixels_and_are_flagged():
     pairs = [(c["category"], c["weight"] + 25 * (c["flip"] + 4 * c["patch"])) for c in cases[:2]] + [(0, 2)]
     with np.errstate(all="ignore"):
         _, diverged = _assert_same(d, pairs)
-        expected = [d.family.render(d.categories, c, i, d.render).diverged for c, i in pairs]
+        expected = [d.renderer.render(c, i).diverged for c, i in pairs]
     assert diverged.tolist() == expected == [True, True, False]
 
 

@@ -31,8 +31,6 @@ from __future__ import annotations
 import importlib
 import logging
 import pkgutil
-import threading
-import weakref
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -40,11 +38,13 @@ import numpy as np
 
 from ..errors import ConfigError, is_int, is_number
 from ..results import Rendered, SearchResult
+from .renderer import Renderer
 
 __all__ = [
     "DEFAULT_FAMILY",
     "Family",
     "Preset",
+    "Renderer",
     "SettingsDict",
     "family_names",
     "get_family",
@@ -154,10 +154,6 @@ class Preset:
     base: str | None = None  # take the first ``categories`` of this preset
     native_seed: int | None = None  # generate with the family's native search
     search: dict = field(default_factory=dict)  # search settings of a generated set
-
-
-_HASHES: dict = {}  # id(manifest) -> (weak reference, content hash): Family.manifest_hash
-_HASH_LOCK = threading.Lock()
 
 
 class Family:
@@ -313,21 +309,6 @@ class Family:
         """The search settings of a search with no option given (for help texts)."""
         return {f.name: f.default for f in fields(self.SearchSettings)}
 
-    @staticmethod
-    def manifest_hash(manifest: Any) -> str:
-        """``manifest.content_hash``, computed once per manifest object (it hashes every category: a
-        family keying its caches by it on every render spent most of a build's time there).
-        Manifests are not changed once rendered from."""
-        known = _HASHES.get(id(manifest))
-        if known is not None and known[0]() is manifest:
-            return known[1]
-        digest = manifest.content_hash
-        with _HASH_LOCK:
-            if len(_HASHES) > 256:
-                _HASHES.clear()
-            _HASHES[id(manifest)] = (weakref.ref(manifest), digest)
-        return digest
-
     def check_official_render(self, manifest: Any, mode: str) -> None:
         """A one-line error when ``mode`` is ``official`` but ``manifest`` was not searched in official
         mode (official renders replay the official streams, which only an official search starts)."""
@@ -341,28 +322,42 @@ class Family:
         """Render settings from user options (``None`` values mean the manifest's / family's default)."""
         return settings_from_options(self.Settings, options, "render setting", self.name, self.render_overrides)
 
+    def renderer(self, manifest: Any, settings: Any) -> Renderer:
+        """The bound renderer of ``manifest``'s samples with ``settings`` (:mod:`.renderer`): what renders
+        need, derived once. Everything that renders more than one sample renders through one. A family
+        with derived state (saved generator states, parsed settings) returns a subclass of its own."""
+        return Renderer(self, manifest, settings)
+
     def render(self, manifest: Any, category: int, instance: int, settings: Any) -> Rendered:
-        """Render one instance: a ``uint8`` image (grey ``(H, W)`` or colour ``(H, W, 3)``)."""
-        raise NotImplementedError
+        """Render one instance: a ``uint8`` image (grey ``(H, W)`` or colour ``(H, W, 3)``).
+
+        A family implements this (and :meth:`record`), or returns a :class:`Renderer` subclass from
+        :meth:`renderer` whose ``render`` this calls through a renderer made for this one sample."""
+        renderer = self.renderer(manifest, settings)
+        if type(renderer).render is Renderer.render:
+            raise NotImplementedError(f"the {self.name} family implements neither render nor a renderer of its own")
+        return renderer.render(category, instance)
 
     def point_cloud(self, manifest: Any, category: int, instance: int, settings: Any) -> np.ndarray:
         """The 3-D points an instance is drawn from, float64 ``(N, 3)`` (3-D families); a one-line error
         for families whose instances have none."""
-        raise ConfigError(f"cloud_out: the {self.name} family's instances are not point clouds; drop --cloud-out")
+        renderer = self.renderer(manifest, settings)
+        if type(renderer).point_cloud is Renderer.point_cloud:
+            raise ConfigError(f"cloud_out: the {self.name} family's instances are not point clouds; drop --cloud-out")
+        return renderer.point_cloud(category, instance)
 
     def record(self, manifest: Any, category: int, instance: int, settings: Any, rendered: Rendered) -> dict:
-        """The ``.json`` member of a sample: everything needed to re-render it."""
-        raise NotImplementedError
+        """The ``.json`` member of a sample: everything needed to re-render it (as :meth:`render`)."""
+        renderer = self.renderer(manifest, settings)
+        if type(renderer).record is Renderer.record:
+            raise NotImplementedError(f"the {self.name} family implements neither record nor a renderer of its own")
+        return renderer.record(category, instance, rendered)
 
     def image_shape(self, manifest: Any, settings: Any) -> tuple[int, ...]:
         """``(H, W)`` of grey images, ``(H, W, 3)`` of colour ones: every sample's, checked against each
-        stored PNG's header before it is decoded. By default, the shape of one render (category 0,
-        instance 0), made once per manifest and settings; families override it with arithmetic."""
-        key = (self.manifest_hash(manifest), repr(settings))
-        cache = self.__dict__.setdefault("_shape_cache", {})
-        if key not in cache:
-            cache[key] = tuple(self.render(manifest, 0, 0, settings).image.shape)
-        return cache[key]
+        stored PNG's header before it is decoded. By default, the shape of one render (a renderer asks
+        once: :attr:`Renderer.image_shape`); families override it with arithmetic."""
+        return tuple(self.render(manifest, 0, 0, settings).image.shape)
 
     def grey_level(self, settings: Any) -> int | None:
         """The one grey level of two-level images (what a set bit of their packed rows means), or None

@@ -115,12 +115,12 @@ def test_official_point_clouds_and_renders_equal_the_official_code():
     d = DatasetDefinition.from_preset("mv-fractaldb-1k", categories=2)
     assert d.render.mode == "official" and d.render.view_mode == "fixed" and d.instances == 145 * 12
     for t in (0, 6):
-        cloud = FAM.point_cloud(d.categories, 0, t, d.render)
+        cloud = d.renderer.point_cloud(0, t)
         v = _vector(f"PLY cat 0 inst {t}:")
         assert cloud.shape == (9999, 3) and _sha(cloud.astype("<f8")) == v["xyz_f64le_sha256"]
         assert repr(float(cloud[0, 0])) == v["x0"]
     for t, view in ((0, 0), (6, 3)):
-        out = FAM.render(d.categories, 0, FAM.instance_index(weight=t, view=view), d.render)
+        out = d.renderer.render(0, FAM.instance_index(weight=t, view=view))
         v = _vector(f"IMG cat 0 ply {t} view {view}:")
         assert np.count_nonzero(out.image) == int(v["lit"]) and _sha(out.image) == v["grey_sha256"]
         assert set(np.unique(out.image)) <= {0, 255} and not out.diverged
@@ -159,17 +159,22 @@ def test_native_categories_are_independent_and_renders_deterministic():
     assert FAM.category_to_dict(alone) == FAM.category_to_dict(manifest.category(2))
     d = DatasetDefinition.from_manifest(manifest, instances=1000, render={"size": 64})
     assert d.render.view_mode == "random"
-    a = FAM.render(d.categories, 1, 17, d.render)
-    assert np.array_equal(a.image, FAM.render(d.categories, 1, 17, d.render).image)
-    assert not np.array_equal(a.image, FAM.render(d.categories, 1, 17 + 145, d.render).image)  # another view
+    a = d.renderer.render(1, 17)
+    assert np.array_equal(a.image, d.renderer.render(1, 17).image)
+    assert not np.array_equal(a.image, d.renderer.render(1, 17 + 145).image)  # another view
     assert np.count_nonzero(a.image) > 20
     code = (
         "import sys; sys.path[:0] = sys.argv[1:]; import test_exfractaldb as t; "
         "from fractalshards.definition import DatasetDefinition; "
         "d = DatasetDefinition.from_manifest(t._native(), instances=1000, render={'size': 64}); "
-        "sys.stdout.write(t.FAM.render(d.categories, 1, 17, d.render).image.tobytes().hex())"
+        "sys.stdout.write(d.renderer.render(1, 17).image.tobytes().hex())"
     )
-    done = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent), str(Path(__file__).parents[1])], capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(Path(__file__).parent), str(Path(__file__).parents[1])],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert done.stdout == a.image.tobytes().hex()
 
 
@@ -195,15 +200,14 @@ def test_pc_fractaldb_samples_are_mixed_centred_point_clouds_built_verified_and_
     from fractalshards.loader import FractalLoader
     from fractalshards.stream import FractalStream
 
-    pc = get_family("pc-fractaldb")
     d = DatasetDefinition.from_preset("pc-fractaldb-1k", categories=3, instances=4, shard_size=5)
     assert d.kind.name == "points" and d.family.image_shape(d.categories, d.render) == (9999, 3)
-    out = pc.render(d.categories, 1, 2, d.render)
+    out = d.renderer.render(1, 2)
     assert out.image is None and out.points is not None
     assert out.points.shape == (9999, 3) and out.points.dtype == np.float32 and np.abs(out.points.mean(axis=0)).max() < 1e-5
-    assert np.array_equal(out.points, pc.render(d.categories, 1, 2, d.render).points)
+    assert np.array_equal(out.points, d.renderer.render(1, 2).points)
     alone = DatasetDefinition.from_preset("pc-fractaldb-1k", categories=3, instances=4, render={"other_points": 0})
-    assert pc.render(alone.categories, 1, 2, alone.render).points.shape == (7999, 3)
+    assert alone.renderer.render(1, 2).points.shape == (7999, 3)
     for options, match in (({"main_points": 20_000}, "at most 9999"), ({"mode": "official"}, "native mode")):
         with pytest.raises(ConfigError, match=match):
             DatasetDefinition.from_preset("pc-fractaldb-1k", categories=3, instances=4, render=options)

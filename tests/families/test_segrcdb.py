@@ -64,7 +64,7 @@ def test_the_preset_holds_the_official_classes_byte_for_byte():
 def test_official_images_and_masks_equal_the_vectors_and_the_official_script():
     d = DatasetDefinition.from_preset("segrcdb", instances=20_000)
     for k in (0, 1):
-        out = FAM.render(d.categories, 0, k, d.render)
+        out = d.renderer.render(0, k)
         image, mask = _vector(f"official {k:06d} image"), _vector(f"official {k:06d} mask")
         assert _sha(out.image) == image["grey_sha256"] and np.count_nonzero(out.image) == int(image["nonzero"])
         assert _sha(out.mask) == mask["sha256"] and len(np.unique(out.mask)) == int(mask["nvals"])
@@ -73,7 +73,7 @@ def test_official_images_and_masks_equal_the_vectors_and_the_official_script():
     for k in (19_501, 500, 19_500):
         process, at = divmod(k, 500)
         expected = oracle.images(params, process, at + 1)[at]
-        out = FAM.render(d.categories, 0, k, d.render)
+        out = d.renderer.render(0, k)
         assert np.array_equal(out.image, expected[0]) and np.array_equal(out.mask, expected[1]), k
 
 
@@ -95,7 +95,7 @@ def test_mask_modes_equal_the_official_script(mode):
     d = _tiny(mode)
     expected = oracle.images(oracle.classes(2), 0, 2, size=128, instances=2, mode=mode)
     for k in (0, 1):
-        out = FAM.render(d.categories, 0, k, d.render)
+        out = d.renderer.render(0, k)
         assert _sha(out.image) == _vector(f"tiny image {k:06d}")["grey_sha256"]
         assert np.array_equal(out.mask, expected[k][1])
         vector = _vector(f"tiny {mode} mask {k:06d} (Pillow 9.0.0)")["sha256"]
@@ -126,9 +126,9 @@ def test_the_cli_renders_an_official_image_and_its_mask(tmp_path):
 def test_native_streams_are_deterministic_and_masks_label_every_line():
     manifest = _manifest(40, "native", 3)
     d = DatasetDefinition.from_manifest(manifest, instances=100, render={"size": 96, "instances_per_image": 6})
-    a = FAM.render(d.categories, 0, 7, d.render)
-    again = FAM.render(d.categories, 0, 7, d.render)
-    other = FAM.render(d.categories, 0, 8, d.render)
+    a = d.renderer.render(0, 7)
+    again = d.renderer.render(0, 7)
+    other = d.renderer.render(0, 8)
     assert np.array_equal(a.image, again.image) and np.array_equal(a.mask, again.mask)
     assert not np.array_equal(a.image, other.image)
     assert a.mask.max() <= 40 and np.count_nonzero(a.mask) > 0
@@ -140,7 +140,7 @@ def test_native_streams_are_deterministic_and_masks_label_every_line():
         "from fractalshards.definition import DatasetDefinition; "
         "d = DatasetDefinition.from_manifest(t._manifest(40, 'native', 3), instances=100, "
         "render={'size': 96, 'instances_per_image': 6}); "
-        "r = t.FAM.render(d.categories, 0, 7, d.render); sys.stdout.write(r.image.tobytes().hex() + ' ' + r.mask.tobytes().hex())"
+        "r = d.renderer.render(0, 7); sys.stdout.write(r.image.tobytes().hex() + ' ' + r.mask.tobytes().hex())"
     )
     here = [str(Path(__file__).parent), str(Path(__file__).parents[1])]
     done = subprocess.run([sys.executable, "-c", code, *here], capture_output=True, text=True, timeout=300, check=True)
@@ -234,7 +234,7 @@ def test_the_device_transform_crops_and_flips_each_mask_as_its_image(resized):
     from fractalshards.augment import AugmentConfig, DeviceTransform
 
     d = DatasetDefinition.from_preset("segrcdb", instances=8, render={"size": 48})
-    renders = [FAM.render(d.categories, 0, k, d.render) for k in range(8)]
+    renders = [d.renderer.render(0, k) for k in range(8)]
     images = torch.from_numpy(np.stack([r.image for r in renders]))
     masks = torch.from_numpy(np.stack([r.mask for r in renders]))
     if resized:  # whole-image boxes (scale 1, ratio 1): the resize is the identity, the flips remain
@@ -270,7 +270,7 @@ def test_ray_data_rows_carry_images_and_masks(tmp_path):
     finally:
         ray.shutdown()
     assert len(decoded) == len(raw) == 4 and all("label" not in r for r in decoded + raw)
-    truth = {f"000000-{k:04d}": FAM.render(d.categories, 0, k, d.render) for k in range(4)}
+    truth = {f"000000-{k:04d}": d.renderer.render(0, k) for k in range(4)}
     for row in decoded:
         assert np.array_equal(row["image"], truth[row["key"]].image) and np.array_equal(row["mask"], truth[row["key"]].mask)
     assert all(r["png"][:4] == b"\x89PNG" and r["mask_png"][:4] == b"\x89PNG" for r in raw)
@@ -283,7 +283,7 @@ def test_previews_show_each_image_beside_its_mask_in_a_palette():
     d = DatasetDefinition.from_preset("segrcdb", instances=8, render={"size": 64})
     grid = np.asarray(preview_grid(d.categories, range(2), range(3), d.render, tile=64))
     assert grid.shape[1] > 2 * grid.shape[0]  # 3 tiles of an image and its mask, twice as wide as tall
-    out = FAM.render(d.categories, 0, 0, d.render)
+    out = d.renderer.render(0, 0)
     tile = grid[28 : 28 + 64, 6 : 6 + 128]  # the first tile, under the title
     assert np.array_equal(tile[:, :64, 0], out.image)  # grey image on the left
     assert np.array_equal(tile[:, 64:], PALETTE[out.mask])  # the mask's classes in colour on the right

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import threading
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
@@ -28,17 +27,24 @@ import numpy as np
 from tqdm import tqdm
 
 from ...errors import ConfigError, check_choice, check_int, is_number
-from ...hashing import canonical_hash, version_id
 from ...limits import check
 from ...mt19937 import new_state
 from ...parallel import resolve_workers
 from ...results import Rendered, SearchResult
 from ...seeds import stream_key
-from ...storage import atomic_write, cache_root, locked
-from .. import Family, SettingsDict, setting
+from ...statecache import StateLayout, saved_states
+from .. import Family, Renderer, SettingsDict, setting
 from .kernels import IMAGE_SIZE, PARAM_FIELDS, SHAPE_FIELDS, native_instance_draws, native_shape, official_instance_draws
 
-__all__ = ["RadialFamily", "ContourCategory", "ContourSettings", "STRIDE", "INTEGER_FIELDS", "check_contour_search"]
+__all__ = [
+    "RadialFamily",
+    "ContourRenderer",
+    "ContourCategory",
+    "ContourSettings",
+    "STRIDE",
+    "INTEGER_FIELDS",
+    "check_contour_search",
+]
 
 #: Saved generator states per category in official mode: one every STRIDE instances.
 STRIDE = 25
@@ -117,10 +123,6 @@ class RadialFamily(Family):
 
     def _image(self, p: dict, shape: np.ndarray, greys, ux, uy) -> np.ndarray:
         raise NotImplementedError
-
-    def __init__(self) -> None:
-        self._threads: OrderedDict = OrderedDict()  # (settings key, thread) -> saved states
-        self._lock = threading.Lock()
 
     # -- categories -------------------------------------------------------------------------
     def default_seed(self, mode: str) -> int:
@@ -229,47 +231,18 @@ class RadialFamily(Family):
         """As :meth:`fractalshards.families.Family.render_settings`."""
         mode = options.get("mode") or ("official" if manifest.render_mode == "official" else "native")
         settings = super().render_settings(manifest, {**options, "mode": mode})
-        self._check_mode(manifest, settings)
+        self.check_official_render(manifest, settings.mode)
         return settings
 
-    def _check_mode(self, manifest, settings: ContourSettings) -> None:
-        self.check_official_render(manifest, settings.mode)
-
-    def render(self, manifest, category: int, instance: int, settings: ContourSettings) -> Rendered:
-        """As :meth:`fractalshards.families.Family.render`."""
-        cat = manifest.category(category)
-        k = self.check_instance(instance)
-        p = dict(zip(PARAM_FIELDS, cat.params))
-        vertices, lines = int(p["vertices"]), int(p["lines"])
-        greys = np.empty(lines, np.int64)
-        ux = np.empty((lines, vertices))
-        uy = np.empty((lines, vertices))
-        shape = np.array([p["center_x"], p["center_y"], p["radius"], p["oval_x"], p["oval_y"]])
-        search = self._search(manifest)  # parsed once per render: the spec and the thread layout come from it
-        if settings.mode == "official":
-            self._check_mode(manifest, settings)
-            states, shapes = self._saved_state(manifest, search, category, k // STRIDE)
-            official_instance_draws(self.rcdb, states, shapes, k % STRIDE, self.spec(search), greys, ux, uy)
-            shape = shapes
-        else:
-            key = stream_key(self.name, "instance", settings.seed, category, k)
-            native_instance_draws(key, self.grey_levels, greys, ux, uy)
-            if k > 0:  # instance 0 is drawn with its category, as in the official scripts
-                native_shape(key, self.rcdb, self.spec(search), shape)
-        image = self._image(p, shape, greys, ux, uy)
-        return Rendered(image, False, info={"shape": dict(zip(SHAPE_FIELDS, shape.tolist()))})
+    def renderer(self, manifest, settings: ContourSettings) -> ContourRenderer:
+        """As :meth:`fractalshards.families.Family.renderer`: a :class:`ContourRenderer`."""
+        return ContourRenderer(self, manifest, settings)
 
     def device_renderer(self) -> type:
         """As :meth:`fractalshards.families.Family.device_renderer` (:mod:`.gpu`: numba-cuda)."""
         from .gpu import ContourGPU
 
         return ContourGPU
-
-    def record(self, manifest, category, instance, settings, rendered) -> dict:
-        """As :meth:`fractalshards.families.Family.record`."""
-        params = self.category_to_dict(manifest.category(category))
-        params.pop("index")
-        return {"params": params, "shape": rendered.info["shape"], "render": settings.to_dict()}
 
     def image_shape(self, manifest, settings) -> tuple[int, ...]:
         """512 x 512 grey, as released."""
@@ -279,78 +252,19 @@ class RadialFamily(Family):
         """As :meth:`fractalshards.families.Family.bytes_per_sample`."""
         return float(self.typical_bytes)
 
-    def _search(self, manifest) -> Any:
-        return self.search_settings_from_dict(manifest.search)
-
-    # -- official: saved generator states -------------------------------------------------------
-    def official_starts(self, manifest, pairs, workers: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Where official renders of ``pairs`` start: the saved generator states ``(n, 625)`` and shapes
-        ``(n, 5)`` nearest before each instance, and how many instances to skip from there.
-
-        The threads a batch spans are replayed (or loaded) in parallel: one alone takes seconds."""
-        settings = self._search(manifest)
-        per = settings.categories_per_thread
-        cats = np.fromiter((c for c, _ in pairs), np.int64, len(pairs))
-        ks = np.fromiter((self.check_instance(k) for _, k in pairs), np.int64, len(pairs))
-        threads, slots = np.divmod(cats, per)
-        last = {int(t): int(slots[threads == t].max()) for t in np.unique(threads)}
-        with ThreadPoolExecutor(max_workers=max(1, min(len(last), resolve_workers(workers)))) as pool:
-            saved = dict(zip(last, pool.map(lambda t: self._thread_states(manifest.seed, settings, t, last[t]), last)))
-        for c in np.unique(cats).tolist():
-            self._check_official(manifest, saved[c // per], c % per, c)
-        states = np.empty((len(pairs), 625), np.uint32)
-        shapes = np.empty((len(pairs), len(SHAPE_FIELDS)))
-        for t, thread in saved.items():
-            sel = threads == t
-            states[sel] = thread["states"][slots[sel], ks[sel] // STRIDE]
-            shapes[sel] = thread["shapes"][slots[sel], ks[sel] // STRIDE]
-        return states, shapes, ks % STRIDE
-
-    def _check_official(self, manifest, saved: dict, slot: int, category: int) -> None:
-        if not np.array_equal(saved["params"][slot], np.asarray(manifest.category(category).params)):
-            raise ConfigError(
-                f"categories: category {category} of {manifest.name!r} is not the official stream's "
-                "(the manifest was not written by an official search); render it with --mode native"
-            )
-
-    def _saved_state(self, manifest, settings: Any, category: int, checkpoint: int) -> tuple[np.ndarray, np.ndarray]:
-        """Copies of the generator state and shape saved at instance ``checkpoint * STRIDE`` of ``category``
-        (``settings``: the manifest's search settings)."""
-        per = settings.categories_per_thread
-        thread, slot = divmod(category, per)
-        saved = self._thread_states(manifest.seed, settings, thread, slot)
-        self._check_official(manifest, saved, slot, category)
-        return saved["states"][slot, checkpoint].copy(), saved["shapes"][slot, checkpoint].copy()
-
-    def _thread_states(self, seed: int, settings: Any, thread: int, slot: int) -> dict:
-        """The saved states of a thread's first categories, at least up to ``slot``.
-
-        A thread is replayed incrementally (the state after its last replayed category is
-        kept), at least doubling what is saved each time, so a single render replays only
-        the categories before it and a build replays each thread about once.
-        """
-        key = canonical_hash({"family": self.name, "seed": seed, "search": asdict(settings), "stride": STRIDE, "thread": thread})
-        key = version_id(key, 24)  # 96 bits: one cache file per (family, seed, settings, thread)
-        with self._lock:
-            saved = self._threads.get(key)
-            if saved is not None and len(saved["params"]) > slot:
-                self._threads.move_to_end(key)
-                return saved
-        folder = cache_root() / "streams"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{self.name}-{key}.npz"
-        with locked(folder / f".{path.name}.lock"):  # one process per machine replays a thread
-            saved = self._load_states(path, settings)
-            if saved is not None and not self._spot_check(seed, settings, thread, saved):
-                saved = None  # the cache folder may be shared: states that do not replay are replayed again
-            if saved is None or len(saved["params"]) <= slot:
-                saved = self._extend(seed, settings, thread, saved, slot)
-                atomic_write(path, lambda fh: np.savez(fh, **saved))
-        with self._lock:
-            self._threads[key] = saved
-            while len(self._threads) > 32:  # at most about 5 MB each
-                self._threads.popitem(last=False)
-        return saved
+    # -- official: a thread's saved generator states ---------------------------------------------
+    def state_layout(self, settings: Any) -> StateLayout:
+        """The arrays a thread's saved states file holds (:mod:`fractalshards.statecache`)."""
+        per_cat = math.ceil(settings.instances_per_category / STRIDE)
+        return StateLayout(
+            rows={
+                "params": ((len(PARAM_FIELDS),), np.float64),
+                "states": ((per_cat, 625), np.uint32),
+                "shapes": ((per_cat, len(SHAPE_FIELDS)), np.float64),
+            },
+            fixed={"next": ((625,), np.uint32)},
+            most=settings.categories_per_thread,
+        )
 
     def _extend(self, seed: int, settings: Any, thread: int, saved: dict | None, slot: int) -> dict:
         per, instances = settings.categories_per_thread, settings.instances_per_category
@@ -374,25 +288,105 @@ class RadialFamily(Family):
         fresh = self._extend(seed, settings, thread, None, 0)
         return all(np.array_equal(fresh[k][0], saved[k][0]) for k in ("params", "states", "shapes"))
 
-    def _load_states(self, path, settings: Any) -> dict | None:
-        # A cache file is ours, but may be truncated or from another version: check it, else replay again.
-        if not path.is_file():
-            return None
-        per_cat = math.ceil(settings.instances_per_category / STRIDE)
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                saved = {name: data[name] for name in ("params", "states", "shapes", "next")}
-        except (OSError, ValueError, KeyError):
-            return None
-        n = len(saved["params"])
-        expected = {
-            "params": ((n, len(PARAM_FIELDS)), np.float64),
-            "states": ((n, per_cat, 625), np.uint32),
-            "shapes": ((n, per_cat, 5), np.float64),
-            "next": ((625,), np.uint32),
-        }
-        if not 0 < n <= settings.categories_per_thread or any(
-            saved[k].shape != s or saved[k].dtype != d for k, (s, d) in expected.items()
-        ):
-            return None
+
+class ContourRenderer(Renderer):
+    """Renders of a VisualAtom or RCDB manifest: its search settings and the kernels' bounds parsed once,
+    and in official mode the saved generator states of each thread rendered from so far."""
+
+    family: RadialFamily
+
+    def __init__(self, family: RadialFamily, manifest, settings: ContourSettings) -> None:
+        super().__init__(family, manifest, settings)
+        family.check_official_render(manifest, settings.mode)  # official renders need an official search
+        self.search = family.search_settings_from_dict(manifest.search)
+        self.spec = family.spec(self.search)
+        self._threads: dict[int, dict] = {}  # thread -> saved states of its first categories
+        self._lock = threading.Lock()
+
+    def render(self, category: int, instance: int) -> Rendered:
+        """As :meth:`fractalshards.families.Renderer.render`."""
+        fam = self.family
+        cat = self.manifest.category(category)
+        k = fam.check_instance(instance)
+        p = dict(zip(PARAM_FIELDS, cat.params))
+        vertices, lines = int(p["vertices"]), int(p["lines"])
+        greys = np.empty(lines, np.int64)
+        ux = np.empty((lines, vertices))
+        uy = np.empty((lines, vertices))
+        shape = np.array([p["center_x"], p["center_y"], p["radius"], p["oval_x"], p["oval_y"]])
+        if self.settings.mode == "official":
+            states, shapes = self._saved_state(category, k // STRIDE)
+            official_instance_draws(fam.rcdb, states, shapes, k % STRIDE, self.spec, greys, ux, uy)
+            shape = shapes
+        else:
+            key = stream_key(fam.name, "instance", self.settings.seed, category, k)
+            native_instance_draws(key, fam.grey_levels, greys, ux, uy)
+            if k > 0:  # instance 0 is drawn with its category, as in the official scripts
+                native_shape(key, fam.rcdb, self.spec, shape)
+        image = fam._image(p, shape, greys, ux, uy)
+        return Rendered(image, False, info={"shape": dict(zip(SHAPE_FIELDS, shape.tolist()))})
+
+    def record(self, category: int, instance: int, rendered: Rendered) -> dict:
+        """The category's parameters, the instance's shape and the render settings."""
+        params = self.family.category_to_dict(self.manifest.category(category))
+        params.pop("index")
+        return {"params": params, "shape": rendered.info["shape"], "render": self.settings.to_dict()}
+
+    def official_starts(self, pairs, workers: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Where official renders of ``pairs`` start: the saved generator states ``(n, 625)`` and shapes
+        ``(n, 5)`` nearest before each instance, and how many instances to skip from there.
+
+        The threads a batch spans are replayed (or loaded) in parallel: one alone takes seconds."""
+        per = self.search.categories_per_thread
+        cats = np.fromiter((c for c, _ in pairs), np.int64, len(pairs))
+        ks = np.fromiter((self.family.check_instance(k) for _, k in pairs), np.int64, len(pairs))
+        threads, slots = np.divmod(cats, per)
+        last = {int(t): int(slots[threads == t].max()) for t in np.unique(threads)}
+        with ThreadPoolExecutor(max_workers=max(1, min(len(last), resolve_workers(workers)))) as pool:
+            saved = dict(zip(last, pool.map(lambda t: self.thread_states(t, last[t]), last)))
+        for c in np.unique(cats).tolist():
+            self._check_official(saved[c // per], c % per, c)
+        states = np.empty((len(pairs), 625), np.uint32)
+        shapes = np.empty((len(pairs), len(SHAPE_FIELDS)))
+        for t, thread in saved.items():
+            sel = threads == t
+            states[sel] = thread["states"][slots[sel], ks[sel] // STRIDE]
+            shapes[sel] = thread["shapes"][slots[sel], ks[sel] // STRIDE]
+        return states, shapes, ks % STRIDE
+
+    def _check_official(self, saved: dict, slot: int, category: int) -> None:
+        if not np.array_equal(saved["params"][slot], np.asarray(self.manifest.category(category).params)):
+            raise ConfigError(
+                f"categories: category {category} of {self.manifest.name!r} is not the official stream's "
+                "(the manifest was not written by an official search); render it with --mode native"
+            )
+
+    def _saved_state(self, category: int, checkpoint: int) -> tuple[np.ndarray, np.ndarray]:
+        # Copies of the generator state and shape saved at instance ``checkpoint * STRIDE`` of ``category``.
+        thread, slot = divmod(category, self.search.categories_per_thread)
+        saved = self.thread_states(thread, slot)
+        self._check_official(saved, slot, category)
+        return saved["states"][slot, checkpoint].copy(), saved["shapes"][slot, checkpoint].copy()
+
+    def thread_states(self, thread: int, slot: int) -> dict:
+        """The saved states of ``thread``'s first categories, at least up to ``slot``.
+
+        A thread is replayed incrementally (the state after its last replayed category is kept), at
+        least doubling what is saved each time, so a single render replays only the categories before
+        it and a build replays each thread about once per machine (:mod:`fractalshards.statecache`)."""
+        with self._lock:
+            saved = self._threads.get(thread)
+            if saved is not None and len(saved["params"]) > slot:
+                return saved
+        fam, seed, search = self.family, self.manifest.seed, self.search
+        saved = saved_states(
+            fam.name,
+            {"seed": seed, "search": asdict(search), "stride": STRIDE, "thread": thread},
+            fam.state_layout(search),
+            enough=lambda saved: len(saved["params"]) > slot,
+            extend=lambda saved: fam._extend(seed, search, thread, saved, slot),
+            check=lambda saved: fam._spot_check(seed, search, thread, saved),
+        )
+        with self._lock:
+            self._threads[thread] = saved
         return saved

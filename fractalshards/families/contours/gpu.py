@@ -171,14 +171,14 @@ class ContourGPU:
     """Renders batches of ``(category, instance)`` of a VisualAtom or RCDB manifest on the GPU."""
 
     def __init__(self, family, manifest, settings) -> None:
-        family._check_mode(manifest, settings)  # official renders need an official search
         self.family, self.manifest, self.settings = family, manifest, settings
+        #: The CPU renderer: saved states for official starts, and render_cpu (it checks the mode).
+        self.renderer = family.renderer(manifest, settings)
         self.rcdb = bool(family.rcdb)
         self.layout = PackedLayout("grey", IMAGE_SIZE, IMAGE_SIZE)
         #: What the canvas holds before any line: black (VisualAtom) or white (RCDB).
         self.background = 255 if self.rcdb else 0
-        self._search = family.search_settings_from_dict(manifest.search)
-        self._spec = family.spec(self._search)
+        self._spec = self.renderer.spec
         rows = np.array([manifest.category(c).params for c in range(len(manifest))], np.float64).reshape(-1, len(PARAM_FIELDS))
         self._rows = rows
         field = PARAM_FIELDS.index
@@ -237,7 +237,7 @@ class ContourGPU:
         batch = len(pairs)
         keys = np.zeros(batch, np.uint64)
         if s.mode == "official":
-            starts, shapes, skips = fam.official_starts(self.manifest, pairs)
+            starts, shapes, skips = self.renderer.official_starts(pairs)
             states = np.ascontiguousarray(starts.T)  # one generator per column: a warp reads a row at once
         else:
             skips = np.zeros(batch, np.int64)
@@ -298,4 +298,4 @@ class ContourGPU:
 
     def render_cpu(self, category: int, instance: int) -> Rendered:
         """The CPU's render of one sample."""
-        return self.family.render(self.manifest, category, instance, self.settings)
+        return self.renderer.render(category, instance)

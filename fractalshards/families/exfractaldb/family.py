@@ -33,15 +33,14 @@ import numpy as np
 from tqdm import tqdm
 
 from ...errors import ConfigError, check_choice, check_int, is_number
-from ...hashing import canonical_hash, version_id
 from ...limits import check
 from ...mt19937 import new_state, numpy_state, skip_randoms
 from ...mt19937 import random as py_random
 from ...parallel import resolve_workers
 from ...results import Rendered, SearchResult
 from ...seeds import stream_key, uniform_at
-from ...storage import atomic_write, cache_root, locked
-from .. import Family, Preset, SettingsDict, setting
+from ...statecache import StateLayout, saved_states
+from .. import Family, Preset, Renderer, SettingsDict, setting
 from .kernels import (
     ACCEPTED,
     CLOSE,
@@ -59,7 +58,16 @@ from .kernels import (
     weight_rows,
 )
 
-__all__ = ["ExFractalDB", "ExFractalSearch", "ExFractalSettings", "Fractal3D", "FAMILY", "WEIGHTS", "VIEW_MODES"]
+__all__ = [
+    "ExFractalDB",
+    "ExFractalRenderer",
+    "ExFractalSearch",
+    "ExFractalSettings",
+    "Fractal3D",
+    "FAMILY",
+    "WEIGHTS",
+    "VIEW_MODES",
+]
 
 _MV = "Yamada et al., IROS 2021"
 _EX = "Kataoka et al., CVPR 2022"
@@ -185,10 +193,6 @@ class ExFractalDB(Family):
             21000, "native", _EX, instances=1000, native_seed=0,
         ),
     )  # fmt: skip
-
-    def __init__(self) -> None:
-        self._passes: dict = {}
-        self._lock = threading.Lock()
 
     def default_seed(self, mode: str) -> int:
         """The official search seed of the reference's vectors (1), else 0."""
@@ -316,33 +320,23 @@ class ExFractalDB(Family):
         """The image size within the limits in force."""
         check("size", settings.size, "image_size")
 
-    # -- official instance streams ---------------------------------------------------------------
-    def _pass(self, manifest, settings: ExFractalSettings, upto: int) -> dict:
-        """The official instance pass up to category ``upto``: each category's generator state at its
-        start and which of its 145 point clouds the official code writes (no NaN in y)."""
-        memo = (self.manifest_hash(manifest), settings.instance_seed)
-        with self._lock:
-            saved = self._passes.get(memo)
-            if saved is not None and len(saved["valid"]) > upto:
-                return saved
-        search = self.search_settings_from_dict(manifest.search)
-        key = version_id(
-            canonical_hash({"family": self.name, "categories": self.manifest_hash(manifest), "seed": settings.instance_seed,
-                            "points": search.points, "stride": STATE_STRIDE}), 24,
-        )  # fmt: skip
-        folder = cache_root() / "streams"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{self.name}-{key}.npz"
-        with locked(folder / f".{path.name}.lock"):
-            saved = _load_pass(path, search.points)
-            if saved is None or len(saved["valid"]) <= upto:
-                saved = self._extend_pass(manifest, settings, search, saved, max(upto + 1, min(len(manifest), 2 * upto + 2)))
-                atomic_write(path, lambda fh: np.savez(fh, **saved))
-        with self._lock:
-            self._passes[memo] = saved
-        return saved
+    # -- rendering --------------------------------------------------------------------------
+    def renderer(self, manifest, settings: ExFractalSettings) -> ExFractalRenderer:
+        """As :meth:`fractalshards.families.Family.renderer`: an :class:`ExFractalRenderer`."""
+        return ExFractalRenderer(self, manifest, settings)
 
-    def _extend_pass(self, manifest, settings, search, saved, count) -> dict:
+    def pass_layout(self, manifest, points: int) -> StateLayout:
+        """The arrays of a saved official instance pass (:mod:`fractalshards.statecache`): each category's
+        generator state every STATE_STRIDE weight rows, which rows the official code writes, and the
+        state after the last category."""
+        return StateLayout(
+            rows={"states": ((SAVED, 625), np.uint32), "valid": ((ROWS,), np.bool_)},
+            fixed={"next": ((625,), np.uint32)},
+            most=len(manifest),
+        )
+
+    def extend_pass(self, manifest, settings: ExFractalSettings, search, saved: dict | None, count: int) -> dict:
+        """The official instance pass of ``saved`` (None: none yet) extended to its first ``count`` categories."""
         done = 0 if saved is None else len(saved["valid"])
         state = numpy_state(settings.instance_seed) if saved is None else saved["next"].copy()
         states = np.zeros((count - done, SAVED, 625), np.uint32)
@@ -358,61 +352,6 @@ class ExFractalDB(Family):
             valid = np.concatenate([saved["valid"], valid])
         return {"states": states, "valid": valid, "next": state}
 
-    # -- rendering --------------------------------------------------------------------------
-    def point_cloud(self, manifest, category: int, instance: int, settings: ExFractalSettings) -> np.ndarray:
-        """Instance ``(category, weight row)``'s point cloud, float64 ``(N, 3)`` (the official PLY's vertices)."""
-        return np.ascontiguousarray(self._axes(manifest, category, instance, settings).T)
-
-    def _axes(self, manifest, category: int, instance: int, settings: ExFractalSettings) -> np.ndarray:
-        # The point cloud as the kernels lay it out, (3, N): a render reads it as it is (the
-        # transposed copy cost as much as the orbit).
-        cat = manifest.category(category)
-        t = self.instance_fields(instance)["weight"]
-        search = self.search_settings_from_dict(manifest.search)
-        r = np.empty(search.points)
-        if settings.mode == "official":
-            state = self._pass(manifest, settings, category)["states"][category, t // STATE_STRIDE].copy()
-            skip_randoms(state, (t % STATE_STRIDE) * search.points)
-            fill_random(state, r)
-        else:
-            fill_uniforms(stream_key(self.name, "instance", settings.seed, category, t), r)
-        return _points(cat.maps * WEIGHTS[t], cat.probabilities, r, float(search.points))
-
-    def _view(self, manifest, category: int, instance: int, settings: ExFractalSettings) -> tuple[float, float, float]:
-        # (azimuth, tilt, jitter) in radians, as the official render.py computes them (float64).
-        f = self.instance_fields(instance)
-        t, k = f["weight"], f["view"]
-        if settings.view_mode == "fixed":
-            theta = ((k / settings.views) * math.pi) * 2.0
-            if settings.mode == "official":
-                passed = self._pass(manifest, settings, category)
-                before = int(passed["valid"][:category].sum()) + int(passed["valid"][category, :t].sum())
-                state = new_state(settings.view_seed)
-                skip_randoms(state, before * settings.views + k)
-                u = -math.pi + (math.pi - -math.pi) * py_random(state)
-            else:
-                u = -math.pi + 2 * math.pi * float(uniform_at(stream_key(self.name, "view", settings.seed, category, t, k), 0))
-            return theta, math.radians(30), math.radians(u)
-        key = stream_key(self.name, "view", settings.seed, category, t, k)
-        theta = 2 * math.pi * float(uniform_at(key, 0))
-        return theta, math.radians(30), math.radians(-30 + 60 * float(uniform_at(key, 1)))
-
-    def render(self, manifest, category: int, instance: int, settings: ExFractalSettings) -> Rendered:
-        """As :meth:`fractalshards.families.Family.render`: white points on black (a point cloud the
-        official code does not write, one with a NaN, renders black and is flagged ``diverged``)."""
-        axes = self._axes(manifest, category, instance, settings)
-        image = np.zeros((settings.size, settings.size), np.uint8)
-        diverged = bool(np.isnan(axes[1]).any())
-        theta, tilt, jitter = self._view(manifest, category, instance, settings) if not diverged else (0.0, 0.0, 0.0)
-        if not diverged:
-            view, proj = view_matrix(theta, tilt, jitter, 4.0), projection(np.float32(math.radians(45)))
-            draw_points(axes.T, view, proj, image)  # (N, 3) as a view: no copy
-        return Rendered(image, diverged, info={"azimuth": theta, "jitter": jitter})
-
-    def record(self, manifest, category, instance, settings, rendered) -> dict:
-        """The instance's weight row and view, the view's angles and the render settings."""
-        return {**self.instance_fields(instance), **rendered.info, "render": settings.to_dict()}
-
     def image_shape(self, manifest, settings: ExFractalSettings) -> tuple[int, ...]:
         """``(size, size)`` grey (white points on black)."""
         return (settings.size, settings.size)
@@ -426,21 +365,93 @@ class ExFractalDB(Family):
         return 1_500.0 * (settings.size / 224) ** 2
 
 
-def _load_pass(path, points: int) -> dict | None:
-    # Our own cache file, but possibly truncated or from another version: checked, else recomputed.
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            saved = {k: data[k] for k in ("states", "valid", "next")}
-    except (OSError, ValueError, KeyError):
-        return None
-    n = len(saved["valid"])
-    if saved["states"].shape != (n, SAVED, 625) or saved["valid"].shape != (n, ROWS) or saved["next"].shape != (625,):
-        return None
-    if saved["states"].dtype != np.uint32 or saved["valid"].dtype != bool or saved["next"].dtype != np.uint32:
-        return None
-    return saved
+class ExFractalRenderer(Renderer):
+    """Renders of an ExFractalDB / MV-FractalDB manifest: its search settings parsed once and, in official
+    mode, the official instance pass as far as rendered (saved per machine: :mod:`fractalshards.statecache`)."""
+
+    family: ExFractalDB
+
+    def __init__(self, family: ExFractalDB, manifest, settings) -> None:
+        super().__init__(family, manifest, settings)
+        self.search = family.search_settings_from_dict(manifest.search)
+        self._pass: dict | None = None
+        self._lock = threading.Lock()
+
+    def official_pass(self, upto: int) -> dict:
+        """The official instance pass up to category ``upto``: each category's generator state at its
+        start and which of its 145 point clouds the official code writes (no NaN in y)."""
+        with self._lock:
+            saved = self._pass
+            if saved is not None and len(saved["valid"]) > upto:
+                return saved
+        fam, manifest, settings, search = self.family, self.manifest, self.settings, self.search
+        count = max(upto + 1, min(len(manifest), 2 * upto + 2))
+        saved = saved_states(
+            fam.name,
+            {"categories": self.manifest_hash, "seed": settings.instance_seed, "points": search.points, "stride": STATE_STRIDE},
+            fam.pass_layout(manifest, search.points),
+            enough=lambda saved: len(saved["valid"]) > upto,
+            extend=lambda saved: fam.extend_pass(manifest, settings, search, saved, count),
+        )
+        with self._lock:
+            self._pass = saved
+        return saved
+
+    def point_cloud(self, category: int, instance: int) -> np.ndarray:
+        """Instance ``(category, weight row)``'s point cloud, float64 ``(N, 3)`` (the official PLY's vertices)."""
+        return np.ascontiguousarray(self.axes(category, instance).T)
+
+    def axes(self, category: int, instance: int) -> np.ndarray:
+        """The point cloud as the kernels lay it out, ``(3, N)``: a render reads it as it is (the
+        transposed copy cost as much as the orbit)."""
+        cat = self.manifest.category(category)
+        t = self.family.instance_fields(instance)["weight"]
+        points = self.search.points
+        r = np.empty(points)
+        if self.settings.mode == "official":
+            state = self.official_pass(category)["states"][category, t // STATE_STRIDE].copy()
+            skip_randoms(state, (t % STATE_STRIDE) * points)
+            fill_random(state, r)
+        else:
+            fill_uniforms(stream_key(self.family.name, "instance", self.settings.seed, category, t), r)
+        return _points(cat.maps * WEIGHTS[t], cat.probabilities, r, float(points))
+
+    def view(self, category: int, instance: int) -> tuple[float, float, float]:
+        """(azimuth, tilt, jitter) in radians, as the official render.py computes them (float64)."""
+        settings, name = self.settings, self.family.name
+        f = self.family.instance_fields(instance)
+        t, k = f["weight"], f["view"]
+        if settings.view_mode == "fixed":
+            theta = ((k / settings.views) * math.pi) * 2.0
+            if settings.mode == "official":
+                passed = self.official_pass(category)
+                before = int(passed["valid"][:category].sum()) + int(passed["valid"][category, :t].sum())
+                state = new_state(settings.view_seed)
+                skip_randoms(state, before * settings.views + k)
+                u = -math.pi + (math.pi - -math.pi) * py_random(state)
+            else:
+                u = -math.pi + 2 * math.pi * float(uniform_at(stream_key(name, "view", settings.seed, category, t, k), 0))
+            return theta, math.radians(30), math.radians(u)
+        key = stream_key(name, "view", settings.seed, category, t, k)
+        theta = 2 * math.pi * float(uniform_at(key, 0))
+        return theta, math.radians(30), math.radians(-30 + 60 * float(uniform_at(key, 1)))
+
+    def render(self, category: int, instance: int) -> Rendered:
+        """White points on black (a point cloud the official code does not write, one with a NaN, renders
+        black and is flagged ``diverged``)."""
+        axes = self.axes(category, instance)
+        size = self.settings.size
+        image = np.zeros((size, size), np.uint8)
+        diverged = bool(np.isnan(axes[1]).any())
+        theta, tilt, jitter = self.view(category, instance) if not diverged else (0.0, 0.0, 0.0)
+        if not diverged:
+            view, proj = view_matrix(theta, tilt, jitter, 4.0), projection(np.float32(math.radians(45)))
+            draw_points(axes.T, view, proj, image)  # (N, 3) as a view: no copy
+        return Rendered(image, diverged, info={"azimuth": theta, "jitter": jitter})
+
+    def record(self, category: int, instance: int, rendered: Rendered) -> dict:
+        """The instance's weight row and view, the view's angles and the render settings."""
+        return {**self.family.instance_fields(instance), **rendered.info, "render": self.settings.to_dict()}
 
 
 FAMILY = ExFractalDB()

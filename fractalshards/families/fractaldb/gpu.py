@@ -177,6 +177,7 @@ class FractalGPU:
 
     def __init__(self, family, manifest, settings: RenderSettings) -> None:
         self.family, self.manifest, self.settings = family, manifest, settings
+        self.renderer = family.renderer(manifest, settings)  # render_cpu's
         self.instance_of = family.instance_of
         colour = settings.color == "color"
         size = settings.size
@@ -264,4 +265,4 @@ class FractalGPU:
 
     def render_cpu(self, category: int, instance: int) -> Rendered:
         """The CPU's render of one sample (for the walks the GPU hands back)."""
-        return self.family.render(self.manifest, category, instance, self.settings)
+        return self.renderer.render(category, instance)

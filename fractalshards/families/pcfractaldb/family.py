@@ -21,10 +21,10 @@ from ...limits import check
 from ...results import Rendered
 from ...seeds import hash_permutation, stream_key, uniform_at
 from .. import Preset, SettingsDict, setting
-from ..exfractaldb.family import ROWS, WEIGHTS, ExFractalDB, _points
+from ..exfractaldb.family import ROWS, WEIGHTS, ExFractalDB, ExFractalRenderer, _points
 from ..exfractaldb.kernels import fill_uniforms
 
-__all__ = ["PCFractalDB", "PCSettings", "FAMILY"]
+__all__ = ["PCFractalDB", "PCRenderer", "PCSettings", "FAMILY"]
 
 _PC = "Yamada et al., CVPR 2022"
 
@@ -102,37 +102,9 @@ class PCFractalDB(ExFractalDB):
         """The point count within the limits in force."""
         check("main_points", settings.main_points + settings.other_points, "points")
 
-    def _orbit(self, manifest, category: int, t: int, seed: int) -> np.ndarray:
-        cat = manifest.category(category)
-        search = self.search_settings_from_dict(manifest.search)
-        r = np.empty(search.points)
-        fill_uniforms(stream_key(self.name, "instance", seed, category, t), r)
-        return np.ascontiguousarray(_points(cat.maps * WEIGHTS[t], cat.probabilities, r, float(search.points)).T)
-
-    def point_cloud(self, manifest, category: int, instance: int, settings: PCSettings) -> np.ndarray:
-        """The sample's float64 ``(main + other, 3)`` points (see the module doc)."""
-        t = self.check_instance(instance)
-        key = stream_key(self.name, "mix", settings.seed, category, t)
-        main = _part(self._orbit(manifest, category, t, settings.seed), stream_key(self.name, "main", settings.seed, category, t),
-                     settings.main_points)  # fmt: skip
-        parts = [main]
-        if settings.other_points and len(manifest) > 1:
-            other = (category + 1 + int(uniform_at(key, 0) * (len(manifest) - 1))) % len(manifest)
-            row = int(uniform_at(key, 1) * ROWS)
-            cloud = self._orbit(manifest, other, row, settings.seed)
-            parts.append(_part(cloud, stream_key(self.name, "other", settings.seed, category, t), settings.other_points))
-        whole = np.concatenate(parts)
-        return whole - whole.mean(axis=0)
-
-    def render(self, manifest, category: int, instance: int, settings: PCSettings) -> Rendered:
-        """A point cloud (float32 as stored); one with a NaN (a divergent orbit) is flagged ``diverged``."""
-        points = self.point_cloud(manifest, category, instance, settings).astype(np.float32)
-        diverged = bool(np.isnan(points).any())
-        return Rendered(None, diverged, info={}, points=np.nan_to_num(points, nan=0.0) if diverged else points)
-
-    def record(self, manifest, category, instance, settings, rendered) -> dict:
-        """The weight row and the render settings."""
-        return {"weight": int(instance), "render": settings.to_dict()}
+    def renderer(self, manifest, settings: PCSettings) -> PCRenderer:
+        """As :meth:`fractalshards.families.Family.renderer`: a :class:`PCRenderer`."""
+        return PCRenderer(self, manifest, settings)
 
     def image_shape(self, manifest, settings: PCSettings) -> tuple[int, ...]:
         """``(points, 3)``: every sample's array shape."""
@@ -145,6 +117,43 @@ class PCFractalDB(ExFractalDB):
     def bytes_per_sample(self, settings: PCSettings) -> float:
         """float32 points and the record."""
         return 12.0 * (settings.main_points + settings.other_points) + 1_500.0
+
+
+class PCRenderer(ExFractalRenderer):
+    """Point clouds of a PC-FractalDB manifest (its search settings parsed once)."""
+
+    def orbit(self, category: int, t: int) -> np.ndarray:
+        """Weight row ``t``'s orbit of ``category``, float64 ``(N, 3)``."""
+        cat = self.manifest.category(category)
+        points = self.search.points
+        r = np.empty(points)
+        fill_uniforms(stream_key(self.family.name, "instance", self.settings.seed, category, t), r)
+        return np.ascontiguousarray(_points(cat.maps * WEIGHTS[t], cat.probabilities, r, float(points)).T)
+
+    def point_cloud(self, category: int, instance: int) -> np.ndarray:
+        """The sample's float64 ``(main + other, 3)`` points (see the module doc)."""
+        name, settings, count = self.family.name, self.settings, len(self.manifest)
+        t = self.family.check_instance(instance)
+        key = stream_key(name, "mix", settings.seed, category, t)
+        main = _part(self.orbit(category, t), stream_key(name, "main", settings.seed, category, t), settings.main_points)
+        parts = [main]
+        if settings.other_points and count > 1:
+            other = (category + 1 + int(uniform_at(key, 0) * (count - 1))) % count
+            row = int(uniform_at(key, 1) * ROWS)
+            cloud = self.orbit(other, row)
+            parts.append(_part(cloud, stream_key(name, "other", settings.seed, category, t), settings.other_points))
+        whole = np.concatenate(parts)
+        return whole - whole.mean(axis=0)
+
+    def render(self, category: int, instance: int) -> Rendered:
+        """A point cloud (float32 as stored); one with a NaN (a divergent orbit) is flagged ``diverged``."""
+        points = self.point_cloud(category, instance).astype(np.float32)
+        diverged = bool(np.isnan(points).any())
+        return Rendered(None, diverged, info={}, points=np.nan_to_num(points, nan=0.0) if diverged else points)
+
+    def record(self, category: int, instance: int, rendered: Rendered) -> dict:
+        """The weight row and the render settings."""
+        return {"weight": int(instance), "render": self.settings.to_dict()}
 
 
 FAMILY = PCFractalDB()

@@ -23,7 +23,6 @@ depend on the installed Pillow.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -36,11 +35,11 @@ from ...limits import check
 from ...mt19937 import new_state
 from ...results import Rendered, SearchResult
 from ...seeds import stream_key
-from .. import Family, Preset, SettingsDict, setting
+from .. import Family, Preset, Renderer, SettingsDict, setting
 from ..contours.perlin import GRAD
 from .kernels import CLASS_FIELDS, SPEC_FIELDS, native_class, native_image, official_classes, official_image, skip_images
 
-__all__ = ["SegRCDB", "SegRCDBSearch", "SegRCDBSettings", "SegClass", "FAMILY", "MASK_MODES"]
+__all__ = ["SegRCDB", "SegRCDBRenderer", "SegRCDBSearch", "SegRCDBSettings", "SegClass", "FAMILY", "MASK_MODES"]
 
 _PAPER = "Shinoda et al., ICCV 2023"
 #: Mask modes: M1 (the lines, official), M2 (the ring between the first and last lines), M3 (the last line's polygon).
@@ -140,10 +139,6 @@ class SegRCDB(Family):
         ),
     )
 
-    def __init__(self) -> None:
-        self._processes: OrderedDict = OrderedDict()  # (classes hash, settings) -> saved states
-        self._lock = threading.Lock()
-
     # -- classes ----------------------------------------------------------------------------
     def spec(self, settings: SegRCDBSearch) -> np.ndarray:
         """The kernels' bounds array."""
@@ -217,41 +212,50 @@ class SegRCDB(Family):
         """The image size and contours per image within the limits in force."""
         check("size", settings.size, "image_size")
 
-    def _classes(self, manifest) -> np.ndarray:
-        cache = self.__dict__.setdefault("_class_cache", {})
-        key = self.manifest_hash(manifest)
-        if key not in cache:
-            cache.clear() if len(cache) > 8 else None
-            cache[key] = np.ascontiguousarray([manifest.category(g).params for g in range(len(manifest))], np.float64)
-        return cache[key]
+    def renderer(self, manifest, settings: SegRCDBSettings) -> SegRCDBRenderer:
+        """As :meth:`fractalshards.families.Family.renderer`: a :class:`SegRCDBRenderer`."""
+        return SegRCDBRenderer(self, manifest, settings)
 
-    def _process_state(self, manifest, settings: SegRCDBSettings, process: int, image: int) -> np.ndarray:
-        # The generator state of official process ``process`` at the start of its image ``image``:
-        # states are saved at every image as far as asked, and extended on demand.
-        key = (self.manifest_hash(manifest), settings.size, settings.instances_per_image, process)
+    def image_shape(self, manifest, settings: SegRCDBSettings) -> tuple[int, ...]:
+        """``(size, size)`` grey."""
+        return (settings.size, settings.size)
+
+    def bytes_per_sample(self, settings) -> float:
+        """An image and its mask (8-bit grey PNGs of lines; measured on official images)."""
+        return 170_000.0 * (settings.size / 512) ** 2
+
+
+class SegRCDBRenderer(Renderer):
+    """Images and masks of a SegRCDB manifest: its class rows as one array, made once, and in official
+    mode each process's generator state at every image rendered so far."""
+
+    def __init__(self, family: SegRCDB, manifest, settings: SegRCDBSettings) -> None:
+        super().__init__(family, manifest, settings)
+        family.check_official_render(manifest, settings.mode)
+        #: The classes' parameter rows, ``(classes, len(CLASS_FIELDS))`` float64.
+        self.classes = np.ascontiguousarray([c.params for c in manifest.categories], np.float64)
+        self._processes: dict[int, dict] = {}  # process -> {"states": [...], "lock": ...}
+        self._lock = threading.Lock()
+
+    def process_state(self, process: int, image: int) -> np.ndarray:
+        """The generator state of official process ``process`` at the start of its image ``image``: states
+        are saved at every image as far as asked (about 1.25 MB per whole process), and extended on demand."""
         with self._lock:
-            saved = self._processes.get(key)
-            if saved is None:
-                saved = {"states": [new_state(process + 1)], "lock": threading.Lock()}
-                self._processes[key] = saved
-                while len(self._processes) > 64:  # about 1.25 MB each when whole
-                    self._processes.popitem(last=False)
-            self._processes.move_to_end(key)
+            saved = self._processes.setdefault(process, {"states": [new_state(process + 1)], "lock": threading.Lock()})
         with saved["lock"]:
             states = saved["states"]
-            classes = self._classes(manifest)
             while len(states) <= image:
                 state = states[-1].copy()
-                skip_images(state, 1, classes, settings.instances_per_image, settings.size)
+                skip_images(state, 1, self.classes, self.settings.instances_per_image, self.settings.size)
                 states.append(state)
             return states[image].copy()
 
-    def render(self, manifest, category: int, instance: int, settings: SegRCDBSettings) -> Rendered:
+    def render(self, category: int, instance: int) -> Rendered:
         """Image ``instance`` and its mask (``category`` is the group, always 0)."""
         if category != 0:
             raise ConfigError(f"category: segrcdb samples are one group of images; {category!r} is not 0")
-        k = self.check_instance(instance)
-        classes = self._classes(manifest)
+        settings, classes = self.settings, self.classes
+        k = self.family.check_instance(instance)
         n = settings.instances_per_image
         size = settings.size
         image = np.zeros((size, size), np.uint8)
@@ -261,26 +265,17 @@ class SegRCDB(Family):
         ends = np.zeros((n, 2, 2, vmax + 1 if settings.mask_mode != "M1" else 0))
         if settings.mode == "official":
             process, at = divmod(k, settings.images_per_process)
-            state = self._process_state(manifest, settings, process, at)
-            official_image(state, classes, n, image, mask, labels, ends, GRAD)
+            official_image(self.process_state(process, at), classes, n, image, mask, labels, ends, GRAD)
         else:
-            keys = np.array([stream_key(self.name, "image", settings.seed, k, i) for i in range(n)], np.uint64)
+            keys = np.array([stream_key(self.family.name, "image", settings.seed, k, i) for i in range(n)], np.uint64)
             native_image(keys, classes, image, mask, labels, ends, GRAD)
         if settings.mask_mode != "M1":
             mask = _polygon_mask(settings.mask_mode, size, classes, labels, ends)
         return Rendered(image, False, info={"classes": labels.tolist()}, mask=mask)
 
-    def record(self, manifest, category, instance, settings, rendered) -> dict:
+    def record(self, category: int, instance: int, rendered: Rendered) -> dict:
         """The image number, the class id of each instance in drawing order, and the render settings."""
-        return {"image": int(instance), "classes": rendered.info["classes"], "render": settings.to_dict()}
-
-    def image_shape(self, manifest, settings: SegRCDBSettings) -> tuple[int, ...]:
-        """``(size, size)`` grey."""
-        return (settings.size, settings.size)
-
-    def bytes_per_sample(self, settings) -> float:
-        """An image and its mask (8-bit grey PNGs of lines; measured on official images)."""
-        return 170_000.0 * (settings.size / 512) ** 2
+        return {"image": int(instance), "classes": rendered.info["classes"], "render": self.settings.to_dict()}
 
 
 def _corners(ends: np.ndarray, v: int) -> list:
