@@ -13,7 +13,7 @@ DEMO_OUT ?= out/demo
 DEMO_DATA ?= data/fractaldb-100
 SITE ?= out/site
 
-.PHONY: install test test-gpu lint docs demo bench bench-install bench-stream bench-pipeline bench-gpu manifests clean
+.PHONY: install test fuzz test-gpu lint docs demo bench bench-install bench-stream bench-pipeline bench-gpu manifests clean
 
 install: $(STAMP)
 
@@ -35,9 +35,16 @@ lint: install
 docs: install
 	$(BIN)/mkdocs build --strict --quiet --site-dir $(SITE)
 
-# Lint, the docs site (strict: a broken link fails) and the whole suite, once.
+# Lint, the docs site (strict: a broken link fails) and the whole suite, once, in TEST_WORKERS
+# processes (pytest-xdist, work stealing: CI has two cores; TEST_WORKERS=0 runs it in this one).
+TEST_WORKERS ?= 2
 test: lint docs
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
+
+# Property-based fuzzing of every stored format, longer and random (`make test` runs a fixed-seed
+# budget of the same tests: the `ci` profile of tests/conftest.py).
+fuzz: install
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q -n $(TEST_WORKERS) tests/fuzz tests/test_png_strict.py tests/test_statecache.py tests/test_tar_fuzz.py
 
 # On a GPU machine: the tests marked `gpu` (the kernels on the device, against the CPU).
 test-gpu: install

@@ -64,19 +64,30 @@ def _same_weights(a: dict, b: dict, rtol: float, atol: float) -> None:
         torch.testing.assert_close(tensor, b["model"][name], rtol=rtol, atol=atol, msg=name)
 
 
+#: A run of 10 steps on two workers, checkpointed every 2 steps.
+RUN = [*ARGS, "--max-steps", "10", "--checkpoint-every", "2"]
+
+
+@pytest.fixture(scope="module")
+def ray_run(data, tmp_path_factory) -> tuple[Path, str]:
+    """One Ray Train run straight to its end, which both tests compare against: its checkpoint folder and log."""
+    out = tmp_path_factory.mktemp("ray-straight")
+    log = _job([sys.executable, str(ROOT / "jobs" / "pretrain.py"), "--data", data, *RUN, "--ray-workers", "2",
+                "--checkpoint-dir", str(out)])  # fmt: skip
+    return out, log
+
+
 @pytest.mark.slow
-def test_ray_train_gives_the_losses_of_torchrun(data, tmp_path):
-    common = ["--data", data, *ARGS, "--max-steps", "4"]
+def test_ray_train_gives_the_losses_of_torchrun(data, ray_run, tmp_path):
     torchrun = Path(sys.executable).parent / "torchrun"
-    job = [str(ROOT / "jobs" / "pretrain.py"), *common]
+    job = [str(ROOT / "jobs" / "pretrain.py"), "--data", data, *RUN]
     torchrun_log = _job(
         [str(torchrun), "--standalone", "--nproc-per-node", "2", *job, "--checkpoint-dir", str(tmp_path / "ddp")], 240
     )
-    ray_log = _job([sys.executable, *job, "--ray-workers", "2", "--checkpoint-dir", str(tmp_path / "ray")])
-    expected, got = _losses(torchrun_log), _losses(ray_log)
-    assert len(expected) == 4 and got == pytest.approx(expected, rel=1e-6)
-    a, b = load_checkpoint(tmp_path / "ddp" / "last.pt"), load_checkpoint(tmp_path / "ray" / "last.pt")
-    assert a["step"] == b["step"] == 4 and a["loader"] == b["loader"] and b["loader"]["world_size"] == 2
+    expected, got = _losses(torchrun_log), _losses(ray_run[1])
+    assert len(expected) == 10 and got == pytest.approx(expected, rel=1e-6)
+    a, b = load_checkpoint(tmp_path / "ddp" / "last.pt"), load_checkpoint(ray_run[0] / "last.pt")
+    assert a["step"] == b["step"] == 10 and a["loader"] == b["loader"] and b["loader"]["world_size"] == 2
     _same_weights(a, b, rtol=1e-5, atol=1e-6)
 
 
@@ -92,21 +103,8 @@ def _ray_train_workers(root: psutil.Process) -> list[psutil.Process]:
 
 
 @pytest.mark.slow
-def test_a_killed_ray_worker_and_a_resubmitted_run_resume_exactly(data, tmp_path):
-    command = [
-        sys.executable,
-        str(ROOT / "jobs" / "pretrain.py"),
-        "--data",
-        data,
-        *ARGS,
-        "--max-steps",
-        "10",
-        "--checkpoint-every",
-        "2",
-        "--ray-workers",
-        "2",
-    ]
-    _job([*command, "--checkpoint-dir", str(tmp_path / "straight")])
+def test_a_killed_ray_worker_and_a_resubmitted_run_resume_exactly(data, ray_run, tmp_path):
+    command = [sys.executable, str(ROOT / "jobs" / "pretrain.py"), "--data", data, *RUN, "--ray-workers", "2"]
     killed_dir = tmp_path / "killed"
     job = subprocess.Popen([*command, "--checkpoint-dir", str(killed_dir)], stderr=subprocess.PIPE, text=True, env=_env())
     watchdog = threading.Timer(300, job.kill)  # a silent hang must not outlive the test
@@ -132,6 +130,6 @@ def test_a_killed_ray_worker_and_a_resubmitted_run_resume_exactly(data, tmp_path
     partial = load_checkpoint(killed_dir / "last.pt")
     assert 2 <= partial["step"] < 10
     assert '"event": "resumed"' in _job([*command, "--checkpoint-dir", str(killed_dir)])
-    a, b = load_checkpoint(tmp_path / "straight" / "last.pt"), load_checkpoint(killed_dir / "last.pt")
+    a, b = load_checkpoint(ray_run[0] / "last.pt"), load_checkpoint(killed_dir / "last.pt")
     assert a["step"] == b["step"] == 10 and a["loader"] == b["loader"]
     _same_weights(a, b, rtol=1e-4, atol=1e-5)
