@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from .dataset import MANIFEST_NAME, DatasetManifest, ManifestShard
 from .definition import DatasetDefinition, ShardSpec
-from .errors import DEFAULT_LICENSE, ConfigError, ShardIntegrityError, StoredDataError, check_license
+from .errors import DEFAULT_LICENSE, ConfigError, ShardIntegrityError, StoredDataError, check_license, is_version_id
 from .limits import accepts_limits, parse_json
 from .parallel import resolve_workers
 from .shardplan import ShardPlan, read_planned
@@ -96,7 +96,10 @@ def journal_name(definition: DatasetDefinition, shard: str) -> str:
 def _intact(store: Store, definition: DatasetDefinition, spec: ShardSpec, expected: dict) -> bool:
     if store.size(spec.name) != expected["bytes"]:
         return False
-    data = store.read_bytes(spec.name)
+    try:
+        data = store.read_bytes(spec.name, expected["bytes"], exact=True, why="its entry states")
+    except ShardIntegrityError:  # changed since its size was looked at
+        return False
     if sha256_bytes(data) != expected["sha256"]:
         return False
     try:
@@ -161,11 +164,36 @@ def ray_init_local(num_cpus: int | None = None, **kwargs) -> None:
     )
 
 
+def _check_foreign(store: Store, definition: DatasetDefinition) -> None:
+    """A one-line error when ``store`` holds files but no dataset, manifest or build journal: a build
+    never writes over someone else's folder (one that happens to hold ``shard-000000.tar``, say)."""
+    names = set(store.list())
+    if not names or MANIFEST_NAME in names:
+        return  # empty, or a dataset (which must be this definition's: checked next)
+    if "_build" in names:
+        journals = {v for v in store.sub("_build").list() if is_version_id(v)}
+        others = sorted(journals - {definition.version})
+        if others and definition.version not in journals:
+            raise ConfigError(
+                f"out: {store.url!r} holds an unfinished build of another definition (_build/{others[0]}); "
+                "finish that one with --like, or give an empty or new folder"
+            )
+        return
+    ours = {s.name for s in definition.shard_specs()}
+    foreign = sorted(n for n in names if n not in ours and not (n.startswith(".") and n.endswith(".tmp")))
+    if foreign:
+        raise ConfigError(
+            f"out: {store.url!r} holds files that are not a fractalshards dataset ({', '.join(repr(n) for n in foreign[:3])}"
+            f"{', ...' if len(foreign) > 3 else ''}); give an empty or new folder"
+        )
+
+
 def _planned_entries(store: Store, definition: DatasetDefinition) -> dict[str, dict]:
     """Entries of shards finished by an earlier run of the same definition."""
     planned: dict[str, dict] = {}
+    _check_foreign(store, definition)
     if store.exists(MANIFEST_NAME):
-        existing = DatasetManifest.from_json(store.read_bytes(MANIFEST_NAME), source=f"{store.url}/{MANIFEST_NAME}")
+        existing = DatasetManifest.from_json(store.read_document(MANIFEST_NAME), source=f"{store.url}/{MANIFEST_NAME}")
         if existing.definition_data != definition.to_dict():
             raise ConfigError(
                 f"out: {store.url!r} already holds dataset {existing.name!r} version {existing.version} of another "
@@ -178,7 +206,7 @@ def _planned_entries(store: Store, definition: DatasetDefinition) -> dict[str, d
         if name.endswith(".json"):
             source = f"{journal.url}/{name}"
             try:
-                entry = ManifestShard.from_dict(parse_json(journal.read_bytes(name), source), "entry", source).to_dict()
+                entry = ManifestShard.from_dict(parse_json(journal.read_document(name), source), "entry", source).to_dict()
             except (ConfigError, StoredDataError):
                 continue  # a damaged journal entry only costs a rebuild of that shard
             planned.setdefault(entry["name"], entry)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import logging
 import os
 import stat
 from collections.abc import Callable
@@ -34,6 +35,8 @@ from .errors import ConfigError, ShardIntegrityError, check_file_name, check_ver
 from .storage import atomic_write, cache_root, check_no_symlink, locked, read_regular
 
 __all__ = ["ShardCache", "default_cache_dir", "DEFAULT_CACHE_LIMIT"]
+
+log = logging.getLogger(__name__)
 
 #: Default bound of a cache folder: 20 GiB.
 DEFAULT_CACHE_LIMIT = 20 * 2**30
@@ -61,6 +64,7 @@ class ShardCache:
             raise ConfigError(f"cache_limit: {limit!r} is not valid; use a number of bytes >= 0")
         self.root = Path(root).expanduser().absolute()
         self.limit = limit
+        self._warned = False
 
     @reads_stored_data
     def path(self, version: str, shard: str) -> Path:
@@ -73,49 +77,74 @@ class ShardCache:
         check_no_symlink(self.root, path.parent)  # a shared cache folder: a planted link must not lead outside it
         return path
 
-    def get(self, version: str, shard: str, sha256: str, fetch: Callable[[], bytes]) -> bytes:
+    def get(self, version: str, shard: str, sha256: str, fetch: Callable[[], bytes], *, size: int) -> bytes:
         """The bytes of ``shard``: from the cache, or fetched once (by whichever process comes first).
 
         ``fetch`` downloads the shard; its bytes must have ``sha256`` or nothing is
         cached and :class:`ShardIntegrityError` is raised. A cached copy that no longer
-        matches (a damaged disk) is replaced.
+        matches (a damaged disk) is replaced; one of another ``size`` (the manifest's) is not read.
         """
         path = self.path(version, shard)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        check_no_symlink(self.root, path.parent)  # again: the folder may have been swapped for a link meanwhile
         lock = path.parent / f".{shard}.lock"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644))  # writable at all?
+        except OSError as exc:  # a read-only or full disk, a folder that cannot be: read past the cache
+            self._cannot_write(exc)
+            return self._checked(shard, sha256, fetch())
+        check_no_symlink(self.root, path.parent)  # again: the folder may have been swapped for a link meanwhile
         with locked(lock, fcntl.LOCK_SH):
-            data = self._read(path, sha256)
+            data = self._read(path, sha256, size)
         if data is not None:
             return data
         with locked(lock, fcntl.LOCK_EX):
-            data = self._read(path, sha256)  # someone else may have fetched it while we waited
+            data = self._read(path, sha256, size)  # someone else may have fetched it while we waited
             if data is not None:
                 return data
             for stale in path.parent.glob(f".{shard}.*.tmp"):  # left by a killed download
                 stale.unlink(missing_ok=True)
-            data = fetch()
-            digest = hashlib.sha256(data).hexdigest()
-            if digest != sha256:
-                raise ShardIntegrityError(
-                    f"{shard}: downloaded {len(data)} bytes with sha256 {digest[:16]}... but the "
-                    f"manifest says {sha256[:16]}...; the stored shard is truncated or altered"
-                )
-            atomic_write(path, data)
+            data = self._checked(shard, sha256, fetch())
+            try:
+                atomic_write(path, data)
+            except OSError as exc:  # the disk filled up (or turned read-only): the verified bytes still serve
+                self._cannot_write(exc)
+                return data
         self.evict(keep=path)
         return data
 
-    def _read(self, path: Path, sha256: str) -> bytes | None:
+    @staticmethod
+    def _checked(shard: str, sha256: str, data: bytes) -> bytes:
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != sha256:
+            raise ShardIntegrityError(
+                f"{shard}: downloaded {len(data)} bytes with sha256 {digest[:16]}... but the "
+                f"manifest says {sha256[:16]}...; the stored shard is truncated or altered"
+            )
+        return data
+
+    def _cannot_write(self, exc: OSError) -> None:
+        # One warning per cache (per process): the epoch goes on, reading past the cache.
+        if not self._warned:
+            self._warned = True
+            log.warning(
+                "fractalshards: the shard cache %s cannot be written (%s); shards are read without it. "
+                "Free space there or give another cache_dir",
+                self.root,
+                exc.strerror or exc,
+            )
+
+    def _read(self, path: Path, sha256: str, size: int) -> bytes | None:
         try:
-            data = read_regular(path)
+            data = read_regular(path, size, exact=True, why="its manifest entry states")
         except FileNotFoundError:
             return None
-        except ShardIntegrityError:  # a link or a device where a shard should be: replaced by the download
+        except ShardIntegrityError:  # a link, a device or another size where a shard should be: replaced by the download
             path.unlink(missing_ok=True)
             return None
         if hashlib.sha256(data).hexdigest() != sha256:
             return None  # damaged: the exclusive pass replaces it
-        os.utime(path)  # recency, for eviction
+        with contextlib.suppress(OSError):  # recency, for eviction (a read-only disk keeps none)
+            os.utime(path)
         return data
 
     def cached(self) -> list[Path]:

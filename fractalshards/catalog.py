@@ -22,6 +22,8 @@ from .storage import Store, open_store
 __all__ = [
     "INDEX_NAME",
     "INDEX_DIR",
+    "TAGS_DIR",
+    "read_claims",
     "INDEX_FORMAT",
     "TAG_PATTERN",
     "check_version",
@@ -38,6 +40,8 @@ __all__ = [
 
 INDEX_NAME = "index.json"
 INDEX_DIR = "index.d"
+#: Tag claims: ``tags/<tag>`` holds the version the tag names, created exclusively (the truth of a tag).
+TAGS_DIR = "tags"
 INDEX_FORMAT = "fractalshards.index"
 #: Tags: a letter or digit, then up to 63 letters, digits, '.', '_' or '-'.
 TAG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -87,7 +91,7 @@ def read_entries(dest: Store) -> list[dict]:
         if not name.endswith(".json") or name.startswith("."):
             continue
         source = f"{dest.url.rstrip('/')}/{INDEX_DIR}/{name}"
-        data = parse_json(sub.read_bytes(name), source)
+        data = parse_json(sub.read_document(name), source)
         entry = entry_from_dict(data, source)
         if name != f"{entry['version']}.json":
             raise ConfigError(f"{source}: holds version {entry['version']}; the file name must match it")
@@ -95,25 +99,49 @@ def read_entries(dest: Store) -> list[dict]:
     return sorted(entries, key=lambda e: (e["created"], e["version"]))
 
 
-def index_body(entries: list[dict]) -> dict:
-    """``index.json``'s content for ``entries`` (oldest first): the newest is ``latest``."""
+@reads_stored_data
+def read_claims(dest: Store) -> dict[str, str]:
+    """Every tag claim under ``tags/``: tag -> the version its file names (each read no further than 1 KiB,
+    names and versions validated; a file that is not a tag's is ignored)."""
+    sub, claims = dest.sub(TAGS_DIR), {}
+    for name in sorted(sub.list()):
+        if name.startswith(".") or not TAG_PATTERN.match(name) or name == "latest" or is_version_id(name):
+            continue
+        source = f"{dest.url.rstrip('/')}/{TAGS_DIR}/{name}"
+        try:
+            text = sub.read_bytes(name, 1024, why="a tag file holds a version id").decode("ascii").strip()
+        except FileNotFoundError:
+            continue  # moved away meanwhile
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{source}: not a version id; run 'fractalshards publish --force' to claim it again") from exc
+        claims[name] = check_version(text, "version", source)
+    return claims
+
+
+def index_body(entries: list[dict], claims: dict[str, str] | None = None) -> dict:
+    """``index.json``'s content for ``entries`` (oldest first): the newest is ``latest``. A tag names the
+    version its claim file names (``claims``, when that version is published), else the entry that lists it:
+    concurrent publishers of one version each write its entry, but none can lose another's claimed tag."""
     latest = entries[-1]["version"] if entries else None
+    tags = {t: e["version"] for e in entries for t in e.get("tags", [])}
+    versions = {e["version"] for e in entries}
+    tags.update({t: v for t, v in (claims or {}).items() if v in versions})
     return {
         "format": INDEX_FORMAT,
         "format_version": 1,
         "latest": latest,
-        "versions": {e["version"]: e for e in entries},
-        "tags": {t: e["version"] for e in entries for t in e.get("tags", [])},
+        "versions": {e["version"]: {**e, "tags": sorted(t for t, v in tags.items() if v == e["version"])} for e in entries},
+        "tags": tags,
     }
 
 
 def rebuild_index(dest: Store, attempts: int = 10) -> dict:
-    """Write index.json from index.d/ until a later listing agrees with what was written."""
+    """Write index.json from index.d/ and the tag claims until a later listing agrees with what was written."""
     body: dict = {}
     for _ in range(attempts):
-        body = index_body(read_entries(dest))
+        body = index_body(read_entries(dest), read_claims(dest))
         dest.write_bytes(INDEX_NAME, (json.dumps(body, indent=1, sort_keys=True) + "\n").encode())
-        if index_body(read_entries(dest)) == body:
+        if index_body(read_entries(dest), read_claims(dest)) == body:
             return body
     return body
 
@@ -125,7 +153,7 @@ def read_index(dest: str | Store, storage_options: dict | None = None) -> dict:
     source = f"{store.url.rstrip('/')}/{INDEX_NAME}"
     if not store.exists(INDEX_NAME):
         return index_body([])
-    data = parse_json(store.read_bytes(INDEX_NAME), source)
+    data = parse_json(store.read_document(INDEX_NAME), source)
     if not isinstance(data, dict) or data.get("format") != INDEX_FORMAT:
         raise ConfigError(f"{source}: not a fractalshards index; check the URL")
     versions, tags = data.get("versions"), data.get("tags")

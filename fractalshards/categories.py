@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from . import __version__
-from .errors import ConfigError
+from .errors import ConfigError, check_dataset_name
 from .families import DEFAULT_FAMILY, Family, get_family
 from .hashing import canonical_hash
 from .limits import check, parse_json
@@ -59,6 +59,7 @@ class CategoryManifest:
     family_name: str = DEFAULT_FAMILY
 
     def __post_init__(self) -> None:
+        check_dataset_name(self.name, "name", "category manifest")
         object.__setattr__(self, "categories", tuple(self.categories))
         object.__setattr__(self, "search", MappingProxyType(dict(self.search)))
         object.__setattr__(self, "generator", MappingProxyType(dict(self.generator)))

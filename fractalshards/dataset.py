@@ -271,7 +271,7 @@ def load_dataset(url: str, storage_options: dict | None = None) -> tuple[Dataset
 
 def _read_optional(store: Store, name: str, url: str) -> bytes | None:
     try:
-        return store.read_bytes(name)
+        return store.read_document(name)
     except FileNotFoundError:
         return None
     except Exception as exc:  # noqa: BLE001 - backends raise many types

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .categories import CategoryManifest
-from .errors import ConfigError, check_choice, is_int
+from .errors import ConfigError, check_choice, check_dataset_name, is_int
 from .families import DEFAULT_FAMILY, Family, Renderer
 from .hashing import canonical_hash, version_id
 from .kinds import SampleFormat, SampleKind, get_kind
@@ -106,9 +106,11 @@ class DatasetDefinition:
         check("instances", self.instances, "instances")
         check("shard_size", self.shard_size, "shard_size")
         check("samples", self.num_samples, "samples")
+        check("shards", self.num_shards, "shards")  # every shard is planned when the definition is opened
         self.family.check_limits(self.categories, self.render)
         if not self.name:
             object.__setattr__(self, "name", self.categories.name)
+        check_dataset_name(self.name, "name", "definition")  # what every reader of its manifest checks
 
     @property
     def family(self) -> Family:

@@ -19,9 +19,12 @@ import contextvars
 import functools
 import json
 import math
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields, replace
 from typing import Any, TypeVar
+
+import numpy as np
 
 from .errors import ConfigError, LimitError
 
@@ -54,10 +57,19 @@ class Limits:
     world_size: int = 65_536
     #: Resumed worlds (levels) in a loader state's history.
     levels: int = 1_024
+    #: Ranks a loader state's levels add up to: resuming replays every rank of every level (a product
+    #: the two bounds above allow up to 67 million times, 37 minutes of work).
+    replay_ranks: int = 131_072
+    #: Shards of a dataset or recipe: opening one plans them all (samples / shard_size, a quotient the
+    #: bounds on samples and shard size allow up to 100 million).
+    shards: int = 262_144
     #: Bytes of one JSON document read from storage.
     json_bytes: int = 512 * 2**20
     #: Nesting of one JSON document.
     json_depth: int = 32
+    #: Values (numbers, strings, lists, objects) of one JSON document: what its parsed form costs in
+    #: memory (about 50 bytes each), which its size alone does not bound (``[[],[],...]``).
+    json_elements: int = 20_000_000
 
     @classmethod
     def large(cls) -> Limits:
@@ -87,11 +99,15 @@ def raised(limits: Limits | None) -> Iterator[Limits]:
         return
     if not isinstance(limits, Limits):
         raise ConfigError(f"limits: {type(limits).__name__} is not a fractalshards.limits.Limits")
-    token = _CURRENT.set(limits)
+    var = _CURRENT  # held here: a generator closed at interpreter exit runs this after the module's globals are gone
+    token = var.set(limits)
     try:
         yield limits
     finally:
-        _CURRENT.reset(token)
+        try:  # builtins only: at interpreter exit this module's globals (contextlib too) may be gone
+            var.reset(token)
+        except ValueError:  # a generator closed from another context than it started in
+            pass
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -138,32 +154,64 @@ def _finite(text: str) -> float:
     return value
 
 
+def _unique(pairs: list[tuple[str, object]]) -> dict:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise ValueError(f"key {twice[:40]!r} appears twice in one object")
+    return out
+
+
+#: A JSON string, escapes included: brackets and commas inside one are not structure.
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_CHUNK = 1 << 22
+
+
+def _structure(raw: bytes) -> tuple[int, int]:
+    """The deepest nesting and (an upper estimate of) the values of a JSON text, from its structural
+    characters alone, in vectorised passes: the document is bounded before it is parsed, and a
+    document nested 100,000 deep costs no recursion (the walk of the parsed tree this replaced took
+    38.8 s on a 50 MB document that parsed in 1.4 s)."""
+    if b"\\" in raw:  # escapes: a quote may be escaped, so strings are found by their grammar
+        bare = _STRING.sub(b'""', raw)
+        quoted = False
+    else:  # no escapes (what fractalshards writes): a quote always opens or closes a string
+        bare, quoted = raw, True
+    deepest = level = values = inside = 0
+    for at in range(0, len(bare), _CHUNK):
+        chunk = np.frombuffer(bare, np.uint8, count=min(_CHUNK, len(bare) - at), offset=at)
+        if quoted:  # outside strings: an even number of quotes so far (a closing quote counts as outside)
+            parity = (np.cumsum(chunk == 0x22, dtype=np.int32) + inside) & 1
+            inside = int(parity[-1])
+            chunk = np.where(parity == 0, chunk, 0)
+        opens = (chunk == 0x5B) | (chunk == 0x7B)
+        step = opens.astype(np.int32) - ((chunk == 0x5D) | (chunk == 0x7D))
+        depth = np.cumsum(step, dtype=np.int64) + level
+        deepest, level = max(deepest, int(depth.max())), int(depth[-1])
+        values += int(np.count_nonzero(opens)) + int(np.count_nonzero(chunk == 0x2C))
+    return deepest, values + 1
+
+
 def parse_json(text: str | bytes, source: str) -> object:
-    """JSON read from storage, bounded: size, nesting, no NaN or infinity, integers of at most 30 digits;
+    """JSON read from storage, by one strict parser: its size, nesting and number of values bounded
+    before it is parsed; no NaN or infinity, integers of at most 30 digits, no key twice in an object;
     anything else is a one-line :class:`ConfigError` naming ``source``."""
     limits = current()
     if len(text) > limits.json_bytes:
         raise LimitError(f"{source}: {len(text):,} bytes is above the limit of {limits.json_bytes:,} (json_bytes)")
     try:
-        data = json.loads(text, parse_constant=_constant, parse_int=_integer, parse_float=_finite)
+        raw = text.encode() if isinstance(text, str) else bytes(text)
+    except UnicodeEncodeError as exc:
+        raise ConfigError(f"{source}: not valid JSON (not UTF-8 text)") from exc
+    depth, values = _structure(raw)
+    if depth > limits.json_depth:
+        raise ConfigError(f"{source}: nested {depth} deep, above the limit of {limits.json_depth} (json_depth)")
+    if values > limits.json_elements:
+        raise LimitError(f"{source}: {values:,} values is above the limit of {limits.json_elements:,} (json_elements)")
+    try:
+        return json.loads(raw, parse_constant=_constant, parse_int=_integer, parse_float=_finite, object_pairs_hook=_unique)
     except RecursionError as exc:
         raise ConfigError(f"{source}: nested too deeply to be a fractalshards document") from exc
     except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
         raise ConfigError(f"{source}: not valid JSON ({' '.join(str(exc).split())[:160]})") from exc
-    depth = _depth(data, limits.json_depth)
-    if depth > limits.json_depth:
-        raise ConfigError(f"{source}: nested {depth} deep, above the limit of {limits.json_depth} (json_depth)")
-    return data
-
-
-def _depth(value: object, bound: int) -> int:
-    # Iterative: a hostile document must not exhaust the stack here either.
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, (dict, list)):
-            deepest = max(deepest, level)
-            if deepest > bound:
-                return deepest
-            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
-    return deepest

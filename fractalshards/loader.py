@@ -160,6 +160,7 @@ class FractalLoader(DataLoader):
             raise ConfigError("state: history must be a list of levels")
         check("history", len(raw_history), "levels", "state")
         history = tuple(Level.from_dict(lv, "state: history") for lv in raw_history)
+
         saved = Level.from_dict(
             {
                 "world_size": state.get("world_size"),
@@ -169,6 +170,9 @@ class FractalLoader(DataLoader):
             },
             "state",
         )
+        # Every level's ranks are replayed on resume: their sum bounds the work, whatever each level's size.
+        ranks = sum(lv.world_size for lv in history) + saved.world_size
+        check("ranks of the state's levels", ranks, "replay_ranks", "state")
         # Check the saved level against its own layout: the state must fit this dataset.
         saved_layout = EpochLayout(
             s.shard_samples,

@@ -53,6 +53,8 @@ __all__ = [
     "two_level",
     "encode",
     "read_header",
+    "PngInfo",
+    "parse",
     "PackedLayout",
     "decode",
     "decode_packed",
@@ -210,12 +212,94 @@ def encode_grey8(image: np.ndarray, compress_level: int = 1, encoder: str = DEFA
     return _png(width, height, 8, 0, None, rows, compress_level, None if encoder == "portable" else zlib.Z_DEFAULT_STRATEGY)
 
 
+@dataclass(frozen=True)
+class PngInfo:
+    """A PNG as :func:`parse` read it: its IHDR fields, its palette and its image data."""
+
+    width: int
+    height: int
+    depth: int
+    colour_type: int
+    interlace: int
+    plte: bytes | None
+    idat_parts: tuple
+
+    @property
+    def idat(self) -> bytes:
+        """The image data, its IDAT chunks joined."""
+        return b"".join(self.idat_parts)
+
+    @property
+    def header(self) -> tuple[int, int, int, int]:
+        """``(width, height, bit depth, colour type)``."""
+        return self.width, self.height, self.depth, self.colour_type
+
+
+#: Bit depths each colour type allows (the PNG specification's table).
+_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
+
+
+def parse(data: bytes | memoryview) -> PngInfo:
+    """The one strict reading of a stored PNG, before any decoder sees it: the signature, then exactly one
+    ``IHDR`` (first, 13 bytes, a valid depth and colour type, compression and filter method 0), at most one
+    ``PLTE`` (before the image data, present exactly when the colour type is a palette's, no more entries
+    than the depth can index), consecutive ``IDAT``, then ``IEND`` and nothing after; no other chunk
+    (what Pillow would read from an ancillary chunk, ``tRNS`` for one, would change the pixels). Anything
+    else is a one-line ``ValueError``: a reader decodes only what this accepted, so every decoder
+    (Pillow, :func:`decode_packed`) sees the header that was checked. Chunk CRCs are not computed here
+    (they guard against noise, not against a forger; the shard's sha256 does): a third of the cost."""
+    view = memoryview(data)
+    if bytes(view[:8]) != _SIGNATURE:
+        raise ValueError("not a PNG (no signature)")
+    pos, end, ihdr, plte, idat, idat_done = 8, len(data), None, None, [], False
+    while True:
+        if pos + 12 > end:
+            raise ValueError("ends before its IEND chunk")
+        length, kind = struct.unpack_from(">I4s", view, pos)
+        if pos + 12 + length > end:
+            raise ValueError(f"chunk {kind!r} runs past the end")
+        body = view[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+        if ihdr is None and kind != b"IHDR":
+            raise ValueError(f"the first chunk is {kind!r}, not IHDR")
+        if kind == b"IHDR":
+            if ihdr is not None or length != 13:
+                raise ValueError("a second IHDR" if ihdr is not None else f"an IHDR of {length} bytes")
+            ihdr = struct.unpack(">IIBBBBB", body)
+        elif kind == b"PLTE":
+            if plte is not None or idat:
+                raise ValueError("a second PLTE" if plte is not None else "a PLTE after the image data")
+            plte = bytes(body)
+        elif kind == b"IDAT":
+            if idat_done:
+                raise ValueError("IDAT chunks that are not consecutive")
+            idat.append(body)
+        elif kind == b"IEND":
+            if length or pos != end:
+                raise ValueError("data after IEND" if pos != end else "an IEND with data")
+            break
+        else:
+            raise ValueError(f"a {kind!r} chunk (a stored PNG holds IHDR, PLTE, IDAT and IEND only)")
+        if kind != b"IDAT" and idat:
+            idat_done = True
+    width, height, depth, colour_type, compression, filtering, interlace = ihdr
+    if not (width and height) or depth not in _DEPTHS.get(colour_type, ()) or compression or filtering or interlace > 1:
+        raise ValueError(f"an invalid IHDR ({width}x{height}, depth {depth}, colour type {colour_type})")
+    if not idat:
+        raise ValueError("no image data")
+    if (colour_type == 3) != (plte is not None):
+        raise ValueError("a palette image without a PLTE" if colour_type == 3 else f"a PLTE in a colour type {colour_type} image")
+    if plte is not None and (not plte or len(plte) % 3 or len(plte) // 3 > 2**depth):
+        raise ValueError(f"a PLTE of {len(plte)} bytes for {depth}-bit indices")
+    return PngInfo(width, height, depth, colour_type, interlace, plte, tuple(idat))
+
+
 def read_header(data: bytes) -> tuple[int, int, int, int] | None:
-    """``(width, height, bit depth, colour type)`` from a PNG's IHDR, or None when ``data`` does not start like a PNG."""
-    if len(data) < 33 or data[:8] != _SIGNATURE or data[12:16] != b"IHDR":
+    """``(width, height, bit depth, colour type)`` of a PNG that :func:`parse` accepts, else None."""
+    try:
+        return parse(data).header
+    except ValueError:
         return None
-    width, height, depth, colour_type = struct.unpack(">IIBB", data[16:26])
-    return width, height, depth, colour_type
 
 
 #: The (bit depth, colour type) pairs our encoders write: two-level grey as 1-bit palette, other
@@ -255,37 +339,11 @@ except ImportError:  # pragma: no cover - a platform without its wheels
     _inflate = zlib
 
 
-def _chunks(data: bytes) -> dict:
-    """IHDR fields, the PLTE and the IDAT bytes of a PNG; a ``ValueError`` when it is not a whole PNG."""
-    if data[:8] != _SIGNATURE:
-        raise ValueError("not a PNG")
-    pos, idat, plte, ihdr = 8, [], None, None
-    while pos + 8 <= len(data):
-        (length,) = struct.unpack(">I", data[pos : pos + 4])
-        kind = data[pos + 4 : pos + 8]
-        body = data[pos + 8 : pos + 8 + length]
-        if len(body) != length:
-            raise ValueError("a chunk runs past the end")
-        if kind == b"IHDR":
-            ihdr = struct.unpack(">IIBBBBB", body)
-        elif kind == b"PLTE":
-            plte = body
-        elif kind == b"IDAT":
-            idat.append(body)
-        elif kind == b"IEND":
-            break
-        pos += 12 + length
-    if ihdr is None or not idat:
-        raise ValueError("no IHDR or IDAT")
-    return {"ihdr": ihdr, "plte": plte, "idat": b"".join(idat)}
-
-
-def _inflate_unfiltered(data: bytes) -> tuple[np.ndarray, tuple, bytes | None] | None:
-    """The rows of an unfiltered, non-interlaced PNG (filter bytes dropped), its IHDR and PLTE; None when
-    it is filtered or interlaced (Pillow then). Inflating stops at the size the header promises."""
-    parts = _chunks(data)
-    width, height, depth, colour_type, compression, filtering, interlace = parts["ihdr"]
-    if compression or filtering or interlace:
+def _inflate_unfiltered(info: PngInfo) -> np.ndarray | None:
+    """The rows of an unfiltered, non-interlaced PNG (filter bytes dropped); None when it is filtered or
+    interlaced (Pillow then). Inflating stops at the size the header promises."""
+    width, height, depth, colour_type = info.header
+    if info.interlace:
         return None
     channels = {0: 1, 2: 3, 3: 1}.get(colour_type)
     if channels is None or depth not in (1, 8) or (depth == 1 and colour_type == 2):
@@ -293,23 +351,37 @@ def _inflate_unfiltered(data: bytes) -> tuple[np.ndarray, tuple, bytes | None] |
     row = 1 + (width * channels * depth + 7) // 8
     expected = row * height
     inflater = _inflate.decompressobj()
-    raw = inflater.decompress(parts["idat"], expected)  # never more than the header promises
+    raw = inflater.decompress(info.idat, expected)  # never more than the header promises
     if len(raw) != expected or inflater.decompress(inflater.unconsumed_tail, 1):
         raise ValueError(f"the image data holds {len(raw)}+ bytes, not the {expected} its header says")
     rows = np.frombuffer(raw, np.uint8).reshape(height, row)
     if rows[:, 0].any():
         return None  # filtered rows: Pillow undoes the filters
-    return rows[:, 1:], parts["ihdr"], parts["plte"]
+    return rows[:, 1:]
 
 
 def decode_packed(data: bytes, layout: PackedLayout) -> np.ndarray:
-    """The image of PNG ``data`` in ``layout`` (a ``ValueError`` when it does not fit: another size,
-    mode, or a two-level dataset's image with other values)."""
-    fast = _inflate_unfiltered(data)
-    if fast is not None:
-        rows, (width, height, depth, colour_type, *_), plte = fast
-        if (width, height) != (layout.width, layout.height):
-            raise ValueError(f"the image is {width}x{height}, not {layout.width}x{layout.height}")
+    """The image of PNG ``data`` (:func:`parse` first) in ``layout``, of exactly ``layout.shape`` (a
+    ``ValueError`` when it does not fit: another size, mode, or a two-level dataset's image with other values)."""
+    info = parse(data)
+    try:
+        packed = _decode_packed(info, data, layout)
+    except ValueError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - zlib, ISA-L and Pillow raise many types for damaged data
+        raise ValueError(f"the image data does not decode ({type(exc).__name__}: {exc})") from exc
+    if packed.shape != layout.shape or packed.dtype != np.uint8:
+        raise ValueError(f"decoded as {packed.dtype} {packed.shape}, not the layout's uint8 {layout.shape}")
+    return packed
+
+
+def _decode_packed(info: PngInfo, data: bytes, layout: PackedLayout) -> np.ndarray:
+    width, height, depth, colour_type = info.header
+    if (width, height) != (layout.width, layout.height):
+        raise ValueError(f"the image is {width}x{height}, not {layout.width}x{layout.height}")
+    rows = _inflate_unfiltered(info)
+    if rows is not None:
+        plte = info.plte
         if depth == 1 and colour_type == 3:  # two-level: entries (0, v)
             palette = np.frombuffer(plte or b"", np.uint8).reshape(-1, 3)
             level = int(palette[1, 0]) if len(palette) > 1 else 0
@@ -337,12 +409,26 @@ def decode_packed(data: bytes, layout: PackedLayout) -> np.ndarray:
     return np.packbits(pixels != 0, axis=1)
 
 
-def decode(data: bytes) -> np.ndarray:
-    """PNG bytes -> uint8 ``(H, W)`` for grey images (palette or 1-channel), ``(H, W, 3)`` for colour.
+def decode(data: bytes, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """PNG bytes (:func:`parse` first) -> uint8 ``(H, W)`` for grey images (palette or 1-channel),
+    ``(H, W, 3)`` for colour; with ``shape``, a ``ValueError`` unless the pixels are exactly that.
 
     Our grey renders are 1-bit palette PNGs with the entries ``(0, v)``: their
     pixels are ``index * v``, cheaper than a palette lookup.
     """
+    info = parse(data)
+    if shape is not None and (info.height, info.width) != tuple(shape[:2]):
+        raise ValueError(f"the image is {info.width}x{info.height}, not {shape[1]}x{shape[0]}")
+    try:
+        pixels = _decode(data)
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for damaged data
+        raise ValueError(f"the image data does not decode ({type(exc).__name__}: {exc})") from exc
+    if pixels.dtype != np.uint8 or (shape is not None and pixels.shape != tuple(shape)):
+        raise ValueError(f"decoded as {pixels.dtype} {pixels.shape}, not uint8 {shape}")
+    return pixels
+
+
+def _decode(data: bytes) -> np.ndarray:
     with Image.open(io.BytesIO(data)) as im:
         if im.mode == "P":
             index = np.asarray(im)  # decodes; palette indices, one byte per pixel

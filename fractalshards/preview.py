@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -189,23 +188,26 @@ def grid_from_shards(manifest, store, categories: int, instances: int, *, tile: 
     family = definition.family
     rows: dict[int, list[Tile]] = {}
     bar = tqdm(total=categories * instances, desc="preview", unit="img", disable=not progress)
-    planned = (
-        sample
-        for index, s in enumerate(manifest.shards)  # the manifest's shards are its plan's (checked when it was read)
-        for sample in read_planned(store.read_bytes(s.name), ShardPlan.of(definition, index))
+    plans = (ShardPlan.of(definition, index) for index in range(len(manifest.shards)))
+    planned = (  # the manifest's shards are its plan's (checked when it was read)
+        (plan, position, sample)
+        for plan, s in zip(plans, manifest.shards)
+        for position, sample in enumerate(
+            read_planned(store.read_bytes(s.name, s.bytes, exact=True, why="the manifest states"), plan)
+        )
     )
     kind, fmt = definition.kind, definition.sample_format
     one_group = definition.num_groups == 1 and definition.num_categories > 1
     seen = 0
-    for sample in planned:
-        meta = json.loads(sample["json"])
-        cat = seen // instances if one_group else int(meta["category"])  # one group: rows of its samples
+    for plan, position, sample in planned:
+        group, inst = plan.pairs[position]  # which sample it is: the plan says
+        plan.record(position, sample)  # and its record must say the same
+        cat = seen // instances if one_group else group  # one group: rows of its samples
         seen += 1
         if cat not in rows and len(rows) >= categories:
             continue
         row = rows.setdefault(cat, [])
         if len(row) < instances:
-            inst = family.check_instance(int(meta["instance"]))
             picture = kind.picture(kind.arrays(sample, fmt, "numpy", f"{sample['__url__']}: sample {sample['__key__']!r}"))
             row.append(Tile(picture, cat, family.instance_label(inst), inst))
             bar.update(1)

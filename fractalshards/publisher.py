@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from tqdm import tqdm
 
 from .card import write_card
-from .catalog import INDEX_DIR, check_tag, check_version, entry_from_dict, read_index, rebuild_index
+from .catalog import INDEX_DIR, TAGS_DIR, check_tag, check_version, entry_from_dict, read_index, rebuild_index
 from .dataset import MANIFEST_NAME, DatasetManifest, open_definition
-from .errors import ConfigError, check_license, reads_stored_data
+from .errors import ConfigError, StoredDataError, check_license, reads_stored_data
 from .limits import accepts_limits, parse_json
 from .recipe import RECIPE_NAME, Recipe
 from .storage import Store, open_store
@@ -34,8 +34,6 @@ from .storage import Store, open_store
 __all__ = ["PublishResult", "publish", "TAGS_DIR"]
 
 log = logging.getLogger(__name__)
-
-TAGS_DIR = "tags"
 
 
 @dataclass
@@ -65,8 +63,8 @@ def _claim_tag(target: Store, tag: str, version: str, force: bool, dest: str) ->
     if target.create_exclusive(name, version.encode()):
         return
     try:
-        owner = target.read_bytes(name).decode().strip()
-    except (FileNotFoundError, UnicodeDecodeError):
+        owner = target.read_bytes(name, 1024, why="a tag file holds a version id").decode().strip()
+    except (FileNotFoundError, UnicodeDecodeError, StoredDataError):
         owner = "?"
     if owner != version:
         raise ConfigError(f"tag: {tag!r} already names version {owner} at {dest!r}; choose another tag or use --force to move it")
@@ -141,7 +139,7 @@ def publish(
             if not force and vdir.size(name) == shard.bytes and vdir.sha256(name) == shard.sha256:
                 kept += 1
             else:
-                _copy_shard(source, vdir, name, server_side)
+                _copy_shard(source, vdir, name, shard.bytes, server_side)
                 got = vdir.sha256(name)
                 if got != shard.sha256:
                     raise ConfigError(
@@ -155,7 +153,7 @@ def publish(
             write_card(manifest, vdir, vdir, url=f"{dest.rstrip('/')}/{version}")
         vdir.write_bytes(MANIFEST_NAME, manifest.to_json().encode())
     else:
-        stored = DatasetManifest.from_json(vdir.read_bytes(MANIFEST_NAME), source=f"{dest}/{version}/{MANIFEST_NAME}")
+        stored = DatasetManifest.from_json(vdir.read_document(MANIFEST_NAME), source=f"{dest}/{version}/{MANIFEST_NAME}")
         if stored.data != manifest.data:
             raise ConfigError(f"version: {dest}/{version} holds a different manifest; use --force to replace it")
         kept = len(manifest.shards)
@@ -207,7 +205,7 @@ def _publish_recipe(
     """A recipe version: ``DEST/<version>/recipe.json`` alone (kilobytes), marked ``kind: recipe`` in the index."""
     text = recipe.to_json().encode()
     if vdir.exists(RECIPE_NAME) and not force:
-        if Recipe.from_json(vdir.read_bytes(RECIPE_NAME), f"{dest}/{recipe.version}/{RECIPE_NAME}").version != recipe.version:
+        if Recipe.from_json(vdir.read_document(RECIPE_NAME), f"{dest}/{recipe.version}/{RECIPE_NAME}").version != recipe.version:
             raise ConfigError(f"version: {dest}/{recipe.version} holds a different recipe; use --force to replace it")
     else:
         vdir.write_bytes(RECIPE_NAME, text)
@@ -236,17 +234,17 @@ def _entry(target: Store, version: str) -> dict:
     path = f"{INDEX_DIR}/{version}.json"
     if not target.exists(path):
         return {}
-    return entry_from_dict(parse_json(target.read_bytes(path), f"{target.url}/{path}"), f"{target.url}/{path}")
+    return entry_from_dict(parse_json(target.read_document(path), f"{target.url}/{path}"), f"{target.url}/{path}")
 
 
 def _write_entry(target: Store, entry: dict) -> None:
     target.write_bytes(f"{INDEX_DIR}/{entry['version']}.json", (json.dumps(entry, indent=1, sort_keys=True) + "\n").encode())
 
 
-def _copy_shard(source: Store, vdir: Store, name: str, server_side: bool) -> None:
+def _copy_shard(source: Store, vdir: Store, name: str, size: int, server_side: bool) -> None:
     if server_side:
         # Same store: the server copies (S3 CopyObject); nothing passes through here.
         vdir.fs.copy(source.path(name), vdir.path(name))
         vdir.fs.invalidate_cache(vdir.path(name))
     else:
-        vdir.write_bytes(name, source.read_bytes(name))
+        vdir.write_bytes(name, source.read_bytes(name, size, exact=True, why="the manifest states"))

@@ -71,11 +71,18 @@ def read_dataset(
     definition = manifest.definition()
     kind, fmt = definition.kind, definition.sample_format
     items = [
-        {"shard": n, "sha256": listed[n].sha256, "samples": listed[n].samples, "plan": definition.shard_index(n)} for n in names
+        {
+            "shard": n,
+            "sha256": listed[n].sha256,
+            "bytes": listed[n].bytes,
+            "samples": listed[n].samples,
+            "plan": definition.shard_index(n),
+        }  # fmt: skip
+        for n in names
     ]
 
     def read(row: dict) -> list[dict]:
-        data = open_store(base, options).read_bytes(row["shard"])
+        data = open_store(base, options).read_bytes(row["shard"], row["bytes"], exact=True, why="the manifest states")
         if verify and hashlib.sha256(data).hexdigest() != row["sha256"]:
             raise ShardIntegrityError(
                 f"{row['shard']}: sha256 does not match the manifest; the shard is damaged or was replaced, verify the dataset"

@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .definition import DatasetDefinition, sample_key
-from .errors import ShardIntegrityError
+from .errors import ConfigError, ShardIntegrityError
 from .kinds import SampleFormat, SampleKind
+from .limits import parse_json
 from .tarformat import TarSample, index_tar
 
 __all__ = ["ShardPlan", "read_planned"]
@@ -30,6 +31,8 @@ class ShardPlan:
     labels: tuple[bytes, ...]
     kind: SampleKind
     format: SampleFormat
+    #: ``(category, instance)`` of each sample, in order.
+    pairs: tuple[tuple[int, int], ...] = ()
 
     @classmethod
     def of(cls, definition: DatasetDefinition, index: int) -> ShardPlan:
@@ -42,17 +45,18 @@ class ShardPlan:
             tuple(str(c).encode() for c, _ in spec.pairs) if kind.labelled else (),
             kind,
             definition.sample_format,
+            tuple(spec.pairs),
         )
 
     def index(self, data: bytes | memoryview) -> list[TarSample]:
         """The shard's samples (:func:`fractalshards.tarformat.index_tar`, its kind's members kept),
         checked against the plan (:meth:`check_index`)."""
-        samples = index_tar(data, self.name, self.kind.members)
+        samples = index_tar(data, self.name, self.kind.members, only=True)
         self.check_index(samples)
         return samples
 
     def check_index(self, samples: list[TarSample]) -> None:
-        """The shard's samples are the plan's, in its order, each with its kind's members."""
+        """The shard's samples are the plan's, in its order, each with exactly its kind's members."""
         keys = [s.key for s in samples]
         if keys != list(self.keys):
             if len(keys) != len(self.keys):
@@ -64,7 +68,7 @@ class ShardPlan:
                 f"{self.name}: sample {at} is {keys[at]!r} but the definition's plan has {self.keys[at]!r} there; "
                 "the shard was altered or crafted"
             )
-        needed = [m for m in self.kind.members if m != "json"]
+        needed = list(self.kind.members)
         for s in samples:
             missing = [m for m in needed if m not in s.members]
             if missing:
@@ -83,6 +87,30 @@ class ShardPlan:
                     f"{self.labels[position].decode()}; the shard was altered or crafted"
                 )
         self.kind.check(sample, self.format, f"{self.name}: sample {key!r}")
+
+    def record(self, position: int, sample: dict) -> dict:
+        """Sample ``position``'s ``.json`` record, read by the one strict JSON parser
+        (:func:`fractalshards.limits.parse_json`): an object whose ``key``, ``category`` and ``instance``
+        are the plan's and whose ``diverged`` is a bool, else a :class:`ShardIntegrityError` naming the
+        sample. Readers take keys and labels from the plan; the record adds only what a family wrote."""
+        key = self.keys[position]
+        where = f"{self.name}: sample {key!r}"
+        try:
+            meta = parse_json(sample.get("json", b""), f"{where}: its record")
+        except ConfigError as exc:
+            raise ShardIntegrityError(str(exc)) from exc
+        if not isinstance(meta, dict):
+            raise ShardIntegrityError(f"{where}: its record is a {type(meta).__name__}, not an object; the shard was altered")
+        category, instance = self.pairs[position]
+        named = (meta.get("key"), meta.get("category"), meta.get("instance"))
+        if named != (key, category, instance) or any(type(v) is bool for v in named[1:]):
+            raise ShardIntegrityError(
+                f"{where}: its record names key/category/instance {named!r}, not the plan's {(key, category, instance)!r}; "
+                "the shard was altered or crafted"
+            )
+        if not isinstance(meta.get("diverged", False), bool):
+            raise ShardIntegrityError(f"{where}: its record's 'diverged' is {meta.get('diverged')!r}, not a bool")
+        return meta
 
 
 def read_planned(data: bytes | memoryview, plan: ShardPlan, url: str = "") -> Iterator[dict]:

@@ -44,14 +44,18 @@ class StoredSource:
         verify: bool,
         cache: ShardCache | None,
         version: str,
+        *,
+        sizes: dict[str, int],
     ) -> None:
         self.store = store.for_this_process()
         self.hashes, self.definition, self.verify, self.cache, self.version = hashes, definition, verify, cache, version
+        #: Each shard's size as its manifest states it: no read goes past it.
+        self.sizes = sizes
 
     def load(self, shard: str) -> StoredShard:
         """The shard's bytes and sample index; checked against the manifest (hash when verifying, count always)."""
         if self.cache is not None:
-            data = self.cache.get(self.version, shard, self.hashes[shard], lambda: self._fetch(shard))
+            data = self.cache.get(self.version, shard, self.hashes[shard], lambda: self._fetch(shard), size=self.sizes[shard])
         else:
             data = self._fetch(shard)
             if self.verify:
@@ -70,7 +74,7 @@ class StoredSource:
         # reset mid-body, a stalled read) to a few whole-shard attempts and one line naming the shard.
         for attempt in range(FETCH_ATTEMPTS):
             try:
-                return self.store.read_bytes(shard)
+                return self.store.read_bytes(shard, self.sizes[shard], exact=True, why="its manifest entry states")
             except FileNotFoundError as exc:
                 raise ShardIntegrityError(f"{shard}: missing from {self.store.url}; the dataset is incomplete") from exc
             except ShardIntegrityError:  # what is stored is wrong (a link, a device): trying again changes nothing

@@ -35,7 +35,8 @@ from typing import IO, Any
 from fsspec.config import set_conf_env
 from fsspec.core import split_protocol, url_to_fs
 
-from .errors import ConfigError, ShardIntegrityError
+from . import limits
+from .errors import ConfigError, ShardIntegrityError, StoredDataError, TransferError
 
 __all__ = [
     "Store",
@@ -47,10 +48,32 @@ __all__ = [
     "read_regular",
     "check_no_symlink",
     "cache_root",
+    "fetch_deadline",
     "locked",
 ]
 
 _CHUNK = 1 << 20
+
+
+def _env_number(name: str, default: float) -> float:
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ConfigError(f"{name}: {text!r} is not a positive number; unset it or give one")
+    return value
+
+
+def fetch_deadline(size: int) -> float:
+    """Seconds a remote read of ``size`` bytes may take: ``FRACTALSHARDS_FETCH_WINDOW_S`` (30) plus the
+    size at ``FRACTALSHARDS_FETCH_MIN_RATE`` bytes/s (64 KiB/s). A store that sends a body a byte at a
+    time keeps a client's read timeout from ever firing (it restarts with each byte); this does not."""
+    window = _env_number("FRACTALSHARDS_FETCH_WINDOW_S", 30.0)
+    return window + size / _env_number("FRACTALSHARDS_FETCH_MIN_RATE", 64 * 1024.0)
 
 
 def temp_name(path: str | os.PathLike) -> str:
@@ -86,9 +109,19 @@ def atomic_write(path: str | os.PathLike, data: bytes | Callable[[IO[bytes]], An
         raise
 
 
-def read_regular(path: str | os.PathLike) -> bytes:
+def _too_large(where: str, size: int, limit: int, exact: bool, why: str) -> StoredDataError:
+    if exact:
+        return StoredDataError(f"{where}: {size:,} bytes stored where {why} {limit:,}; it is truncated, altered or replaced")
+    return StoredDataError(f"{where}: {size:,} bytes stored, more than the {limit:,} allowed ({why}); refusing to read it")
+
+
+def read_regular(path: str | os.PathLike, limit: int | None = None, *, exact: bool = False, why: str = "the bound") -> bytes:
     """The bytes of the regular file ``path``, never through a symlink (``O_NOFOLLOW``) nor from a device
-    or pipe: what a shared folder holds is checked before it is read. Missing: ``FileNotFoundError``."""
+    or pipe: what a shared folder holds is checked before it is read. Missing: ``FileNotFoundError``.
+
+    ``limit``: the file's size is checked against it before anything is read (``exact``: it must be
+    exactly ``limit``), and the read stops at ``limit + 1`` bytes whatever the file does meanwhile; more
+    is a :class:`~fractalshards.errors.StoredDataError` naming the file, its size and ``why``."""
     try:
         # O_NONBLOCK: opening a FIFO planted where a file belongs must not wait for a writer.
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
@@ -99,9 +132,17 @@ def read_regular(path: str | os.PathLike) -> bytes:
             ) from exc
         raise
     with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode):
             raise ShardIntegrityError(f"{os.fspath(path)}: is not a regular file; refusing to read it")
-        return fh.read()
+        if limit is None:
+            return fh.read()
+        if info.st_size > limit or (exact and info.st_size != limit):
+            raise _too_large(os.fspath(path), info.st_size, limit, exact, why)
+        data = fh.read(limit + 1)
+    if len(data) > limit or (exact and len(data) != limit):  # it changed while read
+        raise _too_large(os.fspath(path), len(data), limit, exact, why)
+    return data
 
 
 def check_no_symlink(root: str | os.PathLike, path: str | os.PathLike) -> None:
@@ -227,23 +268,82 @@ class Store:
         except FileNotFoundError:
             return None
 
-    def read_bytes(self, name: str) -> bytes:
-        """The whole content of ``name`` (locally: a regular file, reached through no symlink)."""
+    def read_bytes(self, name: str, limit: int, *, exact: bool = False, why: str = "the bound") -> bytes:
+        """The content of ``name``, never more than ``limit`` bytes: the size its parent declares
+        (``exact``: it must be exactly that, a shard's manifest entry) or a limit of its format.
+
+        The stored size is checked before the read (locally the open file's, remotely the object's
+        listed size) and the read stops at ``limit + 1`` bytes, so an object swapped for a larger one
+        costs no more than its bound; beyond it, a :class:`~fractalshards.errors.StoredDataError` naming
+        ``name``, its size and ``why`` (the declaration or limit). Locally a regular file reached
+        through no symlink. Missing: ``FileNotFoundError``."""
+        where = self.url_of(name)
         if self.is_local:
             target = self.path(name)
             check_no_symlink(self.root, target)
-            return read_regular(target)
-        return self.fs.cat_file(self.path(name))
+            return read_regular(target, limit, exact=exact, why=why)
+        size = self._remote_size(name)
+        if size is None:
+            raise FileNotFoundError(where)
+        if size > limit or (exact and size != limit):
+            raise _too_large(where, size, limit, exact, why)
+        if size == 0:
+            return b""  # a ranged GET of an empty object is refused by S3 (416)
+        data = self._fetch(name, limit + 1, size)
+        if len(data) > limit or (exact and len(data) != limit):  # replaced between the listing and the read
+            raise _too_large(where, len(data), limit, exact, why)
+        return data
+
+    def _remote_size(self, name: str) -> int | None:
+        # The object's listed size (a HEAD), under the fetch deadline of an empty read.
+        path = self.path(name)
+        self.fs.invalidate_cache(path)
+        try:
+            info = self._within(name, 0, lambda: self.fs._info(path)) if self._is_async else self.fs.info(path)
+        except FileNotFoundError:
+            return None
+        return int(info["size"])
+
+    @property
+    def _is_async(self) -> bool:
+        return bool(getattr(self.fs, "async_impl", False))
+
+    def _fetch(self, name: str, end: int, size: int) -> bytes:
+        # One GET of bytes [0, end); on an async filesystem (s3, gcs, http) under a deadline that cancels
+        # the request (fetch_deadline): a TransferError naming the object when too little arrives in time.
+        path = self.path(name)
+        if not self._is_async:
+            return self.fs.cat_file(path, start=0, end=end)
+        return self._within(name, size, lambda: self.fs._cat_file(path, start=0, end=end))
+
+    def _within(self, name: str, size: int, request: Callable[[], Any]) -> Any:
+        import asyncio
+
+        from fsspec.asyn import sync
+
+        seconds = fetch_deadline(size)
+
+        async def run() -> Any:
+            return await asyncio.wait_for(request(), seconds)
+
+        try:
+            return sync(self.fs.loop, run)
+        except asyncio.TimeoutError as exc:
+            raise TransferError(
+                f"{name}: {size:,} bytes not read within {seconds:.0f} s (a store too slow or stalled; "
+                "FRACTALSHARDS_FETCH_MIN_RATE and FRACTALSHARDS_FETCH_WINDOW_S set the bound)"
+            ) from exc
+
+    def read_document(self, name: str) -> bytes:
+        """A stored JSON document (manifest, recipe, index, entry), read no further than the ``json_bytes``
+        limit in force (:mod:`fractalshards.limits`)."""
+        return self.read_bytes(name, limits.current().json_bytes, why="limit json_bytes; --allow-large raises it")
 
     def sha256(self, name: str) -> str | None:
         """Hex sha256 of ``name`` streamed in chunks, or None when it does not exist."""
         digest = hashlib.sha256()
-        if self.is_local:
-            try:
-                digest.update(self.read_bytes(name))
-            except FileNotFoundError:
-                return None
-            return digest.hexdigest()
+        if self.is_local and self.size(name) is None:  # size(): a regular file reached through no symlink
+            return None
         try:
             with self.fs.open(self.path(name), "rb") as fh:
                 for chunk in iter(lambda: fh.read(_CHUNK), b""):

@@ -19,11 +19,13 @@ that fresh workers would give.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import multiprocessing
 import os
 import struct
+import weakref
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -193,6 +195,7 @@ class FractalStream(IterableDataset):
             self.shard_names = [s.name for s in entries]
             self.shard_samples = np.array([s.samples for s in entries], np.int64)
             self.hashes = {s.name: s.sha256 for s in entries}
+            self.sizes = {s.name: s.bytes for s in entries}  # each shard is read to exactly this, no further
             if rank is None or world_size is None:
                 dist_rank, dist_world = _distributed()
                 rank = dist_rank if rank is None else rank
@@ -298,6 +301,11 @@ class FractalStream(IterableDataset):
 
     # -- iteration --
     def __iter__(self) -> Iterator[Any]:
+        samples = self._limited()
+        _OPEN.add(samples)
+        return samples
+
+    def _limited(self) -> Iterator[Any]:
         with raised(self.limits):
             yield from self._iterate()
 
@@ -312,7 +320,9 @@ class FractalStream(IterableDataset):
         if self.source == "render":
             source: RenderedSource | StoredSource = RenderedSource(self.definition, self.store.url)
         else:
-            source = StoredSource(self.store, self.hashes, self.definition, self.verify, self.cache, self.version)
+            source = StoredSource(
+                self.store, self.hashes, self.definition, self.verify, self.cache, self.version, sizes=self.sizes
+            )
         first_window = start // b
         segments = layout.segments(first_window * b)
         names = [self.shard_names[s] for s, _, _ in segments]
@@ -351,6 +361,17 @@ class FractalStream(IterableDataset):
             pool.shutdown(wait=True, cancel_futures=True)
 
 
+#: Iterations not run to their end: closed at exit, while the modules their cleanup needs (the prefetch
+#: pool's) are still there; left to the garbage collector they printed a traceback at interpreter exit.
+_OPEN: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_iterations() -> None:
+    for samples in list(_OPEN):
+        samples.close()
+
+
 @dataclass(frozen=True)
 class _Entry:
     """A shard of a recipe: a name and a sample count (nothing stored)."""
@@ -358,6 +379,7 @@ class _Entry:
     name: str
     samples: int
     sha256: str = ""
+    bytes: int = 0
 
 
 def _distributed() -> tuple[int, int]:

@@ -142,7 +142,9 @@ def _check_name(shard: str, name: str) -> None:
         )
 
 
-def index_tar(data: bytes | memoryview, shard: str = "shard", keep: Iterable[str] = SAFE_EXTENSIONS) -> list[TarSample]:
+def index_tar(
+    data: bytes | memoryview, shard: str = "shard", keep: Iterable[str] = SAFE_EXTENSIONS, *, only: bool = False
+) -> list[TarSample]:
     """Index a tar archive in memory: its samples in stored order, with member offsets.
 
     Reads exactly what ``tarfile`` and webdataset read, or refuses: only plain USTAR
@@ -152,7 +154,8 @@ def index_tar(data: bytes | memoryview, shard: str = "shard", keep: Iterable[str
     Every header's checksum is verified, and each header advances the position by at least
     one block, so time and memory are bounded by the bytes read. Anything else is a
     :class:`ShardIntegrityError` naming ``shard`` and the member. Members of other extensions than
-    ``keep`` (a sample kind's members) are skipped.
+    ``keep`` (a sample kind's members) are skipped, or with ``only`` refused: a shard of a dataset holds
+    its kind's members and nothing else (an extra ``.pyd`` is a pickle a plain webdataset reader would load).
     """
     keep = frozenset(keep)
     view = memoryview(data)
@@ -195,11 +198,15 @@ def index_tar(data: bytes | memoryview, shard: str = "shard", keep: Iterable[str
         pos = start + -(-size // _BLOCK) * _BLOCK
         _check_name(shard, name)
         match = _KEY.match(name)
-        if match is None:
+        ext = match.group(2).lower() if match is not None else None
+        if match is None or ext not in keep:
+            if only:
+                raise ShardIntegrityError(
+                    f"{shard}: member {name!r} is not one of its samples' members ({', '.join(sorted(keep))}); "
+                    "the shard was altered or crafted"
+                )
             continue
-        key, ext = match.group(1), match.group(2).lower()
-        if ext not in keep:
-            continue
+        key = match.group(1)
         if current is None or current.key != key:
             current = TarSample(key, {})
             samples.append(current)

@@ -307,3 +307,38 @@ def test_tar_writer_writes_what_tarfile_writes():
     long_name = "x" * 101 + ".png"
     with pytest.raises(ValueError, match="longer than 100"):
         tar_bytes([(long_name, b"")])
+
+
+def test_build_refuses_a_folder_of_someone_elses_files(tmp_path, capsys):
+    folder = tmp_path / "theirs"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    (folder / "shard-000000.tar").write_bytes(b"not yours")
+    d = tiny_definition(2, 3, 4)
+    with pytest.raises(ConfigError, match=r"holds files that are not a fractalshards dataset \('notes\.txt'\)"):
+        build(d, str(folder), workers=0)
+    assert (folder / "shard-000000.tar").read_bytes() == b"not yours" and sorted(p.name for p in folder.iterdir()) == [
+        "notes.txt",
+        "shard-000000.tar",
+    ]
+    # An unfinished build of another definition is not written over either; one of this definition resumes.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "_build" / "0123456789abcdef").mkdir(parents=True)
+    with pytest.raises(ConfigError, match=r"an unfinished build of another definition \(_build/0123456789abcdef\)"):
+        build(d, str(other), workers=0)
+    ours = tmp_path / "ours"
+    build(d, str(ours), workers=0)
+    build(d, str(ours), workers=0)  # a dataset of this definition: resumed, nothing refused
+    assert main(["--no-progress", "build", "--like", str(ours), "--out", str(folder), "--workers", "0"]) == 2
+    assert "not a fractalshards dataset" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["two\nlines", "bell\a", "x" * 201])
+def test_a_name_readers_would_refuse_is_refused_before_anything_is_written(tmp_path, capsys, name):
+    out = tmp_path / "out"
+    code = main(["--no-progress", "build", "--preset", "fractaldb-100", "--categories", "1", "--instances", "2",
+                 "--size", "32", "--workers", "0", "--name", name, "--out", str(out)])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "name" in err[0] and "1-200 printable characters" in err[0], err
+    assert not out.exists()

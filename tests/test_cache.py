@@ -98,7 +98,7 @@ _KILLED_SCRIPT = textwrap.dedent("""
         Path(root, "started").write_text("1")
         time.sleep(600)  # killed here, holding the exclusive lock, mid-download
         return data
-    ShardCache(root).get(version, shard, digest, fetch)
+    ShardCache(root).get(version, shard, digest, fetch, size=len(data))
 """)
 
 
@@ -108,7 +108,7 @@ def test_a_download_killed_midway_leaves_nothing_complete_and_its_lock_is_taken_
     probe = FractalStream(url, storage_options=options, cache_dir=False)
     shard = probe.shard_names[0]
     local = tmp_path / "shard.tar"
-    local.write_bytes(probe.store.read_bytes(shard))
+    local.write_bytes(probe.store.read_bytes(shard, 1 << 30))
     root = tmp_path / "cache"
     root.mkdir()
     proc = subprocess.Popen(
@@ -166,15 +166,15 @@ def test_cache_checks_what_it_stores_and_serves(tmp_path):
 
     digest = hashlib.sha256(data).hexdigest()
     with pytest.raises(ShardIntegrityError, match="shard-000000.tar.*sha256"):
-        cache.get("0123456789abcdef", "shard-000000.tar", digest, lambda: data[:-1])
+        cache.get("0123456789abcdef", "shard-000000.tar", digest, lambda: data[:-1], size=len(data))
     assert cache.cached() == []
     calls = []
-    assert cache.get("0123456789abcdef", "shard-000000.tar", digest, lambda: calls.append(1) or data) == data
-    assert cache.get("0123456789abcdef", "shard-000000.tar", digest, lambda: calls.append(1) or data) == data
+    assert cache.get("0123456789abcdef", "shard-000000.tar", digest, lambda: calls.append(1) or data, size=len(data)) == data
+    assert cache.get("0123456789abcdef", "shard-000000.tar", digest, lambda: calls.append(1) or data, size=len(data)) == data
     assert calls == [1]
     # A damaged cached copy is replaced, not served.
     (tmp_path / "0123456789abcdef" / "shard-000000.tar").write_bytes(b"y" * 3000)
-    assert cache.get("0123456789abcdef", "shard-000000.tar", digest, lambda: calls.append(1) or data) == data
+    assert cache.get("0123456789abcdef", "shard-000000.tar", digest, lambda: calls.append(1) or data, size=len(data)) == data
     assert calls == [1, 1]
     for version, shard in (("../../etc", "shard.tar"), ("0123456789abcdef", "../x.tar"), ("0123456789abcdef", "/tmp/x.tar")):
         with pytest.raises(StoredDataError):  # names read from storage: bad data, not bad input
@@ -186,3 +186,39 @@ def test_default_cache_folder_follows_the_environment(monkeypatch, tmp_path):
     assert default_cache_dir() == tmp_path / "c" / "shards"
     monkeypatch.delenv("FRACTALSHARDS_CACHE")
     assert default_cache_dir() == Path.home() / ".cache" / "fractalshards" / "shards"
+
+
+_FULL_DISK = textwrap.dedent("""
+    import json, logging, resource, signal, sys
+    from fractalshards.stream import FractalStream
+    # A disk that takes no file over 100 bytes (the kernel refuses the write with EFBIG, as a full disk
+    # refuses with ENOSPC): the lock files are created, no shard can be written.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (100, 100))
+    warnings = []
+    handler = logging.Handler()
+    handler.emit = lambda record: warnings.append(record.getMessage())
+    logging.getLogger("fractalshards").addHandler(handler)
+    url, cache, options = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    keys = [s["__key__"] for s in FractalStream(url, storage_options=options, cache_dir=cache, shuffle=False, decode="raw")]
+    print(json.dumps({"keys": keys, "warnings": warnings}))
+""")
+
+
+@pytest.mark.parametrize("where", ["full", "unwritable"])
+def test_a_cache_that_cannot_be_written_serves_the_epoch_and_warns_once(s3_dataset, tmp_path, where):
+    import json
+
+    bucket, options = s3_dataset
+    url = f"s3://{bucket}/ds"
+    cache = str(tmp_path / "cache") if where == "full" else "/proc/fractalshards-cache"  # /proc takes no folder
+    expected = [s["__key__"] for s in FractalStream(url, storage_options=options, cache_dir=False, shuffle=False, decode="raw")]
+    done = subprocess.run(
+        [sys.executable, "-c", _FULL_DISK, url, cache, json.dumps(options)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["keys"] == expected
+    assert len(got["warnings"]) == 1 and "cannot be written" in got["warnings"][0], got["warnings"]
+    if where == "full":
+        assert not list((tmp_path / "cache").rglob("shard-*.tar"))  # nothing half-written took a shard's name

@@ -160,3 +160,37 @@ def test_a_dead_network_fails_in_bounded_time_with_one_line_naming_the_shard(tmp
         assert "testing-secret" not in message
     finally:
         proxy.stop()
+
+
+@pytest.mark.slow
+def test_a_store_that_trickles_a_byte_at_a_time_fails_within_the_fetch_deadline(tmp_path, s3_bucket, s3_endpoint, monkeypatch):
+    from urllib.parse import urlparse
+
+    from flaky import FlakyProxy
+
+    from fractalshards.errors import TransferError
+    from fractalshards.stream import FractalStream
+
+    bucket, options = s3_bucket
+    build(_definition(), f"s3://{bucket}/ds", storage_options=options, workers=0)
+    target = urlparse(s3_endpoint)
+    proxy = FlakyProxy((target.hostname, target.port), reset=0.0, stall=0.0, seed=1)
+    monkeypatch.setenv("FRACTALSHARDS_FETCH_WINDOW_S", "2")
+    try:
+        stream = FractalStream(
+            f"s3://{bucket}/ds", shuffle=False, cache_dir=False, storage_options=dict(options, endpoint_url=proxy.endpoint)
+        )
+        proxy.trickle_s = 2.0  # a byte every 2 s after the headers: the client's read timeout never fires
+        start = time.time()
+        with pytest.raises(TransferError, match=r"^shard-000000\.tar: could not be fetched .* not read within 2 s"):
+            list(stream)
+        from fractalshards.sources import FETCH_ATTEMPTS
+        from fractalshards.storage import fetch_deadline
+
+        # A shard's attempts and the backoff between them; the stream also waits for the shards it was
+        # prefetching meanwhile, which fail the same way at the same time.
+        bound = 2 * (FETCH_ATTEMPTS * fetch_deadline(max(stream.sizes.values())) + 1.5) + 5
+        assert time.time() - start < bound
+    finally:
+        proxy.trickle_s = 0.0
+        proxy.stop()

@@ -54,6 +54,22 @@ def test_relabelled_samples_fail_the_loader_and_the_default_verify(copy, capsys,
         preview_from_dataset(str(copy), 4, 5)
 
 
+@pytest.mark.parametrize(
+    "mutate,member",
+    [
+        (lambda ms: ms[:3] + [(ms[0][0].split(".")[0] + ".pyd", b"\x80\x04N.")] + ms[3:], ".pyd"),  # a pickle
+        (lambda ms: [*ms, ("README", b"hello")], "README"),  # not a sample's member at all
+        (lambda ms: [m for m in ms if not m[0].endswith(".json")], "json"),  # a member missing
+    ],
+)
+def test_a_shard_with_other_members_than_its_kinds_is_refused(copy, mutate, member):
+    forge_shard(copy, "shard-000000.tar", mutate)
+    with pytest.raises(ShardIntegrityError, match=rf"shard-000000\.tar: .*{member}"):
+        _read_all(str(copy))
+    report = verify(str(copy))
+    assert not report.ok and any("shard-000000.tar" in p and member in p for p in report.problems)
+
+
 def test_swapped_or_reordered_samples_are_refused(copy):
     def swap(members):
         return members[3:6] + members[:3] + members[6:]  # samples 0 and 1 trade places
@@ -263,6 +279,60 @@ def test_a_loader_state_asking_for_a_huge_world_is_refused_at_once(genuine):
     assert time.perf_counter() - start < 5
 
 
+def _level(world_size: int, seen: int = 1) -> dict:
+    return {"world_size": world_size, "shuffle_buffer": 8, "pad": True, "samples_seen": seen}
+
+
+def test_a_loader_state_whose_levels_multiply_past_the_bound_is_refused_and_one_at_the_bound_is_cheap(genuine):
+    import resource
+
+    from fractalshards.epochs import EpochLayout, Level
+    from fractalshards.errors import LimitError
+    from fractalshards.limits import current
+    from fractalshards.loader import FractalLoader
+
+    loader = FractalLoader(FractalStream(str(genuine), seed=1), batch_size=4)
+    state = loader.state_dict()
+    start = time.perf_counter()
+    # Each level within the per-field bounds; together 67 million ranks to replay (about 37 minutes before).
+    with pytest.raises(LimitError, match=r"ranks of the state's levels 67,108,865 is above the limit of 131,072"):
+        loader.load_state_dict({**state, "history": [_level(65_536)] * 1_024})
+    assert time.perf_counter() - start < 2
+    bound = current().replay_ranks
+    at_bound = [_level(65_536), _level(bound - 65_536 - state["world_size"], seen=0)]
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    s = loader.stream
+    split = EpochLayout(
+        s.shard_samples, seed=s.seed, epoch=state["epoch"], shuffle=s.shuffle, world_size=state["world_size"],
+        shuffle_buffer=state["shuffle_buffer"], pad=state["pad"], history=tuple(Level.from_dict(lv, "t") for lv in at_bound),
+    )  # fmt: skip
+    loader.load_state_dict({**state, "history": at_bound, "samples_per_rank": split.per_rank, "samples_seen": 0})
+    assert time.perf_counter() - start < 20
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024 < 1024  # MB
+    assert len(list(loader)) >= 0
+
+
+def test_a_recipe_implying_too_many_shards_is_refused_and_one_at_the_bound_opens_in_seconds(tmp_path):
+    import resource
+
+    from fractalshards.errors import LimitError
+    from fractalshards.limits import current
+    from fractalshards.recipe import Recipe
+
+    bound = current().shards
+    with pytest.raises(LimitError, match=r"shards 1,000,000 is above the limit of 262,144 \(shards\)"):
+        DatasetDefinition.from_preset("fractaldb-1k", instances=1000, shard_size=1)
+    d = DatasetDefinition.from_preset("fractaldb-1k", categories=bound // 1000, instances=1000, shard_size=1)
+    text = Recipe(d).to_json()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    opened = Recipe.from_json(text.encode(), "recipe.json").definition
+    assert opened.num_shards == d.num_shards <= bound and opened.shard_spec(opened.num_shards - 1).samples == 1
+    assert time.perf_counter() - start < 20
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024 < 1024  # MB
+
+
 def test_a_planted_shard_with_a_forged_journal_entry_is_rebuilt(tmp_path):
     import hashlib
     import json
@@ -317,11 +387,11 @@ def test_eviction_never_follows_a_link_planted_in_a_shared_cache(tmp_path):
     assert cache.evict() == 1
     assert victim.read_bytes() == b"precious" * 1000 and (root / "0123456789abcdef" / "shard-000001.tar").is_symlink()
     with pytest.raises(ShardIntegrityError, match="symbolic link"):
-        cache.get("fedcba9876543210", "shard-000000.tar", "0" * 64, lambda: b"")
+        cache.get("fedcba9876543210", "shard-000000.tar", "0" * 64, lambda: b"", size=0)
     # A shard planted as a link is never read through: it is replaced by a verified download.
     data = b"genuine"
     digest = __import__("hashlib").sha256(data).hexdigest()
-    assert cache.get("0123456789abcdef", "shard-000001.tar", digest, lambda: data) == data
+    assert cache.get("0123456789abcdef", "shard-000001.tar", digest, lambda: data, size=len(data)) == data
     assert victim.read_bytes() == b"precious" * 1000
     assert not (root / "0123456789abcdef" / "shard-000001.tar").is_symlink()
 

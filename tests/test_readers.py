@@ -26,7 +26,7 @@ def _truth(url: str) -> dict:
     return {
         s["__key__"]: (decode_png(s["png"]), int(s["cls"]))
         for shard in manifest.shards
-        for s in read_samples(store.read_bytes(shard.name), shard.name)
+        for s in read_samples(store.read_bytes(shard.name, shard.bytes, exact=True), shard.name)
     }
 
 

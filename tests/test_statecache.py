@@ -8,7 +8,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from fractalshards.statecache import StateLayout, saved_states, states_path
@@ -125,7 +125,6 @@ def test_a_symlink_in_the_cache_is_not_followed(cache, tmp_path):
     assert not path.is_symlink() and elsewhere.read_bytes() == _npz(_arrays(2, fill=99))  # replaced, not written through
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_fuzzed_cache_files_are_either_sound_or_computed_again(cache, data):
     good = bytearray(_npz(_arrays(2)))

@@ -32,25 +32,25 @@ def test_write_read_size_hash_list_delete(store):
     data = bytes(range(256)) * 1000
     store.write_bytes("a.bin", data)
     store.write_bytes("b.txt", b"b")
-    assert store.exists("a.bin") and store.read_bytes("a.bin") == data
+    assert store.exists("a.bin") and store.read_bytes("a.bin", 1 << 20) == data
     assert store.size("a.bin") == len(data)
     assert store.sha256("a.bin") == hashlib.sha256(data).hexdigest()
     store.write_bytes("a.bin", b"new")  # overwrite is whole
-    assert store.read_bytes("a.bin") == b"new"
+    assert store.read_bytes("a.bin", 1 << 20) == b"new"
     assert sorted(store.list()) == ["a.bin", "b.txt"]
     assert list(store.list("b")) == ["b.txt"]
     store.delete("b.txt")
     store.delete("b.txt")  # deleting what is gone is fine
     assert sorted(store.list()) == ["a.bin"]
     with pytest.raises(FileNotFoundError):
-        store.read_bytes("missing.bin")
+        store.read_bytes("missing.bin", 1 << 20)
 
 
 def test_sub_stores_share_the_filesystem(store):
     store.check_reachable(create=True)
     sub = store.sub("inner")
     sub.write_bytes("x.json", b"{}")
-    assert store.read_bytes("inner/x.json") == b"{}"
+    assert store.read_bytes("inner/x.json", 1 << 20) == b"{}"
     assert list(sub.list()) == ["x.json"]
     assert sub.url.rstrip("/").endswith("/inner")
 
@@ -59,7 +59,7 @@ def test_exclusive_create_is_exclusive(store):
     store.check_reachable(create=True)
     assert store.create_exclusive("tags/v1", b"aaaa") is True
     assert store.create_exclusive("tags/v1", b"bbbb") is False
-    assert store.read_bytes("tags/v1") == b"aaaa"
+    assert store.read_bytes("tags/v1", 1 << 20) == b"aaaa"
 
 
 def test_no_temporary_names_are_left(store):
@@ -71,7 +71,7 @@ def test_no_temporary_names_are_left(store):
 
 def _read_in_child(store: Store, queue) -> None:
     try:
-        queue.put(store.for_this_process().read_bytes("p.bin"))
+        queue.put(store.for_this_process().read_bytes("p.bin", 1 << 20))
     except Exception as exc:  # noqa: BLE001 - reported to the parent
         queue.put(repr(exc))
 
@@ -80,7 +80,7 @@ def test_pickles_and_reopens_in_a_forked_process(store):
     store.check_reachable(create=True)
     store.write_bytes("p.bin", b"payload")
     clone = pickle.loads(pickle.dumps(store))
-    assert clone.for_this_process().read_bytes("p.bin") == b"payload"
+    assert clone.for_this_process().read_bytes("p.bin", 1 << 20) == b"payload"
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
     child = ctx.Process(target=_read_in_child, args=(store, queue))

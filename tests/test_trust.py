@@ -173,6 +173,31 @@ def test_two_publishers_racing_for_a_new_tag_one_wins(built, tmp_path, where, re
         assert resolve(f"{base}@r{round_}").endswith(winner)
 
 
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_two_publishers_of_one_version_with_different_tags_keep_both(built, tmp_path, where, request):
+    if where == "s3":
+        bucket, _ = request.getfixturevalue("s3_bucket")
+        base = f"s3://{bucket}/same"
+    else:
+        base = str(tmp_path / "same")
+    for round_ in range(3):
+        go = tmp_path / f"go{round_}"
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", _RACER, str(built), base, str(go), f"{t}{round_}"], stdout=subprocess.PIPE, text=True
+            )
+            for t in ("a", "b")
+        ]
+        time.sleep(1.0)
+        go.write_text("go")
+        outs = [p.communicate(timeout=120)[0].strip() for p in procs]
+        assert all(p.returncode == 0 for p in procs) and outs == ["won", "won"], outs
+        index = read_index(base)
+        version = index["latest"]
+        assert {f"a{round_}", f"b{round_}"} <= set(index["versions"][version]["tags"]), index["versions"][version]
+        assert index["tags"][f"a{round_}"] == index["tags"][f"b{round_}"] == version
+
+
 def test_claimed_tag_is_refused_and_force_moves_it(built, tmp_path):
     other = tmp_path / "other"
     build(_definition(seed=3), str(other), workers=0)

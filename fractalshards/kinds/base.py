@@ -177,19 +177,26 @@ class SampleKind:
 
 # -- helpers the shipped kinds share ----------------------------------------------------------------
 def check_png(data: bytes, width: int, height: int, formats: tuple, where: str, what: str) -> None:
-    """A :class:`ShardIntegrityError` unless ``data`` is a PNG of ``width`` x ``height`` in one of ``formats``."""
-    header = png.read_header(data)
-    if header is None or header[:2] != (width, height) or header[2:] not in formats:
+    """A :class:`ShardIntegrityError` unless ``data`` is a PNG that :func:`fractalshards.png.parse` accepts,
+    of ``width`` x ``height`` in one of ``formats``."""
+    try:
+        header = png.parse(data).header
+    except ValueError as exc:
+        raise ShardIntegrityError(
+            f"{where} has {what} that is not a sound PNG ({exc}); the shard was altered or crafted"
+        ) from exc
+    if header[:2] != (width, height) or header[2:] not in formats:
         raise ShardIntegrityError(
             f"{where} has {what} header {header} where the definition makes {width}x{height} ones; "
             "the shard was altered or crafted"
         )
 
 
-def decoded_png(data: bytes, where: str, what: str) -> np.ndarray:
-    """:func:`fractalshards.png.decode`, a damaged PNG a :class:`ShardIntegrityError` naming ``where``."""
+def decoded_png(data: bytes, where: str, what: str, shape: tuple[int, ...]) -> np.ndarray:
+    """:func:`fractalshards.png.decode` to exactly ``shape`` (the plan's), a damaged PNG or another shape a
+    :class:`ShardIntegrityError` naming ``where``."""
     try:
-        return png.decode(data)
+        return png.decode(data, shape)
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types for a damaged image
         raise ShardIntegrityError(f"{where} has {what} that does not decode ({type(exc).__name__}: {exc})") from exc
 

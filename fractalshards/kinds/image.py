@@ -66,7 +66,7 @@ class ImageKind(SampleKind):
                 raise ShardIntegrityError(
                     f"{where} does not decode as its definition's {layout.kind} images ({type(exc).__name__}: {exc})"
                 ) from exc
-        return {"image": decoded_png(sample["png"], where, "an image")}
+        return {"image": decoded_png(sample["png"], where, "an image", fmt.shape)}
 
     def rendered_arrays(self, rendered: Rendered, fmt: SampleFormat, mode: str) -> dict[str, np.ndarray]:
         """As :meth:`arrays`; two-level renders are packed from their 1-bit rows (no unpacking)."""
@@ -94,7 +94,7 @@ class ImageKind(SampleKind):
     @staticmethod
     def _compare_png(sample: dict, member: str, what: str, fresh: np.ndarray, where: str) -> list[str]:
         try:
-            stored = png.decode(sample[member])
+            stored = png.decode(sample[member], fresh.shape)
         except Exception as exc:  # noqa: BLE001 - any decoder failure is a finding, not a crash
             return [f"{where}: {what} does not decode ({type(exc).__name__})"]
         return pixel_differences(where, what, stored, fresh)
@@ -107,7 +107,7 @@ class ImageKind(SampleKind):
         """``{"image": pixels, "label", "key"}``, or ``{"png": bytes, "label", "key"}`` undecoded."""
         row: dict = {"key": sample["__key__"], "label": self.label(sample, where)}
         if decode:
-            row["image"] = decoded_png(sample["png"], where, "an image")
+            row["image"] = decoded_png(sample["png"], where, "an image", fmt.shape)
         else:
             row["png"] = sample["png"]
         return row

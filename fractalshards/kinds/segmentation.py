@@ -63,7 +63,7 @@ class SegmentationKind(ImageKind):
 
     def arrays(self, sample: dict, fmt: SampleFormat, mode: str, where: str) -> dict[str, np.ndarray]:
         """The image's arrays and ``mask``."""
-        mask = decoded_png(sample["seg.png"], where, "a mask")
+        mask = decoded_png(sample["seg.png"], where, "a mask", fmt.shape[:2])
         return {**super().arrays(sample, fmt, mode, where), "mask": mask}
 
     def rendered_arrays(self, rendered: Rendered, fmt: SampleFormat, mode: str) -> dict[str, np.ndarray]:
@@ -97,8 +97,8 @@ class SegmentationKind(ImageKind):
         """``{"image", "mask", "key"}``, or ``{"png", "mask_png", "key"}`` undecoded."""
         row: dict = {"key": sample["__key__"]}
         if decode:
-            row["image"] = decoded_png(sample["png"], where, "an image")
-            row["mask"] = decoded_png(sample["seg.png"], where, "a mask")
+            row["image"] = decoded_png(sample["png"], where, "an image", fmt.shape)
+            row["mask"] = decoded_png(sample["seg.png"], where, "a mask", fmt.shape[:2])
         else:
             row["png"] = sample["png"]
             row["mask_png"] = sample["seg.png"]

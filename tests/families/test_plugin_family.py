@@ -152,9 +152,9 @@ def test_a_sample_kind_from_the_test_package_builds_verifies_streams_previews_ca
         assert grid.shape[1] > 2 * 3 * 32  # each tile two images wide
         card_dir = open_store({str(tmp_path / "card")!r})
         write_card(loaded, store, card_dir)
-        croissant = json.loads(card_dir.read_bytes("croissant.json"))
+        croissant = json.loads(card_dir.read_document("croissant.json"))
         assert any(f["@id"] == "right-files" for f in croissant["distribution"])
-        readme = card_dir.read_bytes("README.md").decode()
+        readme = card_dir.read_document("README.md").decode()
         assert "right.png" in readme and "image pairs | 12" in readme
         ray_init_local(1)
         try:

@@ -57,7 +57,7 @@ class PairKind(ImageKind):
         return (left, right), label
 
     def compare(self, sample: dict, rendered: Rendered, fmt: SampleFormat, where: str) -> list[str]:
-        stored = decoded_png(sample["right.png"], where, "a right image")
+        stored = decoded_png(sample["right.png"], where, "a right image", fmt.shape)
         right = pixel_differences(where, "right image", stored, rendered.parts["right"])
         return super().compare(sample, rendered, fmt, where) + right
 
@@ -67,7 +67,7 @@ class PairKind(ImageKind):
     def ray_row(self, sample: dict, fmt: SampleFormat, decode: bool, where: str) -> dict:
         row = super().ray_row(sample, fmt, decode, where)
         if decode:
-            row["right"] = decoded_png(sample["right.png"], where, "a right image")
+            row["right"] = decoded_png(sample["right.png"], where, "a right image", fmt.shape)
         else:
             row["right_png"] = sample["right.png"]
         return row
