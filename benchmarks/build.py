@@ -334,6 +334,23 @@ def mask_information_bytes(definition: DatasetDefinition, samples: int = 200) ->
     return sum(touched) / len(touched) / 8, sum(sizes) / len(sizes)
 
 
+def compare_encoders(encoders: list[str], shards: int, rounds: int, out: str) -> None:
+    """Inline builds (one core) of the same shards of the fractaldb-1k reference with each encoder,
+    alternating: images/s per round and bytes per image."""
+    build_shard(open_store(os.path.join(out, "warm")), reference_definition(encoders[0]), reference_definition().shard_spec(0))
+    results: dict[str, list] = {e: [] for e in encoders}
+    for _ in range(rounds):
+        for encoder in encoders:
+            r = timed_build(reference_definition(encoder), os.path.join(out, encoder), 0, shards)
+            results[encoder].append(r)
+    shutil.rmtree(out, ignore_errors=True)
+    print(f"\ninline builds, one core: the first {shards} shards of fractaldb-1k x 1000 (362 px, official), {rounds} rounds")
+    print("| encoder | images/s per round | bytes per image |\n|---|---|---|")
+    for encoder, runs in results.items():
+        rates = ", ".join(f"{r['rate']:.0f}" for r in runs)
+        print(f"| `{encoder}` | {rates} | {runs[0]['bytes_per_image']:.0f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=os.path.join(tempfile.gettempdir(), "fractalshards-bench"))
@@ -344,12 +361,22 @@ def main() -> None:
     parser.add_argument("--profile-only", action="store_true")
     parser.add_argument("--families", default="visualatom-1k,rcdb-1k", help="contour presets to profile too ('' for none)")
     parser.add_argument("--family-images", type=int, default=300)
+    parser.add_argument(
+        "--encoders",
+        default="",
+        help="only time inline one-core builds of the first --shards shards with each of these encoders "
+        "(e.g. direct,portable), alternating, --rounds times",
+    )
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     print(f"cores: {os.cpu_count()}; numpy {np.__version__}; png libraries {png.library_versions()}")
     affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     if affinity:
         os.sched_setaffinity(0, {sorted(affinity)[0]})
+    if args.encoders:
+        compare_encoders(args.encoders.split(","), args.shards, args.rounds, args.out)
+        return
     profile(args.profile_images)
     for preset in [p for p in args.families.split(",") if p]:
         profile_family(preset, args.family_images)
@@ -363,7 +390,8 @@ def main() -> None:
     big = timed_build(definition, os.path.join(args.out, "big"), 2, args.shards)
     shutil.rmtree(args.out, ignore_errors=True)
     print(
-        "\nbuilds: first shards of fractaldb-1k x 1000 (362 px, 200k points, 3x3 grey patch, official, direct PNG), to local disk"
+        "\nbuilds: first shards of fractaldb-1k x 1000 (362 px, 200k points, 3x3 grey patch, official, "
+        f"{definition.png_encoder} PNG), to local disk"
     )
     print("| build | images | time | images/s | Ray's share per image |\n|---|---|---|---|---|")
     for r in runs + [big]:

@@ -64,8 +64,10 @@ __all__ = [
 ]
 
 ENCODERS = ("direct", "pillow", "portable")
-#: The encoder of new dataset definitions.
-DEFAULT_ENCODER = "direct"
+#: The encoder of new dataset definitions: ``portable``, whose bytes depend on no library (``direct``'s
+#: depend on the zlib build: zlib-ng, the default of several distributions and of Pillow's wheels,
+#: deflates differently, so a definition would get other shard bytes on another machine).
+DEFAULT_ENCODER = "portable"
 #: The encoder a definition that names none was built with.
 LEGACY_ENCODER = "pillow"
 

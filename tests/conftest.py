@@ -23,7 +23,7 @@ from fractalshards.families.fractaldb.ifs import IFS
 
 # Property-based tests: a fixed-seed budget in `make test` (`ci`), a longer random one in `make fuzz`.
 _SLOW_OK = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large]
-settings.register_profile("ci", derandomize=True, max_examples=40, deadline=None, suppress_health_check=_SLOW_OK)
+settings.register_profile("ci", derandomize=True, max_examples=150, deadline=None, suppress_health_check=_SLOW_OK)
 settings.register_profile("fuzz", max_examples=2_000, deadline=None, suppress_health_check=_SLOW_OK)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 

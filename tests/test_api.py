@@ -46,7 +46,7 @@ def test_definition_from_preset_applies_defaults_and_caps_once():
     from fractalshards.errors import ConfigError
 
     full = DatasetDefinition.from_preset("fractaldb-100", categories=2)
-    assert full.instances == DEFAULT_INSTANCES and full.shard_size == 1000 and full.png_encoder == "direct"
+    assert full.instances == DEFAULT_INSTANCES and full.shard_size == 1000 and full.png_encoder == "portable"
     assert DatasetDefinition.from_preset("ofdb-1k", categories=3).instances == 1
     try:
         DatasetDefinition.from_preset("ofdb-1k", categories=3, instances=2)

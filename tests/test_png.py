@@ -133,7 +133,7 @@ def test_pillow_encoder_rebuilds_datasets_of_before_byte_for_byte(tmp_path, mode
     assert {s["name"]: s["sha256"] for s in manifest["shards"]} == expected["shards"]
     assert manifest["generator"]["png_libraries"]["zlib"]
     new = _legacy_definition(mode, definition_format=1)
-    assert new.to_dict()["png"]["encoder"] == "direct" and new.fingerprint != expected["fingerprint"]
+    assert new.to_dict()["png"]["encoder"] == "portable" and new.fingerprint != expected["fingerprint"]
 
 
 def test_old_datasets_still_verify_and_stream_the_same_pixels_as_new_ones(tmp_path, capsys):
@@ -202,3 +202,43 @@ def test_build_flag_chooses_the_encoder_and_like_keeps_it(tmp_path):
     assert manifest["definition"]["png"]["encoder"] == "pillow"  # format 2 names every encoder
     assert main(["--no-progress", "build", "--like", str(out), "--workers", "0", "--out", str(again)]) == 0
     assert json.loads((again / "manifest.json").read_text())["fingerprint"] == manifest["fingerprint"]
+
+
+_ENCODE_WITH = r"""
+import hashlib, json, sys, tempfile
+if sys.argv[1] == "zlib-ng":  # this process's zlib is zlib-ng's, as on a distribution that ships it
+    from zlib_ng import zlib_ng
+    sys.modules["zlib"] = zlib_ng
+import numpy as np
+from fractalshards import png
+from fractalshards.builder import build
+from fractalshards.definition import DatasetDefinition
+rng = np.random.default_rng(0)
+images = {
+    "two-level": (rng.random((96, 96)) > 0.8).astype(np.uint8) * 127,
+    "grey": (rng.random((96, 96)) * 255).astype(np.uint8) // 16 * 16,
+    "colour": (rng.random((48, 48, 3)) * 255).astype(np.uint8) // 32 * 32,
+}
+out = {f"{enc} {name}": hashlib.sha256(png.encode(img, 1, enc)).hexdigest()
+       for enc in ("direct", "portable") for name, img in images.items()}
+with tempfile.TemporaryDirectory() as tmp:  # a new definition (the default encoder), built whole
+    d = DatasetDefinition.from_preset("rcdb-1k", categories=2, instances=2, shard_size=2)
+    build(d, tmp, workers=0)
+    out["shards"] = [s["sha256"] for s in json.load(open(tmp + "/manifest.json"))["shards"]]
+print(json.dumps(out))
+"""
+
+
+def test_portable_bytes_are_the_same_whichever_zlib_the_process_has():
+    import subprocess
+    import sys
+
+    runs = {}
+    for zlib_module in ("zlib", "zlib-ng"):
+        done = subprocess.run([sys.executable, "-c", _ENCODE_WITH, zlib_module], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        runs[zlib_module] = json.loads(done.stdout.strip().splitlines()[-1])
+    std, ng = runs["zlib"], runs["zlib-ng"]
+    assert {k: v for k, v in std.items() if k.startswith("portable")} == {k: v for k, v in ng.items() if k.startswith("portable")}
+    assert std["shards"] == ng["shards"]  # a new definition's shards: the same on either machine
+    assert any(std[k] != ng[k] for k in std if k.startswith("direct"))  # what the default was: not the same

@@ -43,8 +43,21 @@ GOLDEN = {
 
 
 def _golden_definition(case: str) -> DatasetDefinition:
+    # The encoder as pinned (the goldens were written when new definitions defaulted to `direct`;
+    # a definition keeps the encoder it names, so these are also the controls of that default).
     preset, categories, instances, render = GOLDEN[case]
-    return DatasetDefinition.from_preset(preset, categories=categories, instances=instances, render=render, shard_size=3)
+    encoder = json.loads((VECTORS / "definitions-v2.json").read_text())[case]["definition"]["png"]["encoder"]
+    return DatasetDefinition.from_preset(
+        preset, categories=categories, instances=instances, render=render, shard_size=3, png_encoder=encoder
+    )
+
+
+def test_new_definitions_of_every_family_default_to_the_portable_encoder():
+    for case in GOLDEN:
+        preset, categories, instances, render = GOLDEN[case]
+        d = DatasetDefinition.from_preset(preset, categories=categories, instances=instances, render=render, shard_size=3)
+        assert d.png_encoder == png.DEFAULT_ENCODER == "portable", case
+        assert d.to_dict()["png"]["encoder"] == "portable"
 
 
 def test_the_hashed_definition_holds_only_fields_that_change_bytes():
@@ -71,12 +84,18 @@ def test_the_hashed_definition_holds_only_fields_that_change_bytes():
         shard_size=3,
         name="another name",
         render={"mode": "official", "size": 64, "points": 5000},
+        png_encoder=d.png_encoder,
     )
     assert renamed.fingerprint == d.fingerprint and renamed.name != d.name
     # Every field that is there does change the bytes, so it changes the fingerprint.
     assert (
         DatasetDefinition.from_preset(
-            "fractaldb-1k", categories=3, instances=4, shard_size=4, render={"mode": "official", "size": 64, "points": 5000}
+            "fractaldb-1k",
+            categories=3,
+            instances=4,
+            shard_size=4,
+            render={"mode": "official", "size": 64, "points": 5000},
+            png_encoder=d.png_encoder,
         ).fingerprint
         != d.fingerprint
     )

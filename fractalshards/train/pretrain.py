@@ -536,6 +536,10 @@ class _Run:
             }
         )
         if self.started_group:
+            # Every rank past its last collective and rank 0's checkpoint before any tears the group
+            # down: a rank that destroyed it while another was still saving aborted at exit
+            # ("terminate called without an active exception"), now and then, under load.
+            torch.distributed.barrier()
             torch.distributed.destroy_process_group()
         return summary
 

@@ -107,7 +107,7 @@ def mutated(draw, genuine: dict) -> str:
         target = _get(doc, path)
         how = draw(st.sampled_from(["replace", "delete", "duplicate", "extend", "swap_type"]))
         if how == "replace" or not path:
-            doc = _set(doc, path, draw(EXTREME)) if path else doc
+            doc = _set(doc, path, copy.deepcopy(draw(EXTREME))) if path else doc
         elif how == "delete":
             parent = _get(doc, path[:-1])
             if isinstance(parent, dict):
@@ -117,7 +117,7 @@ def mutated(draw, genuine: dict) -> str:
         elif how == "duplicate" and isinstance(target, list):
             target.extend(copy.deepcopy(target[:3]))
         elif how == "extend" and isinstance(target, dict):
-            target[draw(st.text(min_size=1, max_size=12))] = draw(EXTREME)
+            target[draw(st.text(min_size=1, max_size=12))] = copy.deepcopy(draw(EXTREME))  # no shared constants
         elif how == "swap_type":
             doc = _set(doc, path, [target] if not isinstance(target, list) else {"0": target})
     text = json.dumps(doc)
