@@ -275,6 +275,8 @@ def _read_optional(store: Store, name: str, url: str) -> bytes | None:
     except FileNotFoundError:
         return None
     except Exception as exc:  # noqa: BLE001 - backends raise many types
+        if not store.is_local:  # say which: an unreachable endpoint, a missing bucket or refused credentials
+            store.check_reachable()
         raise ConfigError(
             f"url: cannot read {url!r} ({redact(str(exc), store.storage_options).splitlines()[0]}); check the URL and credentials"
         ) from exc
@@ -310,6 +312,8 @@ def _open_resolved(url: str, storage_options: dict | None) -> tuple[str, Dataset
         store = open_store(folder or ".", storage_options)
         text = _read_optional(store, name, url)
         if text is None:
+            if not store.is_local:
+                store.check_reachable()  # a missing bucket is not a missing file
             raise ConfigError(f"url: {url!r} does not exist; check the path")
         data = _parse_json(text, url)
         if isinstance(data, dict) and data.get("format") == FORMAT:
@@ -322,4 +326,6 @@ def _open_resolved(url: str, storage_options: dict | None) -> tuple[str, Dataset
     text = _read_optional(store, RECIPE_NAME, url)
     if text is not None:
         return "recipe", Recipe.from_json(text, source=f"{url}/{RECIPE_NAME}"), store
+    if not store.is_local:
+        store.check_reachable()  # a missing bucket is not an empty prefix
     raise ConfigError(f"url: {url!r} has neither {MANIFEST_NAME} nor {RECIPE_NAME}; it is not a (finished) dataset or recipe")

@@ -67,6 +67,8 @@ def definition_from_data(definition_data: object, categories_data: object, name:
             png_compress_level=d["png"]["compress_level"],
             png_encoder=d["png"].get("encoder", LEGACY_ENCODER),
         )
+    except ConfigError:  # a field out of range or over a limit: its own one-line error
+        raise
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ConfigError(f"{source}: definition is incomplete ({type(exc).__name__}: {exc}); rebuild or re-publish it") from exc
     if definition.to_dict() != d:

@@ -434,6 +434,36 @@ class Store:
         probe.retries = 1  # s3fs's own retry loop (a class attribute, not an init argument)
         return probe
 
+    def _check_bucket(self, bucket: str) -> None:
+        # An unreachable endpoint, a missing bucket and refused credentials, told apart (one request,
+        # no retries: seconds, not the client's minutes of backoff). Object stores other than S3: exists().
+        probe = self._probe_fs()
+        if not hasattr(probe, "_call_s3"):
+            if not probe.exists(bucket):
+                raise ConfigError(f"url: {bucket!r} of {self.url!r} does not exist or is not visible; check the URL")
+            return
+        from fsspec.asyn import sync
+
+        endpoint = (self.storage_options.get("endpoint_url") or os.environ.get("FSSPEC_S3_ENDPOINT_URL")
+                    or os.environ.get("AWS_ENDPOINT_URL") or "AWS's")  # fmt: skip
+        try:
+            sync(probe.loop, probe._call_s3, "head_bucket", Bucket=bucket, timeout=15)
+        except FileNotFoundError as exc:
+            raise ConfigError(
+                f"url: bucket {bucket!r} of {self.url!r} does not exist at endpoint {endpoint}; create it or fix the name"
+            ) from exc
+        except PermissionError as exc:
+            raise ConfigError(
+                f"url: the endpoint {endpoint} refused the credentials for bucket {bucket!r}; check AWS_ACCESS_KEY_ID / "
+                "AWS_SECRET_ACCESS_KEY (or storage_options key and secret)"
+            ) from exc
+        except Exception as exc:  # noqa: BLE001 - connection errors of botocore, aiohttp, OSError and timeouts
+            message = redact(f"{type(exc).__name__}: {exc}", self.storage_options).splitlines()[0][:200]
+            raise ConfigError(
+                f"url: the endpoint {endpoint} of {self.url!r} cannot be reached ({message}); check FSSPEC_S3_ENDPOINT_URL "
+                "(or storage_options endpoint_url) and the network"
+            ) from exc
+
     def check_reachable(self, create: bool = False) -> None:
         """Fail early, with a one-line error, when the store cannot be reached or written.
 
@@ -451,11 +481,7 @@ class Store:
                 self.delete(probe)
             else:
                 bucket = self.root.split("/", 1)[0]
-                if not self._probe_fs().exists(bucket):
-                    raise ConfigError(
-                        f"url: bucket {bucket!r} of {self.url!r} does not exist or is not visible; "
-                        "create it or check the credentials"
-                    )
+                self._check_bucket(bucket)
                 if create:
                     probe = f".fractalshards-probe-{uuid.uuid4().hex}"
                     self.write_bytes(probe, b"")

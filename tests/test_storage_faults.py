@@ -99,3 +99,39 @@ def test_a_full_disk_stops_the_build_in_one_line_and_the_same_command_resumes(tm
         ours, theirs = json.loads((out / "manifest.json").read_text()), json.loads((clean / "manifest.json").read_text())
         assert ours["fingerprint"] == theirs["fingerprint"] and ours["shards"] == theirs["shards"]
     assert os.path.ismount(tmp_path / "small") is False
+
+
+@pytest.mark.parametrize("fault", ["endpoint down", "no such bucket"])
+def test_an_unreachable_endpoint_and_a_missing_bucket_are_told_apart_by_every_command(
+    tmp_path, s3_bucket, monkeypatch, capsys, fault
+):
+    import time
+
+    from fractalshards.cli import main
+    from fractalshards.errors import ConfigError
+
+    bucket, options = s3_bucket
+    build(tiny_definition(2, 2, 2), f"s3://{bucket}/ds", storage_options=options, workers=0)
+    local = tmp_path / "local"
+    build(tiny_definition(2, 2, 2), str(local), workers=0)
+    if fault == "endpoint down":
+        monkeypatch.setenv("FSSPEC_S3_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+        url, expected = f"s3://{bucket}/ds", "cannot be reached"
+    else:
+        url, expected = "s3://no-such-bucket-here/ds", "bucket 'no-such-bucket-here' of "
+    commands = [
+        ["build", "--like", str(local), "--workers", "0", "--out", url],
+        ["publish", str(local), url],
+        ["info", url],
+        ["ls", url],
+        ["verify", url],
+    ]
+    capsys.readouterr()  # the builds' lines above
+    for argv in commands:
+        start = time.perf_counter()
+        code = main(["--no-progress", *argv])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and expected in err[0], (argv, err)
+        assert time.perf_counter() - start < 15, argv
+    with pytest.raises(ConfigError, match=expected):
+        FractalStream(url, storage_options={k: v for k, v in options.items() if k != "endpoint_url"})
