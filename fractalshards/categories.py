@@ -13,15 +13,14 @@ import json
 import os
 from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from . import __version__
-from .errors import ConfigError, check_dataset_name
+from .errors import ConfigError, LimitError, check_dataset_name
 from .families import DEFAULT_FAMILY, Family, get_family
 from .hashing import canonical_hash
-from .limits import check, parse_json
+from .limits import check, current, parse_json
 from .results import SearchResult
 from .storage import atomic_write
 
@@ -215,8 +214,16 @@ class CategoryManifest:
     @classmethod
     def load(cls, path: str | os.PathLike) -> CategoryManifest:
         """Read a manifest file."""
+        limit = current().json_bytes
         try:
-            text = Path(path).read_text()
+            with open(path, "rb") as fh:  # a file the user names: a link to it is followed, its size is bounded
+                size = os.fstat(fh.fileno()).st_size
+                if size > limit:
+                    raise LimitError(
+                        f"manifest: {str(path)!r} holds {size:,} bytes, above the limit of {limit:,} (json_bytes); "
+                        "raise it with --allow-large if you mean it"
+                    )
+                text = fh.read(limit + 1)
         except OSError as exc:
             raise ConfigError(f"manifest: cannot read {str(path)!r} ({exc.strerror}); give an existing manifest file") from exc
         data = parse_json(text, f"manifest: {str(path)!r}")

@@ -65,6 +65,8 @@ class Limits:
     shards: int = 262_144
     #: Bytes of one JSON document read from storage.
     json_bytes: int = 512 * 2**20
+    #: Bytes of one training checkpoint (read whole by ``torch.load``).
+    checkpoint_bytes: int = 32 * 2**30
     #: Nesting of one JSON document.
     json_depth: int = 32
     #: Values (numbers, strings, lists, objects) of one JSON document: what its parsed form costs in

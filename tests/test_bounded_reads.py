@@ -108,3 +108,25 @@ def test_a_local_file_that_grows_while_it_is_read_stops_at_the_bound(tmp_path):
     os.truncate(tmp_path / "a", 5 * GIB)
     with pytest.raises(StoredDataError, match="5,368,709,120 bytes stored, more than the 1,000 allowed"):
         store.read_bytes("a", 1000)
+
+
+def test_a_category_manifest_and_a_checkpoint_are_bounded_before_they_are_read(tmp_path):
+    from fractalshards.categories import CategoryManifest
+    from fractalshards.errors import LimitError
+    from fractalshards.limits import Limits, raised
+    from fractalshards.train import load_checkpoint
+
+    huge = tmp_path / "m.json"
+    with open(huge, "wb") as fh:
+        fh.truncate(600 * 2**20)  # past json_bytes: refused from its size, not read
+    with pytest.raises(LimitError, match=r"holds 629,145,600 bytes, above the limit of 536,870,912 \(json_bytes\)"):
+        CategoryManifest.load(huge)
+    import torch
+
+    torch.save({"model": {"w": torch.zeros(1000)}}, tmp_path / "c.pt")
+    assert "model" in load_checkpoint(tmp_path / "c.pt")
+    with (
+        raised(Limits(checkpoint_bytes=1000)),
+        pytest.raises(LimitError, match=r"checkpoint size [\d,]+ is above the limit of 1,000"),
+    ):
+        load_checkpoint(tmp_path / "c.pt")

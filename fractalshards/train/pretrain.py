@@ -37,6 +37,7 @@ from torch import nn
 
 from ..augment import AugmentConfig, DeviceTransform, center_crop, random_crop
 from ..errors import ConfigError, check_choice
+from ..limits import check
 from ..loader import FractalLoader
 from ..storage import atomic_write
 from ..stream import FractalStream
@@ -262,6 +263,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict:
     pickled objects is refused with a one-line :class:`ConfigError` naming it.
     """
     try:
+        check("checkpoint size", os.stat(path).st_size, "checkpoint_bytes", f"checkpoint {str(path)!r}")  # before reading it
         state = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError as exc:
         raise ConfigError(f"checkpoint: {str(path)!r} does not exist; give a checkpoint written by jobs/pretrain.py") from exc

@@ -16,6 +16,7 @@ from test_stored_formats import read
 from fractalshards.builder import build
 from fractalshards.definition import DatasetDefinition
 from fractalshards.preview import preview_from_dataset
+from fractalshards.publisher import publish
 from fractalshards.stream import FractalStream
 from fractalshards.verifier import verify
 
@@ -78,4 +79,41 @@ def test_a_mutated_member_is_read_or_refused_by_every_reader(datasets, tmp_path_
         read(lambda: list(FractalStream(str(folder), shuffle=False, decode=decode)))
     read(lambda: verify(str(folder), render_sample=3))
     read(lambda: preview_from_dataset(str(folder), 1, 2))
+    shutil.rmtree(folder.parent)
+
+
+@st.composite
+def restructured(draw, members: list) -> list:
+    """A shard's member list with structural mutations: members duplicated, dropped, swapped, renamed
+    or added (under a sample's key or not)."""
+    out = list(members)
+    for _ in range(draw(st.integers(1, 3))):
+        i = draw(st.integers(0, max(0, len(out) - 1)))
+        how = draw(st.sampled_from(["duplicate", "drop", "swap", "rename", "add"]))
+        if how == "duplicate" and out:
+            out.insert(i, out[i])
+        elif how == "drop" and out:
+            out.pop(i)
+        elif how == "swap" and len(out) > 1:
+            j = draw(st.integers(0, len(out) - 1))
+            out[i], out[j] = out[j], out[i]
+        elif how == "rename" and out:
+            key = out[i][0].split(".", 1)[0]
+            ext = draw(st.sampled_from(["png", "cls", "json", "pyd", "PNG", "seg.png", "npy", "txt", "png.png"]))
+            out[i] = (f"{key}.{ext}", out[i][1])
+        elif how == "add":
+            key = out[i][0].split(".", 1)[0] if out and draw(st.booleans()) else draw(st.sampled_from(["x", "999999-9999"]))
+            out.insert(i, (f"{key}.{draw(st.sampled_from(['cls', 'json', 'pyd', 'bin']))}", draw(st.binary(max_size=32))))
+    return out
+
+
+@given(data=st.data())
+def test_a_restructured_shard_is_read_or_refused_by_every_reader_and_publish(datasets, tmp_path_factory, data):
+    folder = tmp_path_factory.mktemp("tar") / "ds"
+    shutil.copytree(datasets["image"], folder)
+    forge_shard(folder, "shard-000000.tar", lambda members: data.draw(restructured(members)))
+    for decode in ("raw", "numpy", "packed"):
+        read(lambda: list(FractalStream(str(folder), shuffle=False, decode=decode)))
+    read(lambda: verify(str(folder), render_sample=2))
+    read(lambda: publish(str(folder), str(folder.parent / "pub"), card=True))  # the card's preview reads the shards
     shutil.rmtree(folder.parent)

@@ -173,6 +173,7 @@ def test_a_mutated_dataset_manifest_is_read_or_refused_by_every_reader(genuine, 
     read(lambda: list(FractalStream(str(folder), shuffle=False, decode="raw")))
     read(lambda: verify(str(folder)))
     read(lambda: preview_from_dataset(str(folder), 2, 2))
+    read(lambda: publish(str(folder), str(folder.parent / "pub")))  # the card and its preview too
     shutil.rmtree(folder.parent)
 
 
@@ -216,6 +217,7 @@ def test_a_mutated_sample_record_is_read_or_refused_by_verify_and_preview(genuin
     forge_shard(folder, "shard-000000.tar", mutate)
     read(lambda: verify(str(folder), render_sample=12))
     read(lambda: preview_from_dataset(str(folder), 4, 3))
+    read(lambda: publish(str(folder), str(folder.parent / "pub")))
     shutil.rmtree(folder.parent)
 
 
