@@ -92,6 +92,27 @@ def test_read_dataset_refuses_a_replaced_shard(built, tmp_path, local_ray):
     forge_shard(copy, "shard-000001.tar", lambda members: [(n, b"0" if n.endswith(".cls") else b) for n, b in members])
     with pytest.raises(Exception, match="has label"):
         read_dataset(str(copy)).take_all()
+    # Issue 29's classes through Ray Data too: a member outside the kind, a PNG with a second IHDR, a
+    # shard swapped for a huge file (read no further than its manifest states).
+    from test_png_strict import _join, _second_ihdr, _split
+
+    crafted = {
+        "a member outside the kind": (lambda ms: [*ms, (ms[0][0].split(".")[0] + ".pyd", b"\x80\x04N.")], "is not one of"),
+        "a second IHDR": (lambda ms: [(n, _join(_second_ihdr(_split(b))) if n.endswith(".png") else b) for n, b in ms], "IHDR"),
+    }
+    for mutate, message in crafted.values():
+        shutil.rmtree(copy)
+        shutil.copytree(built, copy)
+        forge_shard(copy, "shard-000001.tar", mutate)
+        for decode in (True, False):
+            with pytest.raises(Exception, match=message):
+                read_dataset(str(copy), decode=decode).take_all()
+    shutil.rmtree(copy)
+    shutil.copytree(built, copy)
+    with open(copy / "shard-000001.tar", "r+b") as fh:
+        fh.truncate(3 << 30)
+    with pytest.raises(Exception, match="3,221,225,472 bytes stored where the manifest states"):
+        read_dataset(str(copy)).take_all()
 
 
 def test_plain_webdataset_and_tar(built):
