@@ -338,11 +338,20 @@ def test_wrong_credentials_are_a_one_line_error(tmp_path, datasets):
             AWS_SECRET_ACCESS_KEY=SECRET,
             FSSPEC_S3_ENDPOINT_URL=f"http://127.0.0.1:{port}",
         )
-        for args in (["publish", str(datasets[0]), "s3://bucket/x"], ["info", "s3://bucket/x"], ["ls", "s3://bucket/x"]):
+        commands = (
+            ["publish", str(datasets[0]), "s3://bucket/x"],
+            ["info", "s3://bucket/x"],
+            ["ls", "s3://bucket/x"],
+            ["verify", "s3://bucket/x"],
+            ["build", "--like", str(datasets[0]), "--workers", "0", "--out", "s3://bucket/y"],
+        )
+        for args in commands:
+            start = time.time()
             out = subprocess.run([EXE, "--no-progress", *args], env=env, capture_output=True, text=True, timeout=120)
             lines = [line for line in out.stderr.splitlines() if line.strip()]
-            assert out.returncode != 0 and len(lines) == 1, out.stderr
-            assert "credentials" in lines[0] or "Access" in lines[0] or "Forbidden" in lines[0], lines[0]
+            assert out.returncode == 2 and len(lines) == 1, out.stderr
+            assert "refused the credentials for bucket 'bucket'" in lines[0], lines[0]  # not "unreachable", not "missing"
+            assert time.time() - start < 15 + 10, args  # 10 s for the interpreter and imports
             assert SECRET not in out.stderr and SECRET_KEY_ID not in out.stderr
     finally:
         server.terminate()
