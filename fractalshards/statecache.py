@@ -12,11 +12,8 @@ beside it); the others wait and read it.
 
 from __future__ import annotations
 
-import errno
 import io
 import math
-import os
-import stat
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import ShardIntegrityError
 from .hashing import canonical_hash, version_id
-from .storage import atomic_write, cache_root, locked
+from .storage import atomic_write, cache_root, locked, read_regular
 
 __all__ = ["StateLayout", "saved_states", "states_path"]
 
@@ -88,18 +86,10 @@ def saved_states(
 
 def _read(path: Path, layout: StateLayout) -> dict | None:
     limit = layout.max_bytes()
-    try:
-        # O_NOFOLLOW: a link planted in a shared cache folder is not followed; O_NONBLOCK: nor is a FIFO waited on.
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError as exc:
-        if exc.errno in (errno.ENOENT, errno.ELOOP):
-            return None
-        raise
-    with os.fdopen(fd, "rb") as fh:
-        info = os.fstat(fh.fileno())
-        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
-            return None
-        data = fh.read(limit + 1)
+    try:  # storage's one bounded read: no symlink, no FIFO, the size checked first
+        data = read_regular(path, limit, why="the states' layout allows")
+    except (FileNotFoundError, ShardIntegrityError):  # missing, a link, a device or too big: computed again
+        return None
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             members = archive.infolist()

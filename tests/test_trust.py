@@ -140,10 +140,11 @@ _RACER = textwrap.dedent("""
 """)
 
 
-def _race(src_a: str, src_b: str, dest: str, go: Path, tag: str) -> list[str]:
+def _race(racers: list[tuple[str, str]], dest: str, go: Path) -> list[str]:
+    """Start one publisher per ``(source, tag)``, release them at once; their outcomes, in order."""
     procs = [
         subprocess.Popen([sys.executable, "-c", _RACER, src, dest, str(go), tag], stdout=subprocess.PIPE, text=True)
-        for src in (src_a, src_b)
+        for src, tag in racers
     ]
     time.sleep(1.0)  # both imported and waiting
     go.write_text("go")
@@ -163,7 +164,7 @@ def test_two_publishers_racing_for_a_new_tag_one_wins(built, tmp_path, where, re
         base = str(tmp_path / "race")
     for round_ in range(3):
         go = tmp_path / f"go{round_}"
-        outs = _race(str(built), str(other), base, go, f"r{round_}")
+        outs = _race([(str(built), f"r{round_}"), (str(other), f"r{round_}")], base, go)
         assert sorted(o.split(":")[0] for o in outs) == ["lost", "won"], outs
         lost = next(o for o in outs if o.startswith("lost"))
         assert f"'r{round_}' already names version" in lost
@@ -181,17 +182,8 @@ def test_two_publishers_of_one_version_with_different_tags_keep_both(built, tmp_
     else:
         base = str(tmp_path / "same")
     for round_ in range(3):
-        go = tmp_path / f"go{round_}"
-        procs = [
-            subprocess.Popen(
-                [sys.executable, "-c", _RACER, str(built), base, str(go), f"{t}{round_}"], stdout=subprocess.PIPE, text=True
-            )
-            for t in ("a", "b")
-        ]
-        time.sleep(1.0)
-        go.write_text("go")
-        outs = [p.communicate(timeout=120)[0].strip() for p in procs]
-        assert all(p.returncode == 0 for p in procs) and outs == ["won", "won"], outs
+        outs = _race([(str(built), f"a{round_}"), (str(built), f"b{round_}")], base, tmp_path / f"go{round_}")
+        assert outs == ["won", "won"], outs
         index = read_index(base)
         version = index["latest"]
         assert {f"a{round_}", f"b{round_}"} <= set(index["versions"][version]["tags"]), index["versions"][version]
