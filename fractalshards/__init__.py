@@ -23,6 +23,9 @@ __version__ = "0.1.0"
 _LAZY = {
     "FractalStream": "stream",
     "FractalLoader": "loader",
+    "MixedStream": "mixture",
+    "MixtureSpec": "mixspec",
+    "make_spec": "mixture",
     "RenderLoader": "loader",
     "build": "builder",
     "publish": "publisher",

@@ -77,8 +77,8 @@ def entry_from_dict(data: object, source: str) -> dict:
         raise ConfigError(f"{source}: created {created!r} is not a timestamp")
     check_dataset_name(data.get("name", ""), "name", source, allow_empty=True)
     kind = data.get("kind", "dataset")
-    if kind not in ("dataset", "recipe"):
-        raise ConfigError(f"{source}: kind {kind!r} is not 'dataset' or 'recipe'")
+    if kind not in ("dataset", "recipe", "mixture"):
+        raise ConfigError(f"{source}: kind {kind!r} is not 'dataset', 'recipe' or 'mixture'")
     return dict(data, path=version, tags=list(tags))
 
 

@@ -393,6 +393,46 @@ def build_parser() -> argparse.ArgumentParser:
     _add_render_options(r)
     r.add_argument("--out", required=True, metavar="recipe.json", help="output file")
 
+    mx = sub.add_parser(
+        "mix",
+        parents=[common],
+        help="write a mixture spec: several datasets or recipes streamed by weight",
+        description="Write a mixture spec (mixture.json): every source opened, checked and pinned to the "
+        "version it holds now (PREFIX@tag becomes PREFIX@<version>), with the weights, seed, epoch size, "
+        "label and batching modes. MixedStream.from_spec(URL) and 'jobs/pretrain.py --data' stream it; "
+        "publish, ls, verify and info take it.",
+        epilog="examples:\n"
+        "  fractalshards mix data/fractaldb-100 data/visualatom-100 --weights 3,1 --out mixture.json\n"
+        "  fractalshards mix s3://b/fdb@v1 recipes/rcdb.json --weights 1,1 --fresh-instances \\\n"
+        "      --batching per_source --out mixture.json\n"
+        "  fractalshards publish mixture.json s3://b/mixtures/fdb-va --tag v1",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    mx.add_argument("urls", nargs="+", metavar="URL", help="datasets or recipes (folders, URLs, PREFIX@tag, recipe.json)")
+    mx.add_argument("--weights", required=True, metavar="W,W,...", help="one weight per source, e.g. 3,1")
+    mx.add_argument(
+        "--epoch-size", type=_positive, default=None, metavar="N", help="samples per epoch (default: the sum of the sources')"
+    )
+    mx.add_argument(
+        "--labels",
+        choices=("disjoint", "shared"),
+        default="disjoint",
+        help="offset each source's labels past the ones before it (disjoint, default) or keep them (shared)",
+    )
+    mx.add_argument(
+        "--batching",
+        choices=("mixed", "per_source"),
+        default="mixed",
+        help="sources mixed within a batch (mixed, default) or one source per batch "
+        "(per_source: sources of different sizes or kinds)",
+    )
+    mx.add_argument(
+        "--fresh-instances", action="store_true", help="render new instances every pass (native recipes and datasets)"
+    )
+    mx.add_argument("--seed", type=_non_negative, default=0, help="seed of the draws (default 0)")
+    mx.add_argument("--name", default="mixture", help="the mixture's name (default mixture)")
+    mx.add_argument("--out", required=True, metavar="mixture.json", help="output file")
+
     pub = sub.add_parser(
         "publish",
         parents=[common],
@@ -401,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
         "every shard's sha256, write the manifest, then record the version (and tags) in "
         "DEST/index.json. Existing versions and tags are refused unless --force.",
     )
-    pub.add_argument("src", metavar="SRC", help="a built dataset (folder or URL)")
+    pub.add_argument("src", metavar="SRC", help="a built dataset (folder or URL), a recipe or a mixture spec")
     pub.add_argument("dest", metavar="DEST", help="publication prefix, e.g. s3://bucket/datasets/fractaldb-1k")
     pub.add_argument("--tag", action="append", default=[], metavar="TAG", help="a human tag such as v1 (repeatable)")
     pub.add_argument("--force", action="store_true", help="publish again / move tags that name another version")
@@ -439,7 +479,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Check every shard's size, sha256 and sample count against the manifest, and "
         "re-render N random samples and compare their pixels. Exit 0 only when all match.",
     )
-    v.add_argument("url", metavar="URL", help="dataset folder or URL (PREFIX@tag, @latest and @<version> resolve)")
+    v.add_argument(
+        "url", metavar="URL", help="dataset folder or URL (PREFIX@tag, @latest and @<version> resolve), or a mixture spec"
+    )
     v.add_argument("--render-sample", type=_non_negative, default=0, metavar="N", help="samples to re-render (default 0)")
     v.add_argument("--seed", type=_non_negative, default=0, help="which samples are picked (default 0)")
     v.add_argument(
@@ -456,7 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="describe a built dataset",
         description="Print a dataset's name, version, counts, sizes and settings.",
     )
-    i.add_argument("url", metavar="URL", help="dataset folder or URL")
+    i.add_argument("url", metavar="URL", help="dataset folder or URL, or a mixture spec")
     i.add_argument("--json", action="store_true", help="print the whole manifest as JSON")
     return parser
 
@@ -676,9 +718,51 @@ def _cmd_recipe(args: argparse.Namespace, progress: bool) -> int:
     return 0
 
 
-def _cmd_info(args: argparse.Namespace, progress: bool) -> int:
-    from .dataset import load_dataset
+def _cmd_mix(args: argparse.Namespace, progress: bool) -> int:
+    from .mixspec import parse_weights
+    from .mixture import make_spec
 
+    out = _check_output_file(args.out)
+    spec = make_spec(
+        args.urls,
+        parse_weights(args.weights, len(args.urls)),
+        name=args.name,
+        seed=args.seed,
+        epoch_size=args.epoch_size,
+        labels=args.labels,
+        batching=args.batching,
+        fresh_instances=args.fresh_instances,
+    )
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(spec.to_json())
+    os.replace(tmp, out)
+    log.info("wrote %s: mixture %s version %s of %d sources", out, spec.name, spec.version, len(spec.sources))
+    return 0
+
+
+def describe_mixture(spec, url: str) -> str:
+    """Human-readable summary of a mixture spec (``fractalshards info``)."""
+    total = sum(s.weight for s in spec.sources)
+    lines = [
+        f"mixture   {spec.name}",
+        f"version   {spec.version}  ({spec.fingerprint})",
+        f"url       {url}",
+        f"epoch     {spec.epoch_size if spec.epoch_size is not None else 'the sum of the sources'} samples; "
+        f"labels {spec.labels}, batching {spec.batching}, seed {spec.seed}",
+    ]
+    for k, s in enumerate(spec.sources):
+        fresh = ", fresh instances" if s.fresh_instances else ""
+        lines.append(f"source {k}  {s.weight / total:6.1%}  {s.kind} {s.name} {s.version}{fresh}  {s.url}")
+    return "\n".join(lines)
+
+
+def _cmd_info(args: argparse.Namespace, progress: bool) -> int:
+    from .dataset import load_dataset, open_document
+
+    kind, document, _ = open_document(args.url)
+    if kind == "mixture":
+        print(document.to_json() if args.json else describe_mixture(document, args.url), end="\n" if not args.json else "")
+        return 0
     manifest, _ = load_dataset(args.url)
     if args.json:
         print(manifest.to_json(), end="")
@@ -773,8 +857,12 @@ def _cmd_ls(args: argparse.Namespace, progress: bool) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace, progress: bool) -> int:
+    from .dataset import open_document
     from .verifier import verify
 
+    kind, document, _ = open_document(args.url)
+    if kind == "mixture":
+        return _verify_mixture(args, document, progress)
     report = verify(args.url, render_sample=args.render_sample, seed=args.seed, progress=progress, recipe=args.recipe)
     head = (
         f"{args.url}: version {report.version}, {report.shards} shards, {report.samples} samples checked, "
@@ -789,7 +877,36 @@ def _cmd_verify(args: argparse.Namespace, progress: bool) -> int:
     return 1
 
 
+def _verify_mixture(args: argparse.Namespace, spec, progress: bool) -> int:
+    """Each source of a mixture: at its pinned version, datasets verified shard by shard."""
+    from .dataset import open_definition
+    from .verifier import verify
+
+    failed = 0
+    for k, src in enumerate(spec.sources):
+        kind, document, _ = open_definition(src.url)
+        if document.version != src.version:
+            print(f"FAILED: source {k} {src.url}: version {document.version}, but the spec pins {src.version}")
+            failed += 1
+            continue
+        if kind == "recipe":
+            print(f"ok: source {k} {src.url}: recipe version {document.version} (rendered on demand; nothing stored)")
+            continue
+        report = verify(src.url, render_sample=args.render_sample, seed=args.seed, progress=progress)
+        head = f"source {k} {src.url}: version {report.version}, {report.shards} shards, {report.samples} samples checked"
+        if report.ok:
+            print(f"ok: {head}")
+        else:
+            failed += 1
+            print(f"FAILED: {head}; {len(report.problems)} problem(s):")
+            for problem in report.problems:
+                print(f"  {problem}")
+    print(f"{'ok' if not failed else 'FAILED'}: mixture {spec.name} version {spec.version}, {len(spec.sources)} sources")
+    return 1 if failed else 0
+
+
 _COMMANDS = {
+    "mix": _cmd_mix,
     "presets": _cmd_presets,
     "card": _cmd_card,
     "publish": _cmd_publish,

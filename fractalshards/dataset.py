@@ -30,6 +30,7 @@ from .errors import (
 )
 from .hashing import canonical_hash, version_id
 from .limits import accepts_limits, parse_json
+from .mixspec import MIXTURE_FORMAT, MIXTURE_NAME, MixtureSpec
 from .recipe import RECIPE_NAME, Recipe, definition_from_data, definition_id
 from .storage import Store, open_store, redact
 
@@ -42,6 +43,7 @@ __all__ = [
     "load_dataset",
     "check_file_name",
     "open_definition",
+    "open_document",
 ]
 
 FORMAT = "fractalshards.dataset"
@@ -293,8 +295,22 @@ def open_definition(url: str, storage_options: dict | None = None) -> tuple[str,
 
     ``url`` is a dataset folder or URL, a published ``PREFIX@ref`` (a dataset or a recipe
     version), or the URL of a JSON file: a recipe, or a dataset's ``manifest.json`` (whose
-    shards are beside it). Everything read is validated.
+    shards are beside it). Everything read is validated. A mixture spec is refused in one line
+    (it names several definitions: :func:`open_document`).
     """
+    kind, document, store = open_document(url, storage_options)
+    if kind == "mixture":
+        raise ConfigError(
+            f"url: {url!r} is a mixture spec, not a dataset or recipe; stream it with MixedStream.from_spec "
+            "or give one of its sources"
+        )
+    return kind, document, store  # type: ignore[return-value]
+
+
+@accepts_limits
+def open_document(url: str, storage_options: dict | None = None) -> tuple[str, DatasetManifest | Recipe | MixtureSpec, Store]:
+    """What ``url`` holds, as :func:`open_definition` reads it, or ``("mixture", MixtureSpec, store)``
+    for a mixture spec (a ``mixture.json`` file, a folder holding one, or a published ``PREFIX@ref``)."""
     asked = url
     url, pinned = resolve_pinned(url, storage_options)
     kind, document, store = _open_resolved(url, storage_options)
@@ -306,7 +322,7 @@ def open_definition(url: str, storage_options: dict | None = None) -> tuple[str,
     return kind, document, store
 
 
-def _open_resolved(url: str, storage_options: dict | None) -> tuple[str, DatasetManifest | Recipe, Store]:
+def _open_resolved(url: str, storage_options: dict | None) -> tuple[str, DatasetManifest | Recipe | MixtureSpec, Store]:
     if url.rstrip("/").endswith(".json"):
         folder, name = posixpath.split(url.rstrip("/"))
         store = open_store(folder or ".", storage_options)
@@ -318,6 +334,8 @@ def _open_resolved(url: str, storage_options: dict | None) -> tuple[str, Dataset
         data = _parse_json(text, url)
         if isinstance(data, dict) and data.get("format") == FORMAT:
             return "dataset", DatasetManifest.from_dict(data, url), store
+        if isinstance(data, dict) and data.get("format") == MIXTURE_FORMAT:
+            return "mixture", MixtureSpec.from_dict(data, url), store
         return "recipe", Recipe.from_dict(data, url), store
     store = open_store(url, storage_options)
     text = _read_optional(store, MANIFEST_NAME, url)
@@ -326,6 +344,9 @@ def _open_resolved(url: str, storage_options: dict | None) -> tuple[str, Dataset
     text = _read_optional(store, RECIPE_NAME, url)
     if text is not None:
         return "recipe", Recipe.from_json(text, source=f"{url}/{RECIPE_NAME}"), store
+    text = _read_optional(store, MIXTURE_NAME, url)
+    if text is not None:
+        return "mixture", MixtureSpec.from_json(text, source=f"{url}/{MIXTURE_NAME}"), store
     if not store.is_local:
         store.check_reachable()  # a missing bucket is not an empty prefix
     raise ConfigError(f"url: {url!r} has neither {MANIFEST_NAME} nor {RECIPE_NAME}; it is not a (finished) dataset or recipe")

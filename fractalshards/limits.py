@@ -63,6 +63,8 @@ class Limits:
     #: Shards of a dataset or recipe: opening one plans them all (samples / shard_size, a quotient the
     #: bounds on samples and shard size allow up to 100 million).
     shards: int = 262_144
+    #: Sources of one mixture (each is opened, and read by every worker).
+    mixture_sources: int = 256
     #: Bytes of one JSON document read from storage.
     json_bytes: int = 512 * 2**20
     #: Bytes of one training checkpoint (read whole by ``torch.load``).

@@ -16,16 +16,12 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from .epochs import EpochLayout, Level
 from .errors import ConfigError
 from .gpu_renderer import GPURenderer
-from .limits import check, raised
-from .stream import FractalStream, Position
+from .mixture import MixedStream
+from .stream import STATE_VERSION, FractalStream
 
 __all__ = ["FractalLoader", "RenderLoader", "STATE_VERSION"]
-
-#: Version of :meth:`FractalLoader.state_dict`; version 1 states (no history) are still read.
-STATE_VERSION = 2
 
 
 class FractalLoader(DataLoader):
@@ -43,8 +39,10 @@ class FractalLoader(DataLoader):
     """
 
     def __init__(self, stream: FractalStream, batch_size: int = 1, num_workers: int = 0, **dataloader_kwargs: Any) -> None:
-        if not isinstance(stream, FractalStream):
-            raise ConfigError("stream: FractalLoader takes a FractalStream; use torch's DataLoader for other datasets")
+        if not isinstance(stream, (FractalStream, MixedStream)):
+            raise ConfigError(
+                "stream: FractalLoader takes a FractalStream or a MixedStream; use torch's DataLoader for other datasets"
+            )
         for bad in ("sampler", "batch_sampler", "shuffle"):
             if dataloader_kwargs.get(bad) not in (None, False):
                 raise ConfigError(f"{bad}: FractalStream orders samples itself; set shuffle/seed on the stream instead")
@@ -57,7 +55,7 @@ class FractalLoader(DataLoader):
         self._seen = stream.position.start
 
     @property
-    def stream(self) -> FractalStream:
+    def stream(self) -> FractalStream | MixedStream:
         """The underlying stream."""
         return self.dataset  # type: ignore[return-value]
 
@@ -101,27 +99,12 @@ class FractalLoader(DataLoader):
         # The epoch ran out (a `break` never gets here): the next iteration is the next epoch.
         self._seen = 0
         stream = self.stream
-        stream.set_position(Position(epoch=stream.epoch + 1, start=0, block=self.batch_size))
+        stream.set_position(replace(stream.next_epoch(stream.position), block=self.batch_size))
 
     def state_dict(self) -> dict:
-        """Small JSON-able progress: epoch, samples each rank has consumed, the split and its history."""
-        s = self.stream
-        return {
-            "version": STATE_VERSION,
-            "dataset_version": s.version,
-            "definition": s.definition_id,  # shared by a recipe and the dataset built from it
-            "shard_set": s.shard_set,
-            "epoch": s.epoch,
-            "samples_seen": self._seen,
-            "seed": s.seed,
-            "shuffle": s.shuffle,
-            "shuffle_buffer": s.shuffle_buffer,
-            "pad": s.pad,
-            "world_size": s.world_size,
-            "rank": s.rank,
-            "samples_per_rank": len(s),
-            "history": [lv.to_dict() for lv in s.position.history],
-        }
+        """Small JSON-able progress: epoch, samples each rank has consumed, the split and its history
+        (of a mixture: its own and every source's, see :class:`fractalshards.mixture.MixedStream`)."""
+        return self.stream.state_at(replace(self.stream.position, start=self._seen))
 
     def load_state_dict(self, state: dict) -> None:
         """Resume from :meth:`state_dict` of any rank of an earlier run.
@@ -129,78 +112,9 @@ class FractalLoader(DataLoader):
         The dataset, shard selection, seed and shuffle must be the same; world size,
         shuffle buffer, padding, batch size and workers may differ (elastic resume).
         """
-        with raised(self.stream.limits):  # a state from storage asks for world sizes and levels
-            self._load_state_dict(state)
-
-    def _load_state_dict(self, state: dict) -> None:
-        if not isinstance(state, dict) or state.get("version") not in (1, STATE_VERSION):
-            raise ConfigError(
-                f"state: version {state.get('version') if isinstance(state, dict) else None!r} is not supported; "
-                f"this fractalshards reads versions 1 and {STATE_VERSION}"
-            )
-        s = self.stream
-        # The definition decides the order: a state of a shard stream resumes the rendered stream and back.
-        checks = [
-            ("definition", s.definition_id) if "definition" in state else ("dataset_version", s.version),
-            ("seed", s.seed),
-            ("shuffle", s.shuffle),
-        ]
-        if state["version"] >= 2:
-            checks.append(("shard_set", s.shard_set))
-        for key, mine in checks:
-            if state.get(key) != mine:
-                raise ConfigError(
-                    f"state: {key} is {state.get(key)!r} but this stream has {mine!r}; build the stream as it was saved"
-                )
-        epoch = state.get("epoch")
-        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
-            raise ConfigError(f"state: epoch {epoch!r} is not valid; use a non-negative integer")
-        raw_history = state.get("history", [])
-        if not isinstance(raw_history, list):
-            raise ConfigError("state: history must be a list of levels")
-        check("history", len(raw_history), "levels", "state")
-        history = tuple(Level.from_dict(lv, "state: history") for lv in raw_history)
-
-        saved = Level.from_dict(
-            {
-                "world_size": state.get("world_size"),
-                "shuffle_buffer": state.get("shuffle_buffer"),
-                "pad": state.get("pad", s.pad),
-                "samples_seen": state.get("samples_seen"),
-            },
-            "state",
-        )
-        # Every level's ranks are replayed on resume: their sum bounds the work, whatever each level's size.
-        ranks = sum(lv.world_size for lv in history) + saved.world_size
-        check("ranks of the state's levels", ranks, "replay_ranks", "state")
-        # Check the saved level against its own layout: the state must fit this dataset.
-        saved_layout = EpochLayout(
-            s.shard_samples,
-            seed=s.seed,
-            epoch=epoch,
-            shuffle=s.shuffle,
-            world_size=saved.world_size,
-            shuffle_buffer=saved.shuffle_buffer,
-            pad=saved.pad,
-            history=history,
-        )
-        if state.get("samples_per_rank") != saved_layout.per_rank:
-            raise ConfigError(
-                f"state: samples_per_rank is {state.get('samples_per_rank')!r} but the saved split gives "
-                f"{saved_layout.per_rank}; the state belongs to another dataset or shard selection"
-            )
-        if saved.samples_seen > saved_layout.per_rank:
-            raise ConfigError(f"state: samples_seen {saved.samples_seen} is out of range 0..{saved_layout.per_rank}")
-        same_split = (saved.world_size, saved.shuffle_buffer, saved.pad) == (s.world_size, s.shuffle_buffer, s.pad)
-        if same_split:
-            seen = saved.samples_seen
-        else:
-            # A new level starts: what the saved ranks had not consumed, re-split among ours.
-            if saved.samples_seen > 0:
-                history = history + (saved,)
-            seen = 0
-        s.set_position(Position(epoch=epoch, start=seen, block=self.batch_size, history=history))
-        self._seen = seen
+        position = self.stream.position_of_state(state, self.batch_size)
+        self.stream.set_position(position)
+        self._seen = position.start
 
 
 class RenderLoader(FractalLoader):

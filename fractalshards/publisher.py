@@ -25,9 +25,10 @@ from tqdm import tqdm
 
 from .card import write_card
 from .catalog import INDEX_DIR, TAGS_DIR, check_tag, check_version, entry_from_dict, read_index, rebuild_index
-from .dataset import MANIFEST_NAME, DatasetManifest, open_definition
+from .dataset import MANIFEST_NAME, DatasetManifest, open_document
 from .errors import ConfigError, StoredDataError, check_license, reads_stored_data
 from .limits import accepts_limits, parse_json
+from .mixspec import MIXTURE_NAME, MixtureSpec
 from .recipe import RECIPE_NAME, Recipe
 from .storage import Store, open_store
 
@@ -103,10 +104,10 @@ def publish(
     tags = list(tags or [])
     for tag in tags:
         check_tag(tag)
-    kind, manifest, source = open_definition(src, src_options)
+    kind, manifest, source = open_document(src, src_options)
     version = check_version(manifest.version)
     if license is not None:
-        if kind == "recipe":
+        if kind != "dataset":
             raise ConfigError("license: a recipe has no images to license; give --license when you build or publish the dataset")
         manifest = dataclasses.replace(manifest, license=check_license(license))
     target = dest if isinstance(dest, Store) else open_store(dest, dest_options)
@@ -129,6 +130,8 @@ def publish(
     vdir = target.sub(version)
     if kind == "recipe":
         return _publish_recipe(manifest, target, vdir, index, tags, force, dest, say)
+    if kind == "mixture":
+        return _publish_mixture(manifest, target, vdir, index, tags, force, dest, say)
     existing_manifest = vdir.exists(MANIFEST_NAME)
     server_side = _same_store(source, target)
     copied = kept = 0
@@ -227,6 +230,44 @@ def _publish_recipe(
         f"(tags: {', '.join(entry['tags']) or 'none'}; {len(text) / 1024:.1f} KiB, {d.num_samples} samples rendered on demand)"
     )
     return PublishResult(dest, recipe.version, entry["tags"], 0, 0, False)
+
+
+def _publish_mixture(
+    spec: MixtureSpec,
+    target: Store,
+    vdir: Store,
+    index: dict,
+    tags: list[str],
+    force: bool,
+    dest: str,
+    say: Callable[[str], None],
+) -> PublishResult:
+    """A mixture spec version: ``DEST/<version>/mixture.json`` alone, marked ``kind: mixture`` in the index.
+    Its sources stay where the spec names them, pinned to their versions."""
+    text = spec.to_json().encode()
+    if vdir.exists(MIXTURE_NAME) and not force:
+        stored = MixtureSpec.from_json(vdir.read_document(MIXTURE_NAME), f"{dest}/{spec.version}/{MIXTURE_NAME}")
+        if stored.version != spec.version:
+            raise ConfigError(f"version: {dest}/{spec.version} holds a different mixture; use --force to replace it")
+    else:
+        vdir.write_bytes(MIXTURE_NAME, text)
+    entry = _record(
+        target,
+        index,
+        spec.version,
+        tags,
+        name=spec.name,
+        fingerprint=spec.fingerprint,
+        kind="mixture",
+        samples=spec.epoch_size or 0,
+        shards=0,
+        bytes=len(text),
+    )
+    say(
+        f"published mixture {spec.name} version {spec.version} at {dest.rstrip('/')}/{spec.version} "
+        f"(tags: {', '.join(entry['tags']) or 'none'}; {len(spec.sources)} sources, each pinned to its version)"
+    )
+    return PublishResult(dest, spec.version, entry["tags"], 0, 0, False)
 
 
 @reads_stored_data

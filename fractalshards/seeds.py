@@ -24,6 +24,7 @@ __all__ = [
     "uniform_at",
     "integer_at",
     "hash_uniforms",
+    "hash_uniforms_from",
     "hash_permutation",
     "seeded_permutation",
 ]
@@ -71,6 +72,13 @@ def hash_uniforms(key, out):
     """Fill ``out`` (float64) with uniforms in [0, 1) of stream ``key`` (uint64)."""
     for i in range(out.shape[0]):
         out[i] = uniform_at(key, i)
+
+
+@kernel
+def hash_uniforms_from(key, first, out):
+    """Fill ``out`` (float64) with values ``first .. first + len(out) - 1`` of stream ``key`` as uniforms in [0, 1)."""
+    for i in range(out.shape[0]):
+        out[i] = uniform_at(key, first + i)
 
 
 @kernel

@@ -108,25 +108,29 @@ class StoredShard:
 class RenderedSource:
     """Shards of a definition, rendered sample by sample on demand (nothing is read)."""
 
-    def __init__(self, definition: DatasetDefinition, url: str) -> None:
+    def __init__(self, definition: DatasetDefinition, url: str, instance_offset: int = 0) -> None:
         self.definition, self.url = definition, url
+        #: Added to every planned instance number (fresh instances: the epoch times K).
+        self.instance_offset = instance_offset
 
     def load(self, shard: str) -> RenderedShard:
         """Shard ``shard`` of the plan (nothing is rendered until a sample is asked for)."""
-        return RenderedShard(self.definition, self.definition.shard_index(shard), f"{self.url}#{shard}")
+        return RenderedShard(self.definition, self.definition.shard_index(shard), f"{self.url}#{shard}", self.instance_offset)
 
 
 class RenderedShard:
     """A shard of a definition whose samples are rendered when asked for."""
 
-    def __init__(self, definition: DatasetDefinition, index: int, url: str) -> None:
+    def __init__(self, definition: DatasetDefinition, index: int, url: str, instance_offset: int = 0) -> None:
         self.definition, self.pairs, self.url = definition, definition.shard_spec(index).pairs, url
         self.kind, self.format = definition.kind, definition.sample_format
+        self.instance_offset = instance_offset
 
     def get(self, i: int, decoding: Decoding | None) -> Any:
         """Sample ``i``: exactly the stored shard's members (``decoding`` None: the encoders are
         deterministic), else the kind's decoding of the render itself (nothing encoded)."""
         category, instance = self.pairs[i]
+        instance += self.instance_offset
         sample, rendered = render_sample(self.definition, category, instance, record=decoding is None)
         if decoding is None:
             sample["__url__"] = self.url

@@ -43,10 +43,10 @@ from .epochs import EpochLayout, Level, RankLayout, deal
 from .errors import ConfigError, ShardIntegrityError, TransferError, check_choice
 from .hashing import VERSION_LENGTH
 from .kinds import DECODES, Decoding
-from .limits import Limits, current, raised
+from .limits import Limits, check, current, raised
 from .sources import RenderedShard, RenderedSource, StoredShard, StoredSource
 
-__all__ = ["FractalStream", "Position", "ShardIntegrityError", "TransferError", "DECODES"]
+__all__ = ["FractalStream", "Position", "ShardIntegrityError", "TransferError", "DECODES", "STATE_VERSION"]
 
 #: Shards loaded ahead of the shuffle window being decoded, per worker.
 PREFETCH_SHARDS = 2
@@ -55,6 +55,8 @@ PREFETCH_SHARDS = 2
 FETCH_THREADS = 4
 #: Where samples come from: ``auto`` renders a recipe and reads a built dataset's shards.
 SOURCES = ("auto", "shards", "render")
+#: Version of a saved loader state (:meth:`FractalStream.state_at`); version 1 states (no history) are still read.
+STATE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,11 @@ class FractalStream(IterableDataset):
             give the same samples in the same order, pixel for pixel.
         limits: bounds on what the dataset and loader states may ask for
             (:class:`fractalshards.limits.Limits`; default: the ones in force).
+        fresh_instances: render instances that no earlier epoch rendered: epoch ``e`` renders
+            instance ``i + e * K`` of each category (``K`` the definition's instances per category;
+            labels, shard plan and order as usual), so the data never repeats. Native-mode
+            definitions whose family draws instances from streams keyed by the instance number
+            (see :meth:`fractalshards.families.Family.fresh_instances`); samples are rendered.
     """
 
     def __init__(
@@ -156,6 +163,7 @@ class FractalStream(IterableDataset):
         std: float = 0.5,
         source: str = "auto",
         limits: Limits | None = None,
+        fresh_instances: bool = False,
     ) -> None:
         super().__init__()
         #: The bounds in force when this stream reads (also in DataLoader workers, which get a copy).
@@ -169,15 +177,25 @@ class FractalStream(IterableDataset):
             kind, document, self.store = open_definition(url, storage_options)
             if kind == "recipe" and source == "shards":
                 raise ConfigError(f"source: {url!r} is a recipe and has no shards; use source='render' or build it first")
+            if not isinstance(fresh_instances, bool):
+                raise ConfigError(f"fresh_instances: {fresh_instances!r} is not valid; use True or False")
+            if fresh_instances and source == "shards":
+                raise ConfigError("fresh_instances: new instances are rendered, not read; use source='render' or 'auto'")
             self.url = url
             self.kind = kind
-            self.source = "render" if source == "render" or kind == "recipe" else "shards"
+            #: Whether each epoch renders instances no earlier epoch rendered.
+            self.fresh_instances = fresh_instances
+            self.source = "render" if source == "render" or kind == "recipe" or fresh_instances else "shards"
             self.manifest = document if kind == "dataset" else None
             self.recipe = document if kind == "recipe" else None
             #: The dataset definition: what a rendered source renders, and what stored shards are checked
             #: against (keys, labels, their kind's headers).
             self.definition = document.definition if kind == "recipe" else document.definition()
             self.definition_id = document.version if kind == "recipe" else document.definition_id
+            if fresh_instances:
+                why = self.definition.family.fresh_instances(self.definition.render)
+                if why is not None:
+                    raise ConfigError(f"fresh_instances: {url!r} cannot render new instances: {why}; use fresh_instances=False")
             self._version = document.version
             if kind == "dataset":
                 entries = list(document.shards)  # the definition's plan (checked when the manifest was read)
@@ -299,6 +317,120 @@ class FractalStream(IterableDataset):
             self._layout_cache = (key, epoch.rank(self.rank))
         return self._layout_cache[1]
 
+    # -- saved states (a loader's) --
+    def state_at(self, position: Position) -> dict:
+        """The JSON-able state of this rank at ``position`` (what :meth:`FractalLoader.state_dict` saves):
+        epoch, outputs consumed, the split and its history, and what identifies the stream."""
+        state = {
+            "version": STATE_VERSION,
+            "dataset_version": self.version,
+            "definition": self.definition_id,  # shared by a recipe and the dataset built from it
+            "shard_set": self.shard_set,
+            "epoch": position.epoch,
+            "samples_seen": position.start,
+            "seed": self.seed,
+            "shuffle": self.shuffle,
+            "shuffle_buffer": self.shuffle_buffer,
+            "pad": self.pad,
+            "world_size": self.world_size,
+            "rank": self.rank,
+            "samples_per_rank": self._rank_layout(position).per_rank,
+            "history": [lv.to_dict() for lv in position.history],
+        }
+        if self.fresh_instances:  # absent otherwise: states saved before it existed stay the same bytes
+            state["fresh_instances"] = True
+        return state
+
+    def position_of_state(self, state: object, block: int = 1) -> Position:
+        r"""Where a saved state (:meth:`state_at`, of any rank of an earlier run) resumes this stream.
+
+        The definition, shard selection, seed and shuffle must be the same; world size, shuffle
+        buffer and padding may differ (elastic resume: the samples no saved rank consumed become a
+        new level, see :mod:`fractalshards.epochs`). Bad states are one-line :class:`ConfigError`\ s.
+        """
+        with raised(self.limits):  # a state from storage asks for world sizes and levels
+            return self._position_of_state(state, block)
+
+    def _position_of_state(self, state: object, block: int) -> Position:
+        if not isinstance(state, dict) or state.get("version") not in (1, STATE_VERSION):
+            raise ConfigError(
+                f"state: version {state.get('version') if isinstance(state, dict) else None!r} is not supported; "
+                f"this fractalshards reads versions 1 and {STATE_VERSION}"
+            )
+        # The definition decides the order: a state of a shard stream resumes the rendered stream and back.
+        checks = [
+            ("definition", self.definition_id) if "definition" in state else ("dataset_version", self.version),
+            ("seed", self.seed),
+            ("shuffle", self.shuffle),
+        ]
+        if state["version"] >= 2:
+            checks.append(("shard_set", self.shard_set))
+        for key, mine in checks:
+            if state.get(key) != mine:
+                raise ConfigError(
+                    f"state: {key} is {state.get(key)!r} but this stream has {mine!r}; build the stream as it was saved"
+                )
+        if state.get("fresh_instances", False) != self.fresh_instances:
+            raise ConfigError(
+                f"state: fresh_instances is {state.get('fresh_instances', False)!r} but this stream has "
+                f"{self.fresh_instances!r}; build the stream as it was saved"
+            )
+        epoch = state.get("epoch")
+        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+            raise ConfigError(f"state: epoch {epoch!r} is not valid; use a non-negative integer")
+        raw_history = state.get("history", [])
+        if not isinstance(raw_history, list):
+            raise ConfigError("state: history must be a list of levels")
+        check("history", len(raw_history), "levels", "state")
+        history = tuple(Level.from_dict(lv, "state: history") for lv in raw_history)
+        saved = Level.from_dict(
+            {
+                "world_size": state.get("world_size"),
+                "shuffle_buffer": state.get("shuffle_buffer"),
+                "pad": state.get("pad", self.pad),
+                "samples_seen": state.get("samples_seen"),
+            },
+            "state",
+        )
+        # Every level's ranks are replayed on resume: their sum bounds the work, whatever each level's size.
+        ranks = sum(lv.world_size for lv in history) + saved.world_size
+        check("ranks of the state's levels", ranks, "replay_ranks", "state")
+        # Check the saved level against its own layout: the state must fit this dataset.
+        saved_layout = EpochLayout(
+            self.shard_samples,
+            seed=self.seed,
+            epoch=epoch,
+            shuffle=self.shuffle,
+            world_size=saved.world_size,
+            shuffle_buffer=saved.shuffle_buffer,
+            pad=saved.pad,
+            history=history,
+        )
+        if state.get("samples_per_rank") != saved_layout.per_rank:
+            raise ConfigError(
+                f"state: samples_per_rank is {state.get('samples_per_rank')!r} but the saved split gives "
+                f"{saved_layout.per_rank}; the state belongs to another dataset or shard selection"
+            )
+        if saved.samples_seen > saved_layout.per_rank:
+            raise ConfigError(f"state: samples_seen {saved.samples_seen} is out of range 0..{saved_layout.per_rank}")
+        same_split = (saved.world_size, saved.shuffle_buffer, saved.pad) == (self.world_size, self.shuffle_buffer, self.pad)
+        if same_split:
+            seen = saved.samples_seen
+        else:
+            # A new level starts: what the saved ranks had not consumed, re-split among ours.
+            if saved.samples_seen > 0:
+                history = history + (saved,)
+            seen = 0
+        return Position(epoch=epoch, start=seen, block=block, history=history)
+
+    def next_epoch(self, position: Position) -> Position:
+        """Where the epoch after ``position``'s starts (a loader moves there when an epoch runs out)."""
+        return Position(epoch=position.epoch + 1, start=0, block=position.block)
+
+    def per_rank_at(self, position: Position) -> int:
+        """Outputs of this rank at ``position``'s epoch and level."""
+        return self._rank_layout(position).per_rank
+
     # -- iteration --
     def __iter__(self) -> Iterator[Any]:
         samples = self._limited()
@@ -313,17 +445,29 @@ class FractalStream(IterableDataset):
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         position = self._shared.read() if (self._shared is not None and info is not None) else self._position
-        layout = self._rank_layout(position)
-        start, block, b = position.start, max(1, position.block), layout.shuffle_buffer
-        if start >= layout.per_rank:
-            return
+        start, block = position.start, max(1, position.block)
+        yield from self.read_outputs(position, lambda lo, hi: deal(max(start, lo), hi, start, block, workers, worker), start)
+
+    def _source(self, epoch: int) -> RenderedSource | StoredSource:
         if self.source == "render":
-            source: RenderedSource | StoredSource = RenderedSource(self.definition, self.store.url)
-        else:
-            source = StoredSource(
-                self.store, self.hashes, self.definition, self.verify, self.cache, self.version, sizes=self.sizes
-            )
-        first_window = start // b
+            offset = epoch * self.definition.instances if self.fresh_instances else 0
+            return RenderedSource(self.definition, self.store.url, instance_offset=offset)
+        return StoredSource(self.store, self.hashes, self.definition, self.verify, self.cache, self.version, sizes=self.sizes)
+
+    def read_outputs(
+        self, position: Position, pick: Callable[[int, int], np.ndarray], first: int, end: int | None = None
+    ) -> Iterator[Any]:
+        """The samples of this rank's outputs chosen by ``pick(lo, hi)`` (an increasing array of output
+        positions in ``lo .. hi - 1``, asked window by window) from output ``first`` on, up to ``end``
+        (default: the level's end), at ``position``'s epoch and level. What an iteration of this stream
+        reads (``pick`` deals outputs to this worker) and what a mixture reads of each of its sources."""
+        layout = self._rank_layout(position)
+        b = layout.shuffle_buffer
+        end = layout.per_rank if end is None else min(end, layout.per_rank)
+        if first >= end:
+            return
+        source = self._source(position.epoch)
+        first_window = first // b
         segments = layout.segments(first_window * b)
         names = [self.shard_names[s] for s, _, _ in segments]
         # Input positions covered by each segment, for lookups.
@@ -334,9 +478,9 @@ class FractalStream(IterableDataset):
         active: dict[int, StoredShard | RenderedShard] = {}
         next_load = 0
         try:
-            for w in range(first_window, layout.windows):
+            for w in range(first_window, -(-end // b)):
                 lo, hi = w * b, min((w + 1) * b, layout.per_rank)
-                outputs = deal(max(start, lo), hi, start, block, workers, worker)
+                outputs = pick(lo, hi)
                 # Load every segment that overlaps this window (in order), drop those behind it.
                 # Every shard this window needs, and PREFETCH_SHARDS after them, are fetched at once.
                 need = bisect_right(seg_lo, hi - 1)
@@ -353,8 +497,7 @@ class FractalStream(IterableDataset):
                 perm = layout.window_perm(w)
                 for q in (lo + perm[outputs - lo]).tolist():
                     k = bisect_right(seg_lo, q) - 1
-                    shard, first, _ = segments[k]
-                    yield active[k].get(first + q - seg_lo[k], self._decoding)
+                    yield active[k].get(segments[k][1] + q - seg_lo[k], self._decoding)
         finally:
             for future in pending:
                 future.cancel()

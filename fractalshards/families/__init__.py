@@ -285,12 +285,20 @@ class Family:
             raise ConfigError(f"instance: the {self.name} family has no parts {sorted(parts)}; give --instance I")
         return 0
 
-    def check_instance(self, index: int) -> int:
-        """``index`` if it is a valid instance, else a one-line error."""
+    def check_instance(self, index: int, settings: Any = None) -> int:
+        """``index`` if it is a valid instance, else a one-line error. With ``settings`` whose
+        instances are unbounded (:meth:`fresh_instances` is None), any non-negative index is one."""
+        unbounded = settings is not None and self.fresh_instances(settings) is None
         top = self.instances_per_category - 1
-        if not isinstance(index, (int, np.integer)) or isinstance(index, bool) or not 0 <= index <= top:
+        if not isinstance(index, (int, np.integer)) or isinstance(index, bool) or index < 0 or (not unbounded and index > top):
             raise ConfigError(f"instance: {index!r} is out of range for the {self.name} family; use an integer in 0..{top}")
         return int(index)
+
+    def fresh_instances(self, settings: Any) -> str | None:
+        """``None`` when instance numbers past :attr:`instances_per_category` render new instances in
+        ``settings`` (what ``FractalStream(fresh_instances=True)`` needs: instances drawn from streams
+        keyed by the instance number); otherwise why not, as the end of a one-line error."""
+        return f"the {self.name} family has a finite instance space ({self.instances_per_category} per category)"
 
     def instance_label(self, index: int) -> str:
         """Short label of an instance under a preview tile."""

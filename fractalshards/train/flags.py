@@ -52,7 +52,11 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ..
         options: dict[str, Any] = {"help": help_text, "dest": f.name, "default": argparse.SUPPRESS}
         if f.name in required:
             options.update(required=True, default=None)
-        if kind is bool:
+        if f.metadata.get("repeat"):  # --flag A --flag B: a tuple of every value given
+            options.update(action="append", type=str)
+            if f.name in required:
+                options["default"] = None
+        elif kind is bool:
             options["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(kind) is tuple:
             options.update(type=_parse_tuple(args[0]), metavar="A,B,...")
@@ -66,5 +70,5 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ..
 def config_from_args(cls: type, args: argparse.Namespace, recipe: dict | None = None) -> Any:
     """``cls(**{**recipe, **flags given})``: the dataclass defaults under the recipe under the flags."""
     names = {f.name for f in dataclasses.fields(cls)}
-    given = {k: v for k, v in vars(args).items() if k in names}
+    given = {k: (tuple(v) if isinstance(v, list) else v) for k, v in vars(args).items() if k in names}
     return cls(**{**(recipe or {}), **given})

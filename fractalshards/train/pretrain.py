@@ -36,9 +36,11 @@ import torch
 from torch import nn
 
 from ..augment import AugmentConfig, DeviceTransform, center_crop, random_crop
+from ..dataset import open_document
 from ..errors import ConfigError, check_choice
 from ..limits import check
 from ..loader import FractalLoader
+from ..mixture import MixedStream, make_spec, open_spec
 from ..storage import atomic_write
 from ..stream import FractalStream
 from .flags import flag_field as _f
@@ -65,7 +67,13 @@ log = logging.getLogger(__name__)
 class PretrainConfig:
     """Settings of :func:`pretrain`; ``jobs/pretrain.py`` generates one flag per field."""
 
-    data: str = _f("", "dataset folder or URL (manifest.json inside; PREFIX@tag resolves)")
+    data: str | tuple[str, ...] = _f(
+        "",
+        "dataset or recipe folder or URL (PREFIX@tag resolves), or a mixture spec (fractalshards mix); "
+        "give it more than once with --weights to mix several",
+        repeat=True,
+    )
+    weights: tuple[float, ...] | None = _f(None, "weights of several --data sources, e.g. 3,1 (a mixture)")
     recipe: str = _f("fractaldb-resnet", "the recipe these settings start from", choices=("fractaldb-resnet", "fdsl-vit"))
     arch: str = _f("resnet50", "any timm model name (resnet50, resnet18, vit_tiny_patch16_224, deit_tiny_patch16_224, ...)")
     epochs: int = _f(90, "epochs")
@@ -124,8 +132,16 @@ class PretrainConfig:
         check_choice("render_on", self.render_on, ("cpu", "gpu"))
         if self.render_on == "gpu" and self.decode != "packed":
             raise ConfigError("render_on: gpu renders packed images; drop --decode tensor")
+        if isinstance(self.data, (list, tuple)):
+            self.data = tuple(self.data) if len(self.data) != 1 else self.data[0]
         if not self.data:
             raise ConfigError("data: give the dataset folder or URL (--data)")
+        if isinstance(self.data, tuple) and self.weights is None:
+            raise ConfigError(f"weights: {len(self.data)} --data sources need --weights (one number each, e.g. 3,1)")
+        if self.weights is not None and not isinstance(self.data, tuple):
+            raise ConfigError("weights: --weights mixes several --data sources; give --data more than once")
+        if isinstance(self.data, tuple) and self.render_on == "gpu":
+            raise ConfigError("render_on: a mixture is read through FractalLoader; drop --render-on gpu")
         for name in ("label_smoothing", "random_erase"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name}: {getattr(self, name)!r} is out of range; use a number in [0, 1)")
@@ -284,25 +300,36 @@ def _save(path: Path, payload: dict) -> None:
     atomic_write(path, lambda fh: torch.save(payload, fh))
 
 
-def input_transform(config: PretrainConfig, stream: FractalStream):
+def input_transform(config: PretrainConfig, stream: FractalStream | MixedStream, source: int | None = None):
     """``(images, device, generator) -> network input`` for batches of ``stream``: the device transform of
-    packed batches, or :func:`prepare` of uint8 tensors (``config.decode``); the same tensors either way."""
+    packed batches, or :func:`prepare` of uint8 tensors (``config.decode``); the same tensors either way.
+    A ``per_source`` mixture's batches each take their source's transform (``source``)."""
     if config.decode == "tensor":
         return lambda images, device, generator: prepare(images, config, device, generator)
     augment = AugmentConfig(crop=config.crop, resize=config.resize or 0, hflip=config.hflip, mean=config.mean, std=config.std)
-    return DeviceTransform(augment, stream.layout)
+    layout = stream.layouts[source] if source is not None else stream.layout
+    return DeviceTransform(augment, layout)
+
+
+def _batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor, int | None]:
+    """``(images, labels, source)`` of a loader's batch: a ``per_source`` mixture's carry their source."""
+    if len(batch) == 3:
+        return batch[0], batch[1], int(batch[2][0])
+    return batch[0], batch[1], None
 
 
 def evaluate(model: nn.Module, loader: Any, config: PretrainConfig, device: torch.device) -> float:
     """Top-1 accuracy (centre crop) over ``loader``."""
     model.eval()
     correct = total = 0
-    transform = input_transform(config, loader.stream)
+    loaders = loader if isinstance(loader, list) else [(loader, 0)]
     with torch.no_grad():
-        for images, labels in loader:
-            pred = model(transform(images, device, None)).argmax(1).cpu()
-            correct += int((pred == labels).sum())
-            total += int(labels.numel())
+        for part, offset in loaders:  # a mixture's held-out shards: each source's, its labels offset
+            transform = input_transform(config, part.stream)
+            for images, labels in part:
+                pred = model(transform(images, device, None)).argmax(1).cpu()
+                correct += int((pred == labels + offset).sum())
+                total += int(labels.numel())
     model.train()
     return correct / max(1, total)
 
@@ -323,15 +350,92 @@ def _device(config: PretrainConfig, local_rank: int) -> tuple[torch.device, bool
 class _Data:
     """What a run reads: the training stream and loader, the held-out loader, the network's input."""
 
-    stream: FractalStream
+    stream: FractalStream | MixedStream
     loader: Any
     eval_loader: Any
     transform: Callable
     num_classes: int
+    #: A ``per_source`` mixture's transform of each source (its batches name their source).
+    transforms: list[Callable] | None = None
+
+    def transform_of(self, source: int | None) -> Callable:
+        """The transform of a batch from ``source`` (None: every batch's)."""
+        return self.transform if source is None or self.transforms is None else self.transforms[source]
+
+
+def _is_mixture(config: PretrainConfig) -> bool:
+    if isinstance(config.data, tuple):
+        return True
+    kind, _, _ = open_document(config.data, config.storage_options)
+    return kind == "mixture"
+
+
+def _mixture_data(config: PretrainConfig, rank: int, world: int, device: torch.device) -> _Data:
+    """A mixture's streams (a spec, or several --data by --weights): each source's last ``eval_shards``
+    shards held out, the rest mixed; top-1 over every held-out sample, labels as the mixture maps them."""
+    common = {"storage_options": config.storage_options, "decode": config.decode}
+    if isinstance(config.data, tuple):
+        spec = make_spec(list(config.data), list(config.weights or ()), storage_options=config.storage_options)
+    else:
+        spec = open_spec(config.data, config.storage_options)
+    train, held = [], []
+    for k, src in enumerate(spec.sources):
+        probe = FractalStream(src.url, storage_options=config.storage_options, rank=0, world_size=1)
+        if probe.version != src.version:
+            raise ConfigError(f"data: source {k} ({src.url}) is version {probe.version} but the spec pins {src.version}")
+        names = probe.shard_names
+        if config.eval_shards and len(names) <= config.eval_shards:
+            raise ConfigError(
+                f"eval_shards: {config.eval_shards} of {len(names)} shards of source {k} ({src.url}) leaves none to "
+                "train on; use --eval-shards 0 or sources with more shards"
+            )
+        cut = len(names) - config.eval_shards if config.eval_shards else len(names)
+        train.append(
+            FractalStream(
+                src.url,
+                rank=rank,
+                world_size=world,
+                shards=names[:cut],
+                seed=config.seed + k,
+                shuffle_buffer=config.shuffle_buffer,
+                fresh_instances=src.fresh_instances,
+                **common,
+            )
+        )
+        held.append(names[cut:])
+    mixture = MixedStream(
+        train,
+        [s.weight for s in spec.sources],
+        seed=spec.seed,
+        epoch_size=spec.epoch_size,
+        labels=spec.labels,
+        batching=spec.batching,
+    )
+    mixture.spec = spec
+    loader = FractalLoader(mixture, batch_size=config.batch_size, num_workers=config.workers, pin_memory=device.type == "cuda")
+    eval_loader = None
+    if config.eval_shards and rank == 0:
+        eval_loader = [
+            (
+                FractalLoader(
+                    FractalStream(src.url, rank=0, world_size=1, shuffle=False, shards=names, **common),
+                    batch_size=config.batch_size,
+                    num_workers=min(config.workers, 2),
+                ),
+                mixture.offsets[k],
+            )
+            for k, (src, names) in enumerate(zip(spec.sources, held))
+        ]
+    per_source = mixture.batching == "per_source"
+    transforms = [input_transform(config, mixture, k) for k in range(len(train))] if per_source else None
+    transform = transforms[0] if transforms else input_transform(config, mixture)
+    return _Data(mixture, loader, eval_loader, transform, mixture.num_classes, transforms)
 
 
 def _data(config: PretrainConfig, rank: int, world: int, device: torch.device) -> _Data:
     """The streams of a dataset or a recipe: the last ``eval_shards`` shards held out for top-1."""
+    if _is_mixture(config):
+        return _mixture_data(config, rank, world, device)
     probe = FractalStream(config.data, storage_options=config.storage_options, rank=0, world_size=1)
     names = probe.shard_names
     if config.eval_shards and len(names) <= config.eval_shards:
@@ -460,16 +564,16 @@ class _Run:
                 "recipe": config.recipe,
                 "num_classes": self.data.num_classes,
                 "config": {k: v for k, v in dataclasses.asdict(config).items() if k != "storage_options"},
-                "dataset": {"url": config.data, "name": stream.definition.name, "version": stream.version},
+                "dataset": _describe(config, stream),
             },
         )
 
-    def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
-        """One optimiser step on a batch as the loader gives it; the loss."""
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor, source: int | None = None) -> float:
+        """One optimiser step on a batch as the loader gives it (from mixture source ``source``); the loss."""
         config, device = self.config, self.device
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(config, self.steps_per_epoch, self.epoch, self.step)
-        images = self.data.transform(images, device, _step_generator(config.seed, self.step))
+        images = self.data.transform_of(source)(images, device, _step_generator(config.seed, self.step))
         labels = labels.to(device, non_blocking=True)
         images, labels = self.augment(images, labels, self.step)
         with torch.autocast(device.type, enabled=self.amp):
@@ -487,8 +591,9 @@ class _Run:
         self.model.train()
         t0, seen_since = time.perf_counter(), 0
         while self.epoch < config.epochs:
-            for images, labels in loader:
-                self.history.append(self.train_step(images, labels))
+            for batch in loader:
+                images, labels, source = _batch(batch)
+                self.history.append(self.train_step(images, labels, source))
                 seen_since += int(labels.shape[0]) * self.world
                 if self.step % config.log_every == 0:
                     elapsed = time.perf_counter() - t0
@@ -557,6 +662,18 @@ def pretrain(config: PretrainConfig, on_log: Callable[[dict], None] | None = Non
     run.resume()
     run.train()
     return run.finish()
+
+
+def _describe(config: PretrainConfig, stream: FractalStream | MixedStream) -> dict:
+    """What a checkpoint says it was trained on: the dataset, or the mixture and its sources."""
+    if isinstance(stream, MixedStream):
+        return {
+            "url": list(config.data) if isinstance(config.data, tuple) else config.data,
+            "name": stream.spec.name if stream.spec is not None else "mixture",
+            "version": stream.version,
+            "sources": stream.label_map,
+        }
+    return {"url": config.data, "name": stream.definition.name, "version": stream.version}
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

@@ -226,6 +226,13 @@ class RadialFamily(Family):
             raise ConfigError(f"instance: the {self.name} family names an instance by its index; give --instance I")
         return self.check_instance(parts["draw"])
 
+    def fresh_instances(self, settings: ContourSettings) -> str | None:
+        """As :meth:`fractalshards.families.Family.fresh_instances`: native instances are drawn from a
+        stream keyed by the instance number (unbounded); official ones replay the released streams."""
+        if settings.mode == "official":
+            return "official mode renders the released instance space (1,000 per category)"
+        return None
+
     # -- rendering --------------------------------------------------------------------------
     def render_settings(self, manifest, options: dict) -> ContourSettings:
         """As :meth:`fractalshards.families.Family.render_settings`."""
@@ -307,7 +314,7 @@ class ContourRenderer(Renderer):
         """As :meth:`fractalshards.families.Renderer.render`."""
         fam = self.family
         cat = self.manifest.category(category)
-        k = fam.check_instance(instance)
+        k = fam.check_instance(instance, self.settings)
         p = dict(zip(PARAM_FIELDS, cat.params))
         vertices, lines = int(p["vertices"]), int(p["lines"])
         greys = np.empty(lines, np.int64)

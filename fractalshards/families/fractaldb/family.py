@@ -167,13 +167,24 @@ class FractalDB(Family):
         mode = options.get("mode") or (manifest.render_mode if manifest.render_mode in MODES else "native")
         return settings_from_options(RenderSettings, {**options, "mode": mode}, "render setting", self.name)
 
+    def fresh_instances(self, settings: RenderSettings) -> str | None:
+        """As :meth:`fractalshards.families.Family.fresh_instances`: native patch drawings have a patch
+        variant for every index (masks keyed by it); official and point renders have the released 1,000."""
+        if settings.mode == "official":
+            return "official mode renders the released instance space (1,000 per category)"
+        if settings.draw != "patch":
+            return "point drawings have no patch variants past the 1,000 weight x flip x patch instances"
+        return None
+
     def render(self, manifest, category: int, instance: int, settings: RenderSettings) -> Rendered:
         """As :meth:`fractalshards.families.Family.render`."""
-        return render(manifest.category(category).system, category, instance_from_index(instance), settings)
+        inst = instance_from_index(self.check_instance(instance, settings), unbounded=True)
+        return render(manifest.category(category).system, category, inst, settings)
 
     def record(self, manifest, category, instance, settings, rendered) -> dict:
         """As :meth:`fractalshards.families.Family.record`."""
-        fields = self.instance_fields(instance)
+        inst = instance_from_index(self.check_instance(instance, settings), unbounded=True)
+        fields = {"weight": inst.weight, "flip": inst.flip, "patch": inst.patch}
         row = weight_rows(settings.weight_delta)[fields["weight"]]
         return {**fields, **system_record(manifest.category(category).system, row, settings)}
 

@@ -20,6 +20,7 @@ from .ifs import NUM_WEIGHT_ROWS
 
 __all__ = [
     "Instance",
+    "FreshInstance",
     "NUM_FLIPS",
     "NUM_PATCHES",
     "INSTANCES_PER_CATEGORY",
@@ -55,13 +56,30 @@ class Instance:
         return self.weight + NUM_WEIGHT_ROWS * (self.flip + NUM_FLIPS * self.patch)
 
 
-def instance_from_index(index: int) -> Instance:
-    """Return the :class:`Instance` of ``index`` in ``0 .. 999``."""
-    if not isinstance(index, int) or not 0 <= index < INSTANCES_PER_CATEGORY:
+@dataclass(frozen=True, order=True)
+class FreshInstance(Instance):
+    """An instance past the released 1,000 (``FractalStream(fresh_instances=True)``, native patch
+    drawing): the same mapping with patch variants 10 and on, whose masks come from streams keyed by
+    the variant like the first ten's, so every index is a new image."""
+
+    def __post_init__(self) -> None:
+        for field, value, limit in (("weight", self.weight, NUM_WEIGHT_ROWS), ("flip", self.flip, NUM_FLIPS)):
+            if not isinstance(value, int) or not 0 <= value < limit:
+                raise ConfigError(f"{field}: {value!r} is out of range; use an integer in 0..{limit - 1}")
+        if not isinstance(self.patch, int) or self.patch < 0:
+            raise ConfigError(f"patch: {self.patch!r} is out of range; use a non-negative integer")
+
+
+def instance_from_index(index: int, unbounded: bool = False) -> Instance:
+    """Return the :class:`Instance` of ``index`` in ``0 .. 999`` (any ``index >= 0`` when ``unbounded``:
+    a :class:`FreshInstance` past 999)."""
+    top = None if unbounded else INSTANCES_PER_CATEGORY
+    if not isinstance(index, int) or index < 0 or (top is not None and index >= top):
         raise ConfigError(f"instance: {index!r} is out of range; use an integer in 0..{INSTANCES_PER_CATEGORY - 1}")
     weight = index % NUM_WEIGHT_ROWS
     rest = index // NUM_WEIGHT_ROWS
-    return Instance(weight=weight, flip=rest % NUM_FLIPS, patch=rest // NUM_FLIPS)
+    kind = Instance if index < INSTANCES_PER_CATEGORY else FreshInstance
+    return kind(weight=weight, flip=rest % NUM_FLIPS, patch=rest // NUM_FLIPS)
 
 
 def official_filename(category: int, instance: Instance) -> str:
