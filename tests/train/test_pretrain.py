@@ -12,6 +12,7 @@ import torch
 from fractalshards.builder import build
 from fractalshards.dataset import DatasetManifest
 from fractalshards.definition import DatasetDefinition
+from fractalshards.errors import ConfigError
 from fractalshards.families.fractaldb.render import RenderSettings
 from fractalshards.presets import load_preset
 from fractalshards.recipe import Recipe
@@ -256,3 +257,50 @@ def test_packed_and_tensor_inputs_train_identically(tiny):
     }
     assert len(runs["packed"]["losses"]) == 5
     assert runs["packed"]["losses"] == runs["tensor"]["losses"]
+
+
+def test_a_mixture_trains_and_resumes_exactly_from_several_data_flags(tiny, tmp_path):
+    # --data A --data B --weights 3,1: a dataset beside a recipe of other categories, labels disjoint.
+    recipe = tmp_path / "recipe.json"
+    other = DatasetDefinition(
+        categories=load_preset("fractaldb-100").subset(6, name="six"),
+        instances=10,
+        render=RenderSettings(mode="native", size=48, points=4_000),
+        shard_size=20,
+    )
+    recipe.write_text(Recipe(other).to_json())
+    job = ROOT / "jobs" / "pretrain.py"
+    sys.path.insert(0, str(job.parent))
+    from pretrain import parse  # the job's own flag parsing
+
+    config = parse(["--data", tiny, "--data", str(recipe), "--weights", "3,1", "--arch", "test_resnet", "--crop", "40"])
+    assert config.data == (tiny, str(recipe)) and config.weights == (3.0, 1.0)
+    mixed = dict(data=(tiny, str(recipe)), weights=(3, 1))
+    straight = pretrain(_config(**mixed, max_steps=6, checkpoint_dir=str(tmp_path / "a"), resume=False), on_log=lambda r: None)
+    assert straight["num_classes"] == 4 + 6 and straight["top1"] is not None
+    pretrain(_config(**mixed, max_steps=3, checkpoint_dir=str(tmp_path / "b")), on_log=lambda r: None)
+    second = pretrain(_config(**mixed, max_steps=6, checkpoint_dir=str(tmp_path / "b")), on_log=lambda r: None)
+    a, b = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
+    assert a["loader"] == b["loader"] and a["loader"]["kind"] == "mixture"
+    assert a["dataset"]["sources"][1]["offset"] == 4
+    assert second["losses"] == pytest.approx(straight["losses"][3:], rel=1e-5)
+    with pytest.raises(ConfigError, match="need --weights"):
+        _config(data=(tiny, str(recipe)))
+
+
+def test_a_per_source_mixture_spec_of_two_sizes_trains(tiny, tmp_path):
+    from fractalshards.cli import main
+
+    recipe = tmp_path / "small.json"
+    small = DatasetDefinition(
+        categories=load_preset("fractaldb-100").subset(4, name="four32"),
+        instances=8,
+        render=RenderSettings(mode="native", size=32, points=3_000),
+        shard_size=8,
+    )
+    recipe.write_text(Recipe(small).to_json())
+    spec = tmp_path / "mixture.json"
+    argv = ["mix", tiny, str(recipe), "--weights", "1,1", "--batching", "per_source", "--labels", "shared"]
+    assert main([*argv, "--out", str(spec)]) == 0
+    summary = pretrain(_config(str(spec), max_steps=4, crop=28, resize=32), on_log=lambda r: None)
+    assert len(summary["losses"]) == 4 and summary["num_classes"] == 4

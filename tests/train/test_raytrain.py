@@ -133,3 +133,24 @@ def test_a_killed_ray_worker_and_a_resubmitted_run_resume_exactly(data, ray_run,
     a, b = load_checkpoint(ray_run[0] / "last.pt"), load_checkpoint(killed_dir / "last.pt")
     assert a["step"] == b["step"] == 10 and a["loader"] == b["loader"]
     _same_weights(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_ray_train_streams_a_mixture(data, tmp_path):
+    # A dataset and a recipe mixed 3:1 on two Ray Train workers: the checkpoint holds the mixture's state.
+    from fractalshards.recipe import Recipe
+
+    recipe = tmp_path / "recipe.json"
+    other = DatasetDefinition.from_preset(
+        "fractaldb-100", categories=3, instances=8, shard_size=8, render={"mode": "native", "size": 40, "points": 3000}
+    )
+    recipe.write_text(Recipe(other).to_json())
+    out = tmp_path / "mix"
+    command = [sys.executable, str(ROOT / "jobs" / "pretrain.py"), "--data", data, "--data", str(recipe), "--weights", "3,1"]
+    log = _job([*command, *ARGS, "--max-steps", "4", "--checkpoint-every", "2", "--ray-workers", "2",
+                "--checkpoint-dir", str(out)])  # fmt: skip
+    assert len(_losses(log)) == 4
+    state = load_checkpoint(out / "last.pt")
+    assert state["step"] == 4 and state["num_classes"] == 4 + 3
+    assert state["loader"]["kind"] == "mixture" and state["loader"]["world_size"] == 2
+    assert state["loader"]["samples_seen"] == 4 * 4 and len(state["loader"]["sources"]) == 2
