@@ -181,6 +181,20 @@ def mosaic_dataset(remote: str | None, local: str, sample_fn: Callable, batch_si
     return dataset
 
 
+def mosaic_mixture(streams: list[tuple[str | None, str]], proportions: list[float], sample_fn: Callable, batch_size: int):
+    """A Mosaic Streaming ``StreamingDataset`` over ``Stream(remote, local, proportion=...)`` per
+    ``(remote, local)`` (Mosaic's weighted mixing), whose items are ``sample_fn(png, label)``."""
+    from streaming import Stream, StreamingDataset
+    from streaming.base.util import clean_stale_shared_memory
+
+    MosaicDecoded = _module_class("MosaicDecoded", StreamingDataset)
+    clean_stale_shared_memory()
+    mixed = [Stream(remote=r, local=local, proportion=p) for (r, local), p in zip(streams, proportions)]
+    dataset = MosaicDecoded(streams=mixed, shuffle=True, shuffle_seed=0, batch_size=batch_size)
+    dataset.sample_fn = sample_fn
+    return dataset
+
+
 class FsspecOpen:
     """webdataset stage: shard URLs -> open streams through fsspec (webdataset has no s3:// handler;
     ``filecache::`` URLs keep a local copy, fsspec's cache)."""

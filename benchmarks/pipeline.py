@@ -51,12 +51,22 @@ from fractalshards.augment import AugmentConfig, DeviceTransform
 from fractalshards.builder import build
 from fractalshards.definition import DatasetDefinition
 from fractalshards.loader import FractalLoader
+from fractalshards.mixture import MixedStream
 from fractalshards.stream import FractalStream
 from fractalshards.tarformat import read_samples
 from fractalshards.train.pretrain import PretrainConfig, prepare
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from peers import FsspecOpen, S3Process, litdata_dataset, litdata_write, mds_write, mosaic_dataset, wds_samples  # noqa: E402
+from peers import (  # noqa: E402
+    FsspecOpen,
+    S3Process,
+    litdata_dataset,
+    litdata_write,
+    mds_write,
+    mosaic_dataset,
+    mosaic_mixture,
+    wds_samples,
+)
 
 BATCH = 64
 CROP = 224
@@ -105,9 +115,13 @@ def epoch(loader, finish, device: str, exclude: set[int]) -> dict:
     """One epoch: samples/s, CPU s per sample over every process, bytes per sample to main and to the device."""
     cpu0, t0 = _cpu_seconds(exclude), time.perf_counter()
     seen = moved = 0
-    for step, (images, labels) in enumerate(loader):
+    for step, batch in enumerate(loader):
+        images, labels = batch[0], batch[1]
         moved += images.nbytes + labels.nbytes
-        x = finish(images.to(device, non_blocking=True), step)
+        if len(batch) == 3:  # a per_source mixture's batch: its source picks the transform
+            x = finish(images.to(device, non_blocking=True), step, int(batch[2][0]))
+        else:
+            x = finish(images.to(device, non_blocking=True), step)
         labels = labels.to(device, non_blocking=True)
         if x.shape[1:] != (3, CROP, CROP) or x.dtype != torch.float32:
             raise RuntimeError(f"unexpected network input {tuple(x.shape)} {x.dtype}")
@@ -148,8 +162,59 @@ class Data:
                     fs.put(os.path.join(root, folder), f"bench/{self.key}/{folder}", recursive=True)
 
 
-def make_loader(path: str, data: Data, workers: int, s3: dict | None, cache: str | None):
+class Mix:
+    """The mixture cell: two datasets (FractalDB 362 px, VisualAtom 512 px) mixed 1:1."""
+
+    def __init__(self, parts: list[Data]) -> None:
+        self.parts = parts
+        self.name = " + ".join(p.name for p in parts) + " (1:1)"
+        self.total = sum(p.total for p in parts)
+        self.root = parts[0].root
+
+
+#: The paths of the mixture cell: each library's own weighted mixing.
+MIX_PATHS = ("fractalshards packed", "fractalshards tensor", "litdata", "mosaic")
+
+
+def make_mix_loader(path: str, mix: Mix, workers: int, s3: dict | None, cache: str | None):
+    """``(loader, finish)`` mixing the datasets 1:1: MixedStream (per_source batching: the two sizes
+    differ), LitData's ``CombinedStreamingDataset(weights=...)``, Mosaic's ``Stream(proportion=...)``."""
+    keep = {"persistent_workers": True, **MP} if workers else {}
+    if path.startswith("fractalshards"):
+        decode = "packed" if path.endswith("packed") else "tensor"
+        streams = [
+            FractalStream(f"s3://bench/{d.key}/fs" if s3 else d.local, decode=decode, seed=1, storage_options=s3,
+                          cache_dir=cache or False)
+            for d in mix.parts
+        ]  # fmt: skip
+        mixture = MixedStream(streams, [1, 1], seed=1, batching="per_source")
+        loader = FractalLoader(mixture, batch_size=BATCH, num_workers=workers, **keep)
+        if decode == "packed":
+            config = AugmentConfig(crop=CROP, resized_crop=True, hflip=True, mean=MEAN, std=STD)
+            augments = [DeviceTransform(config, layout) for layout in mixture.layouts]
+            return loader, lambda x, step, k: augments[k](x, x.device, torch.Generator().manual_seed(step))
+        config = PretrainConfig(data="mixture", crop=CROP, hflip=True, mean=MEAN, std=STD)
+        return loader, lambda x, step, k: prepare(x, config, x.device, torch.Generator().manual_seed(step))
+    if path == "litdata":
+        import litdata
+
+        parts = [
+            litdata_dataset(f"s3://bench/{d.key}/lit" if s3 else d.lit, v2_sample, s3, cache and f"{cache}/{d.key}")
+            for d in mix.parts
+        ]
+        combined = litdata.CombinedStreamingDataset(parts, seed=0, weights=[0.5, 0.5], iterate_over_all=False)
+        return litdata.StreamingDataLoader(combined, batch_size=BATCH, num_workers=workers, **keep), lambda x, step: x
+    if path == "mosaic":
+        streams = [(f"s3://bench/{d.key}/mds" if s3 else None, f"{cache}/{d.key}" if s3 else d.mds) for d in mix.parts]
+        dataset = mosaic_mixture(streams, [0.5, 0.5], v2_sample, BATCH)
+        return DataLoader(dataset, batch_size=BATCH, num_workers=workers, **keep), lambda x, step: x
+    raise ValueError(f"{path} has no mixture cell here")
+
+
+def make_loader(path: str, data: Data | Mix, workers: int, s3: dict | None, cache: str | None):
     """``(loader, finish)`` for one path; ``s3`` the storage options when reading from the server."""
+    if isinstance(data, Mix):
+        return make_mix_loader(path, data, workers, s3, cache)
     keep = {"persistent_workers": True, **MP} if workers else {}
     if path.startswith("fractalshards"):
         url = f"s3://bench/{data.key}/fs" if s3 else data.local
@@ -224,9 +289,17 @@ def cell(path: str, data: Data, workers: int, sources: list[str], s3: dict | Non
         close(loader)
         shutil.rmtree(cache, ignore_errors=True)
     for measured in row.values():
-        if abs(measured["samples"] - data.total) > BATCH:  # a loader may drop or pad a partial batch
+        # A loader may drop or pad a partial batch (a mixture's per-source batches: one per source).
+        if abs(measured["samples"] - data.total) > BATCH * (2 if isinstance(data, Mix) else 1):
             raise RuntimeError(f"{path}: expected about {data.total} samples, got {measured['samples']}")
     return row
+
+
+def _data(key: str, definitions: dict, tmp: str, fs, paths: list[str]) -> Data:
+    label, definition = definitions[key]
+    root = os.path.join(tmp, key)
+    os.makedirs(root)
+    return Data(label, definition, root, fs, paths)
 
 
 def _rate(row: dict, key: str) -> str:
@@ -240,7 +313,7 @@ def main() -> None:
     parser.add_argument("--workers", default="0,1,2")
     parser.add_argument("--sources", default="local,s3", help="local, s3 or both")
     parser.add_argument("--paths", default=",".join(PATHS), help="a comma-separated subset of: " + ", ".join(PATHS))
-    parser.add_argument("--datasets", default="fractaldb,visualatom")
+    parser.add_argument("--datasets", default="fractaldb,visualatom,mixture", help="mixture: the two mixed 1:1")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     paths, sources = args.paths.split(","), args.sources.split(",")
@@ -291,13 +364,21 @@ def main() -> None:
             "| cold: fetched / S3 server CPU per sample |"
         )
         print("|---|---|---|---|---|---|---|---|---|---|---|")
+        made: dict[str, Data] = {}
         for key in args.datasets.split(","):
-            label, definition = definitions[key]
-            root = os.path.join(tmp, key)
-            os.makedirs(root)
-            data = Data(label, definition, root, fs, paths)
+            if key == "mixture":
+                for part in ("fractaldb", "visualatom"):
+                    if part not in made:
+                        made[part] = _data(part, definitions, tmp, fs, paths)
+                data: Data | Mix = Mix([made["fractaldb"], made["visualatom"]])
+                label = data.name
+            else:
+                data = made[key] = _data(key, definitions, tmp, fs, paths)
+                label = data.name
             for workers in (int(w) for w in args.workers.split(",")):
                 for path in paths:
+                    if isinstance(data, Mix) and path not in MIX_PATHS:
+                        continue
                     try:
                         row = cell(path, data, workers, sources, s3, args.device, server)
                     except Exception as exc:  # noqa: BLE001 - a peer that cannot run here is reported, not fatal

@@ -152,6 +152,8 @@ class RenderLoader(FractalLoader):
         for fixed in ("source", "decode", "transform"):
             if fixed in stream_options:
                 raise ConfigError(f"{fixed}: RenderLoader renders packed images itself; drop {fixed}=")
+        if stream_options.get("fresh_instances"):
+            raise ConfigError("fresh_instances: RenderLoader renders the planned instances; use FractalStream for fresh ones")
         stream = FractalStream(
             source, source="render", decode="packed", seed=seed, shuffle=shuffle, shuffle_buffer=shuffle_buffer, **stream_options
         )
