@@ -32,6 +32,7 @@ import json
 import math
 import os
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -45,8 +46,8 @@ from .errors import ConfigError, check_choice
 from .limits import check, raised
 from .mixspec import BATCHINGS, LABELS, MixtureSource, MixtureSpec, check_weights
 from .seeds import hash_uniforms_from, stream_key
+from .stream import _OPEN, FETCH_THREADS, FractalStream, Position, _SharedPosition
 from .stream import STATE_VERSION as STREAM_STATE_VERSION
-from .stream import FractalStream, Position, _SharedPosition
 
 __all__ = ["MixedStream", "MixPosition", "MixLevel", "MIXTURE_STATE_VERSION", "LABELS", "BATCHINGS", "open_spec", "make_spec"]
 
@@ -510,6 +511,11 @@ class MixedStream(IterableDataset):
 
     # -- iteration --
     def __iter__(self) -> Iterator[Any]:
+        samples = self._limited()
+        _OPEN.add(samples)  # closed at exit if left unfinished, as a stream's iterations are
+        return samples
+
+    def _limited(self) -> Iterator[Any]:
         with raised(self.limits):
             yield from self._iterate()
 
@@ -525,20 +531,38 @@ class MixedStream(IterableDataset):
         mine = deal(start, per_rank, start, block, workers, worker)
         if mine.size == 0:
             return
+        # One loading pool for every source: as many threads as one stream runs.
+        pool = ThreadPoolExecutor(max_workers=FETCH_THREADS, thread_name_prefix="fractalshards-prefetch")
         chains = []
-        for k, source in enumerate(self.sources):
-            is_k = drawn == k
-            # Outputs of source k from the origin on (0-based), at each of this worker's outputs.
-            offsets = np.cumsum(is_k) - 1
-            picked = mine[is_k[mine - position.origin]]
-            chains.append(self._chain(k, source, position.bases[k], offsets[picked - position.origin]))
-        sources = drawn[mine - position.origin].tolist()
-        per_source = self.batching == "per_source"
-        for k in sources:
-            sample = _relabel(next(chains[k]), self.offsets[k])
-            yield _tagged(sample, k) if per_source else sample
+        try:
+            for k, source in enumerate(self.sources):
+                is_k = drawn == k
+                # Outputs of source k from the origin on (0-based), at each of this worker's outputs.
+                offsets = np.cumsum(is_k) - 1
+                picked = mine[is_k[mine - position.origin]]
+                chains.append(self._chain(k, source, position.bases[k], offsets[picked - position.origin], pool))
+            sources = drawn[mine - position.origin].tolist()
+            # The per-sample loop, with everything it needs bound once (it is the mixture's own cost).
+            nexts = [chain.__next__ for chain in chains]
+            offsets = self.offsets
+            if self.batching == "per_source":
+                for k in sources:
+                    yield _tagged(_relabel(nexts[k](), offsets[k]), k)
+            elif any(offsets):
+                for k in sources:
+                    offset = offsets[k]
+                    yield _relabel(nexts[k](), offset) if offset else nexts[k]()
+            else:
+                for k in sources:
+                    yield nexts[k]()
+        finally:
+            for chain in chains:
+                chain.close()  # cancels what each source has pending
+            pool.shutdown(wait=True, cancel_futures=True)
 
-    def _chain(self, k: int, source: FractalStream, base: Position, offsets: np.ndarray) -> Iterator[Any]:
+    def _chain(
+        self, k: int, source: FractalStream, base: Position, offsets: np.ndarray, pool: ThreadPoolExecutor
+    ) -> Iterator[Any]:
         """Source ``k``'s samples at ``offsets`` outputs after ``base`` (increasing), across its passes."""
         if offsets.size == 0:
             return
@@ -553,7 +577,7 @@ class MixedStream(IterableDataset):
             epoch = int(passes[lo])
             outputs = where[lo:hi]
             at = base if epoch == base.epoch else Position(epoch=epoch)
-            yield from source.read_outputs(at, _picker(outputs), int(outputs[0]), int(outputs[-1]) + 1)
+            yield from source.read_outputs(at, _picker(outputs), int(outputs[0]), int(outputs[-1]) + 1, pool)
 
 
 def _picker(outputs: np.ndarray):
@@ -571,6 +595,8 @@ def _relabel(sample: Any, offset: int) -> Any:
     """A source's sample with its label moved past the sources before it (``labels="disjoint"``)."""
     if offset == 0:
         return sample
+    if type(sample) is tuple and len(sample) == 2:  # (image, label): the common case, first
+        return sample[0], sample[1] + offset
     if isinstance(sample, tuple) and len(sample) >= 2:
         return (sample[0], sample[1] + offset, *sample[2:])
     if isinstance(sample, dict) and "cls" in sample:

@@ -455,12 +455,19 @@ class FractalStream(IterableDataset):
         return StoredSource(self.store, self.hashes, self.definition, self.verify, self.cache, self.version, sizes=self.sizes)
 
     def read_outputs(
-        self, position: Position, pick: Callable[[int, int], np.ndarray], first: int, end: int | None = None
+        self,
+        position: Position,
+        pick: Callable[[int, int], np.ndarray],
+        first: int,
+        end: int | None = None,
+        pool: ThreadPoolExecutor | None = None,
     ) -> Iterator[Any]:
         """The samples of this rank's outputs chosen by ``pick(lo, hi)`` (an increasing array of output
         positions in ``lo .. hi - 1``, asked window by window) from output ``first`` on, up to ``end``
         (default: the level's end), at ``position``'s epoch and level. What an iteration of this stream
-        reads (``pick`` deals outputs to this worker) and what a mixture reads of each of its sources."""
+        reads (``pick`` deals outputs to this worker) and what a mixture reads of each of its sources.
+        Shards are loaded ahead in ``pool`` (default: one of this iteration's own; a mixture shares one
+        among its sources, so that it runs no more loading threads than one stream)."""
         layout = self._rank_layout(position)
         b = layout.shuffle_buffer
         end = layout.per_rank if end is None else min(end, layout.per_rank)
@@ -472,7 +479,9 @@ class FractalStream(IterableDataset):
         names = [self.shard_names[s] for s, _, _ in segments]
         # Input positions covered by each segment, for lookups.
         seg_lo = np.concatenate([[first_window * b], first_window * b + np.cumsum([n for _, _, n in segments])]).tolist()
-        pool = ThreadPoolExecutor(max_workers=FETCH_THREADS, thread_name_prefix="fractalshards-prefetch")
+        own_pool = pool is None
+        if pool is None:
+            pool = ThreadPoolExecutor(max_workers=FETCH_THREADS, thread_name_prefix="fractalshards-prefetch")
         pending: deque[Future] = deque()
         next_submit = 0
         active: dict[int, StoredShard | RenderedShard] = {}
@@ -501,7 +510,8 @@ class FractalStream(IterableDataset):
         finally:
             for future in pending:
                 future.cancel()
-            pool.shutdown(wait=True, cancel_futures=True)
+            if own_pool:
+                pool.shutdown(wait=True, cancel_futures=True)
 
 
 #: Iterations not run to their end: closed at exit, while the modules their cleanup needs (the prefetch
