@@ -307,6 +307,8 @@ class MixedStream(IterableDataset):
             d = s.definition
             return (d.kind.name, tuple(d.sample_format.shape), s.decode, s.layout if s.decode == "packed" else None)
 
+        if all(s.decode == "raw" for s in self.sources):
+            return  # members' bytes: nothing is decoded, so nothing has to agree
         first = looks(self.sources[0])
         for k, s in enumerate(self.sources[1:], 1):
             mine = looks(s)

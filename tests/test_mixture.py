@@ -326,3 +326,35 @@ def test_mixed_batches_train_a_real_step(sources):
     loss = torch.nn.functional.cross_entropy(model(images.float() / 255), labels)
     loss.backward()
     assert labels.max() < mixture.num_classes and torch.isfinite(loss)
+
+
+def test_two_families_mix_within_batches_and_two_kinds_batch_per_source(sources, tmp_path):
+    def recipe(preset: str, **options) -> str:
+        path = tmp_path / f"{preset}.json"
+        path.write_text(Recipe(DatasetDefinition.from_preset(preset, **options)).to_json())
+        return str(path)
+
+    onep = recipe("1p-frac", categories=3, render={"size": 32, "points": 1500})  # another family, 32 px images
+    points = recipe("pc-fractaldb-1k", categories=2, instances=3)  # another kind: point clouds
+    atoms = recipe("visualatom-1k", categories=2, instances=2, render={"mode": "native"})  # 512 px contours
+    families = MixedStream([FractalStream(sources["a"]), FractalStream(onep)], [1, 1], seed=3)
+    labels = torch.cat([labels for _, labels in FractalLoader(families, batch_size=8)])
+    assert set(labels.tolist()) == set(range(4 + 3)) and families.num_classes == 7
+    with pytest.raises(ConfigError, match="kind 'image' vs 'points'"):
+        MixedStream([FractalStream(sources["a"]), FractalStream(points)], [1, 1])
+    kinds = MixedStream([FractalStream(sources["a"]), FractalStream(points)], [1, 1], batching="per_source", seed=2)
+    seen = set()
+    for data, _, source in FractalLoader(kinds, batch_size=3):
+        seen.add((int(source[0]), tuple(data.shape[1:])))
+    assert seen == {(0, (3, 32, 32)), (1, (9999, 3))}
+    # Fresh instances of a native contour family, in a mixture: its second pass draws instances 2 and 3.
+    fresh = MixedStream(
+        [FractalStream(sources["r"], decode="raw"), FractalStream(atoms, fresh_instances=True, decode="raw")],
+        [1, 3],
+        epoch_size=12,
+        seed=1,
+    )
+    got = _items(_loader(fresh))
+    contour = [key for key, label in got if label >= fresh.offsets[1]]
+    assert len(contour) > 4 and len(set(contour)) == len(contour)
+    assert {int(key.split("-")[1]) for key in contour} >= {0, 1, 2, 3}

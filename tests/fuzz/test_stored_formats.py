@@ -27,7 +27,10 @@ from fractalshards.catalog import read_index
 from fractalshards.categories import CategoryManifest
 from fractalshards.dataset import load_dataset, open_definition
 from fractalshards.errors import ConfigError, ShardIntegrityError
+from fractalshards.hashing import canonical_hash, version_id
 from fractalshards.loader import FractalLoader
+from fractalshards.mixspec import MixtureSpec
+from fractalshards.mixture import MixedStream, make_spec
 from fractalshards.preview import preview_from_dataset
 from fractalshards.publisher import publish
 from fractalshards.recipe import Recipe
@@ -147,6 +150,15 @@ def genuine(built_dataset, tmp_path_factory):
     next(it)
     state = loader.state_dict()
     del it
+    recipe_path = root / "recipe.json"
+    recipe_path.write_text(recipe.to_json())
+    spec = make_spec([str(built_dataset), str(recipe_path)], [3, 1], seed=2)
+    mixed = MixedStream([FractalStream(str(built_dataset), seed=1), FractalStream(str(recipe_path), seed=1)], [3, 1])
+    mixture = FractalLoader(mixed, batch_size=2)
+    it = iter(mixture)
+    next(it)
+    mixture_state = mixture.state_dict()
+    del it
     return {
         "dataset": built_dataset,
         "manifest": json.loads((built_dataset / "manifest.json").read_text()),
@@ -155,6 +167,9 @@ def genuine(built_dataset, tmp_path_factory):
         "categories": json.loads((built_dataset / "manifest.json").read_text())["categories"],
         "state": state,
         "pub": pub,
+        "spec": json.loads(spec.to_json()),
+        "recipe_path": recipe_path,
+        "mixture_state": mixture_state,
     }
 
 
@@ -244,4 +259,41 @@ def test_a_mutated_loader_state_is_loaded_or_refused(genuine, data):
     except ValueError:
         return  # not JSON at all: a state reaches the loader parsed (from a checkpoint), never as text
     loader = FractalLoader(FractalStream(str(genuine["dataset"]), seed=1), batch_size=4)
+    read(loader.load_state_dict, state)
+
+
+def _resealed(text: str) -> str | None:
+    """A mutated spec signed again (as a bucket owner could): its fields must be checked, not just its hash."""
+    try:
+        doc = json.loads(text)
+        body = {k: doc.get(k) for k in ("name", "seed", "epoch_size", "labels", "batching", "sources")}
+        fingerprint = canonical_hash(body)
+    except Exception:  # noqa: BLE001 - not JSON, or not hashable: the plain mutation covers it
+        return None
+    if not isinstance(doc, dict):
+        return None
+    return json.dumps({**doc, "fingerprint": fingerprint, "version": version_id(fingerprint)})
+
+
+@given(data=st.data())
+def test_a_mutated_mixture_spec_is_read_or_refused(genuine, tmp_path_factory, data):
+    path = tmp_path_factory.mktemp("mixture") / "mixture.json"
+    text = data.draw(mutated(genuine["spec"]))
+    for variant in (text, _resealed(text)):
+        if variant is None:
+            continue
+        path.write_text(variant)
+        read(MixtureSpec.from_json, variant.encode(), "mixture.json")
+        read(lambda: next(iter(MixedStream.from_spec(str(path), shuffle=False, decode="raw")), None))
+
+
+@given(data=st.data())
+def test_a_mutated_mixture_state_is_loaded_or_refused(genuine, data):
+    text = data.draw(mutated(json.loads(json.dumps(genuine["mixture_state"]))))
+    try:
+        state = json.loads(text)
+    except ValueError:
+        return  # a state reaches the loader parsed, never as text
+    sources = [FractalStream(str(genuine["dataset"]), seed=1), FractalStream(str(genuine["recipe_path"]), seed=1)]
+    loader = FractalLoader(MixedStream(sources, [3, 1]), batch_size=2)
     read(loader.load_state_dict, state)
