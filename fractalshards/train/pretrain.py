@@ -373,6 +373,8 @@ def _is_mixture(config: PretrainConfig) -> bool:
 def _mixture_data(config: PretrainConfig, rank: int, world: int, device: torch.device) -> _Data:
     """A mixture's streams (a spec, or several --data by --weights): each source's last ``eval_shards``
     shards held out, the rest mixed; top-1 over every held-out sample, labels as the mixture maps them."""
+    if config.render_on == "gpu":
+        raise ConfigError("render_on: a mixture is read through FractalLoader; drop --render-on gpu")
     common = {"storage_options": config.storage_options, "decode": config.decode}
     if isinstance(config.data, tuple):
         spec = make_spec(list(config.data), list(config.weights or ()), storage_options=config.storage_options)
