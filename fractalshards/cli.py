@@ -57,9 +57,12 @@ def _non_negative(text: str) -> int:
 
 
 def _positive(text: str) -> int:
-    value = _non_negative(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("0 is not allowed; use 1 or more")
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from exc
+    if value < 1:  # one message for 0 and -5 alike: the advice names what is allowed
+        raise argparse.ArgumentTypeError(f"{value} is not allowed; use 1 or more")
     return value
 
 
@@ -228,6 +231,54 @@ _ALLOW_LARGE_HELP = (
     "lift the bounds on what definitions, recipes, manifests and states may ask for (image size, points, "
     "instances, shard size, categories...; see fractalshards.limits): for data you trust"
 )
+
+
+#: Each subcommand's ``--help`` ends with these real command lines (checked by the tests: each parses).
+EXAMPLES: dict[str, list[str]] = {
+    "presets": ["fractalshards presets", "fractalshards presets --json"],
+    "search": [
+        "fractalshards search --mode official --categories 1000 --out fractaldb-1k.json",
+        "fractalshards search --family visualatom --mode native --categories 100 --out va-100.json",
+        "fractalshards search --mode official --categories 1000 --format official-csv --out csv/",
+    ],
+    "render": [
+        "fractalshards render --preset fractaldb-1k --category 7 --weight 13 --flip 2 --patch 0 --out a.png",
+        "fractalshards render --preset visualatom-1k --category 3 --instance 5 --out atom.png",
+    ],
+    "preview": [
+        "fractalshards preview --preset fractaldb-100 --categories 8 --instances 8 --out grid.png",
+        "fractalshards preview ./data/fractaldb-100 --categories 4 --instances 6 --out shards.png",
+    ],
+    "build": [
+        "fractalshards build --preset fractaldb-100 --instances 10 --out ./data/fdb-100x10",
+        "fractalshards build --recipe fdb1k-recipe.json --out s3://bucket/datasets/fractaldb-1k",
+        "fractalshards build --preset rcdb-1k --categories 100 --instances 100 --workers 0 --out ./data/rcdb",
+    ],
+    "recipe": [
+        "fractalshards recipe --preset fractaldb-1k --out fdb1k-recipe.json",
+        "fractalshards recipe --like ./data/fdb-100x10 --instances 100 --out bigger.json",
+    ],
+    "mix": [
+        "fractalshards mix ./data/fdb-100x10 va-recipe.json --weights 3,1 --out mixture.json",
+        "fractalshards mix s3://b/fdb@v1 rcdb.json --weights 1,1 --fresh-instances --batching per_source --out mixture.json",
+        "fractalshards publish mixture.json s3://b/mixtures/fdb-rcdb --tag v1",
+    ],
+    "publish": [
+        "fractalshards publish ./data/fdb-100x10 s3://bucket/datasets/fractaldb-100 --tag v1",
+        "fractalshards publish fdb1k-recipe.json s3://bucket/recipes/fractaldb-1k --tag v1",
+    ],
+    "card": [
+        "fractalshards card ./data/fdb-100x10",
+        "fractalshards card s3://bucket/datasets/fractaldb-100@v1 --out card/ --license CC-BY-4.0",
+    ],
+    "ls": ["fractalshards ls s3://bucket/datasets/fractaldb-100", "fractalshards ls ./published --json"],
+    "verify": [
+        "fractalshards verify ./data/fdb-100x10",
+        "fractalshards verify s3://bucket/datasets/fractaldb-100@v1 --render-sample 100",
+        "fractalshards verify s3://bucket/datasets/fractaldb-1k@v1 --recipe fdb1k-recipe.json --render-sample 20",
+    ],
+    "info": ["fractalshards info ./data/fdb-100x10", "fractalshards info s3://bucket/datasets/fractaldb-100@v1 --json"],
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -401,12 +452,6 @@ def build_parser() -> argparse.ArgumentParser:
         "version it holds now (PREFIX@tag becomes PREFIX@<version>), with the weights, seed, epoch size, "
         "label and batching modes. MixedStream.from_spec(URL) and 'jobs/pretrain.py --data' stream it; "
         "publish, ls, verify and info take it.",
-        epilog="examples:\n"
-        "  fractalshards mix data/fractaldb-100 data/visualatom-100 --weights 3,1 --out mixture.json\n"
-        "  fractalshards mix s3://b/fdb@v1 recipes/rcdb.json --weights 1,1 --fresh-instances \\\n"
-        "      --batching per_source --out mixture.json\n"
-        "  fractalshards publish mixture.json s3://b/mixtures/fdb-va --tag v1",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     mx.add_argument("urls", nargs="+", metavar="URL", help="datasets or recipes (folders, URLs, PREFIX@tag, recipe.json)")
     mx.add_argument("--weights", required=True, metavar="W,W,...", help="one weight per source, e.g. 3,1")
@@ -500,6 +545,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     i.add_argument("url", metavar="URL", help="dataset folder or URL, or a mixture spec")
     i.add_argument("--json", action="store_true", help="print the whole manifest as JSON")
+    for name, command in sub.choices.items():
+        examples = EXAMPLES.get(name)
+        if examples:
+            command.epilog = "examples:\n" + "\n".join(f"  {line}" for line in examples)
+            command.formatter_class = argparse.RawDescriptionHelpFormatter
     return parser
 
 

@@ -143,7 +143,7 @@ def test_negative_counts_are_rejected(tmp_path, args):
         [str(Path(sys.executable).parent / "fractalshards"), *args, "--out", str(tmp_path / "o")], capture_output=True, text=True
     )
     assert out.returncode == 2
-    assert "negative" in out.stderr
+    assert "is not allowed; use 1 or more" in out.stderr
     assert list(tmp_path.iterdir()) == []
 
 
@@ -184,3 +184,29 @@ def test_a_format_the_family_does_not_write_is_refused_before_anything_is_made(t
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["fractalshards search: error: format: the rcdb family has no 'official-csv' format; use --format manifest"]
     assert not out.exists()
+
+
+def test_every_subcommand_help_ends_with_examples_that_parse(capsys):
+    import shlex
+
+    from fractalshards.cli import EXAMPLES, build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # the subcommands argparse registered
+    assert set(EXAMPLES) == set(commands)
+    for name in commands:
+        with pytest.raises(SystemExit):
+            main([name, "--help"])
+        out = capsys.readouterr().out
+        assert "examples:\n  fractalshards " in out, name
+        for line in EXAMPLES[name]:
+            argv = shlex.split(line)[1:]
+            parser.parse_args(argv)  # the flags and their values exist as written
+
+
+def test_a_count_below_one_gets_the_advice_that_fits(capsys):
+    for value in ("0", "-5"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["build", "--preset", "fractaldb-100", "--instances", value, "--out", "x"])
+        assert exit_.value.code == 2
+        assert f"{value} is not allowed; use 1 or more" in capsys.readouterr().err
