@@ -54,10 +54,9 @@ test-gpu: install
 # category, 362 px, into ./data; then inspect it, preview it from its shards and pre-train on it.
 demo: install
 	mkdir -p $(DEMO_OUT)
-	# A fresh build each time (seconds): a demo dataset left by an older version may be of
-	# another definition (e.g. another PNG encoder), which build rightly refuses to mix.
-	rm -rf $(DEMO_DATA)
-	$(BIN)/fractalshards build --preset fractaldb-100 --instances 10 --shard-size 250 --out $(DEMO_DATA)
+	# --overwrite: a demo dataset left by an older version may be of another definition (another
+	# PNG encoder, say), which build refuses to mix; this one replaces it (seconds).
+	$(BIN)/fractalshards build --preset fractaldb-100 --instances 10 --shard-size 250 --overwrite --out $(DEMO_DATA)
 	$(BIN)/fractalshards info $(DEMO_DATA)
 	$(BIN)/fractalshards preview $(DEMO_DATA) --categories 8 --instances 8 --out $(DEMO_OUT)/preview-shards.png
 	$(BIN)/fractalshards search --mode native --categories 16 --out $(DEMO_OUT)/native-16.json

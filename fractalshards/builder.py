@@ -18,12 +18,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
+from .card import CARD_NAME, CROISSANT_NAME, PREVIEW_NAME
 from .dataset import MANIFEST_NAME, DatasetManifest, ManifestShard
 from .definition import DatasetDefinition, ShardSpec
 from .errors import DEFAULT_LICENSE, ConfigError, ShardIntegrityError, StoredDataError, check_license, is_version_id
@@ -176,7 +178,7 @@ def _check_foreign(store: Store, definition: DatasetDefinition) -> None:
         if others and definition.version not in journals:
             raise ConfigError(
                 f"out: {store.url!r} holds an unfinished build of another definition (_build/{others[0]}); "
-                "finish that one with --like, or give an empty or new folder"
+                "finish that one with --like, replace it with --overwrite, or give an empty or new folder"
             )
         return
     ours = {s.name for s in definition.shard_specs()}
@@ -186,6 +188,38 @@ def _check_foreign(store: Store, definition: DatasetDefinition) -> None:
             f"out: {store.url!r} holds files that are not a fractalshards dataset ({', '.join(repr(n) for n in foreign[:3])}"
             f"{', ...' if len(foreign) > 3 else ''}); give an empty or new folder"
         )
+
+
+#: Shard names a build writes: what ``--overwrite`` may remove of an unfinished build of another definition.
+_SHARD_FILE = re.compile(r"^shard-[0-9]{6,}\.tar$")
+
+
+def _replace_owned(store: Store, definition: DatasetDefinition, say: Callable[[str], None]) -> None:
+    """``overwrite``: take back a folder that holds another definition's dataset or unfinished build.
+
+    The manifest goes first (readers stop seeing a dataset before any shard is removed), then its
+    shards and card, then other definitions' journals and the shards they wrote. Files that are not
+    a fractalshards dataset's are never removed: such a folder is still refused."""
+    names = set(store.list())
+    if MANIFEST_NAME in names:
+        existing = DatasetManifest.from_json(store.read_document(MANIFEST_NAME), source=f"{store.url}/{MANIFEST_NAME}")
+        if existing.definition_data == definition.to_dict():
+            return  # this definition's own dataset: a resume keeps it
+        store.delete(MANIFEST_NAME)
+        for shard in existing.shards:
+            store.delete(shard.name)
+        for name in (CARD_NAME, CROISSANT_NAME, PREVIEW_NAME):
+            store.delete(name)
+        say(f"overwrite: removed dataset {existing.name!r} version {existing.version} ({len(existing.shards)} shards)")
+    if "_build" in names:
+        journals = sorted(v for v in store.sub("_build").list() if is_version_id(v) and v != definition.version)
+        if journals:
+            for name in list(store.list("shard-")):
+                if _SHARD_FILE.match(name):
+                    store.delete(name)
+            for version in journals:
+                store.fs.rm(store.path(f"_build/{version}"), recursive=True)
+            say(f"overwrite: removed the unfinished build of {', '.join(journals)}")
 
 
 def _planned_entries(store: Store, definition: DatasetDefinition) -> dict[str, dict]:
@@ -198,7 +232,7 @@ def _planned_entries(store: Store, definition: DatasetDefinition) -> dict[str, d
             raise ConfigError(
                 f"out: {store.url!r} already holds dataset {existing.name!r} version {existing.version} of another "
                 f"definition (it differs in {', '.join(_differences(existing.definition_data, definition.to_dict()))}); "
-                "choose an empty folder or prefix, or rebuild that one with --like"
+                "replace it with --overwrite, choose an empty folder or prefix, or rebuild that one with --like"
             )
         planned.update({s.name: s.to_dict() for s in existing.shards})
     journal = store.sub(journal_dir(definition))
@@ -268,6 +302,7 @@ def build(
     log_fn: Callable[[str], None] | None = None,
     license: str = DEFAULT_LICENSE,
     device: str = "cpu",
+    overwrite: bool = False,
 ) -> BuildResult:
     """Build ``definition`` into ``out`` (a folder or URL) and write its manifest last.
 
@@ -287,6 +322,9 @@ def build(
         device: ``cpu`` (default) renders in the workers; ``cuda`` / ``cuda:N`` renders each shard's
             images on this machine's GPU (:mod:`fractalshards.gpu_renderer`) and encodes them here, inline:
             the same shard bytes as a CPU build.
+        overwrite: replace a dataset (or an unfinished build) of another definition that ``out``
+            holds: its manifest is removed first, then its shards, card and journals. Without it such a
+            folder is refused. A folder of files that are not a fractalshards dataset is refused either way.
     """
     say = log_fn or log.info
     check_license(license)
@@ -305,6 +343,8 @@ def build(
     store = out if isinstance(out, Store) else open_store(out, storage_options)
     out = store.url
     store.check_reachable(create=True)
+    if overwrite:
+        _replace_owned(store, definition, say)
     planned = _planned_entries(store, definition)
     specs = definition.shard_specs()
     say(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import logging
+import math
 import os
 import sys
 import tempfile
@@ -194,7 +196,8 @@ def _add_definition_options(p: argparse.ArgumentParser) -> None:
         type=_positive,
         default=None,
         metavar="N",
-        help=f"samples per shard (default {_BUILD_DEFAULTS['shard_size']})",
+        help=f"samples per shard (default {_BUILD_DEFAULTS['shard_size']}; a build that would get fewer shards than "
+        "workers gets smaller ones, one or more a worker: part of the definition, so give it to pin it)",
     )
     p.add_argument("--name", default=None, help="dataset name (default: the category set's)")
     p.add_argument(
@@ -428,6 +431,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.add_argument(
         "--max-in-flight", type=_positive, default=None, metavar="N", help="most shard tasks pending (default: 2 x CPUs)"
+    )
+    b.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a dataset (or unfinished build) of another definition that --out holds: its manifest "
+        "is removed first, then its shards and card (a folder of other files is still refused)",
     )
     _add_render_options(b)
 
@@ -730,10 +739,33 @@ def _definition_from_args(args: argparse.Namespace, progress: bool) -> DatasetDe
     return DatasetDefinition.from_manifest(manifest, instances=args.instances, render=_render_options(args), **options)
 
 
+def _small_build_shard_size(definition: DatasetDefinition, args: argparse.Namespace) -> DatasetDefinition:
+    """A build whose default shard size gives fewer shards than workers: the default shrinks so that every
+    worker gets a shard (an explicit --shard-size, --like and --recipe always win; inline builds keep it).
+    The shard size is part of the definition, so the log says so, and how to pin it."""
+    from .parallel import available_cpus
+
+    if args.shard_size is not None or args.like or getattr(args, "recipe", None) or args.workers == 0 or args.device != "cpu":
+        return definition
+    workers = args.workers or available_cpus()
+    if definition.num_shards >= workers or definition.num_samples < workers:
+        return definition
+    size = math.ceil(definition.num_samples / workers)
+    log.info(
+        "shard size: %d (the default %d would give %d shard(s) for %d workers; --shard-size N fixes it, and the "
+        "dataset's version with it)",
+        size,
+        definition.shard_size,
+        definition.num_shards,
+        workers,
+    )
+    return dataclasses.replace(definition, shard_size=size)
+
+
 def _cmd_build(args: argparse.Namespace, progress: bool) -> int:
     from .builder import build
 
-    definition = _definition_from_args(args, progress)
+    definition = _small_build_shard_size(_definition_from_args(args, progress), args)
     build(
         definition,
         args.out,
@@ -744,6 +776,7 @@ def _cmd_build(args: argparse.Namespace, progress: bool) -> int:
         progress=progress,
         license=args.license,
         device=args.device,
+        overwrite=args.overwrite,
     )
     return 0
 

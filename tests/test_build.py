@@ -342,3 +342,33 @@ def test_a_name_readers_would_refuse_is_refused_before_anything_is_written(tmp_p
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "name" in err[0] and "1-200 printable characters" in err[0], err
     assert not out.exists()
+
+
+def test_overwrite_replaces_a_dataset_of_another_definition_in_a_folder_it_owns(tmp_path, capsys):
+    folder = tmp_path / "ds"
+    build(small_definition(), str(folder), workers=0)
+    main(["--no-progress", "card", str(folder), "--no-preview"])
+    old_shards = sorted(p.name for p in folder.glob("shard-*.tar"))
+    with pytest.raises(ConfigError, match="replace it with --overwrite"):
+        build(small_definition(instances=2), str(folder), workers=0)
+    said = []
+    result = build(small_definition(instances=2), str(folder), workers=0, overwrite=True, log_fn=said.append)
+    assert any(line.startswith("overwrite: removed dataset") for line in said)
+    fresh = tmp_path / "fresh"
+    build(small_definition(instances=2), str(fresh), workers=0)
+    # The folder is now exactly what a fresh build gives: no old shard, card or journal left over.
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in fresh.iterdir())
+    assert (folder / "manifest.json").read_bytes() == (fresh / "manifest.json").read_bytes()
+    assert result.built == 12 * 2 // 12 and len(old_shards) == 5
+    # An unfinished build of another definition, and its shards, go the same way; other files never do.
+    other = tmp_path / "other"
+    (other / "_build" / "0123456789abcdef").mkdir(parents=True)
+    (other / "shard-000009.tar").write_bytes(b"from the other build")
+    assert main(["--no-progress", "build", "--like", str(fresh), "--out", str(other), "--workers", "0", "--overwrite"]) == 0
+    assert not (other / "shard-000009.tar").exists() and not (other / "_build").exists()
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not a fractalshards dataset"):
+        build(small_definition(), str(theirs), workers=0, overwrite=True)
+    assert (theirs / "notes.txt").read_text() == "mine"

@@ -13,6 +13,7 @@ from helpers import read_vectors
 from PIL import Image
 
 from fractalshards.cli import main
+from fractalshards.definition import DatasetDefinition
 from fractalshards.families.fractaldb.instances import Instance
 from fractalshards.families.fractaldb.render import RenderSettings, render
 from fractalshards.png import decode as decode_png
@@ -210,3 +211,19 @@ def test_a_count_below_one_gets_the_advice_that_fits(capsys):
             main(["build", "--preset", "fractaldb-100", "--instances", value, "--out", "x"])
         assert exit_.value.code == 2
         assert f"{value} is not allowed; use 1 or more" in capsys.readouterr().err
+
+
+def test_a_small_build_gets_a_shard_per_worker_unless_the_shard_size_is_given(caplog):
+    from fractalshards.cli import _small_build_shard_size, build_parser
+
+    parser = build_parser()
+    definition = DatasetDefinition.from_preset("fractaldb-100", categories=20, instances=10)  # 200 samples, 1 shard
+    args = parser.parse_args(["build", "--preset", "fractaldb-100", "--out", "x", "--workers", "4"])
+    with caplog.at_level("INFO"):
+        small = _small_build_shard_size(definition, args)
+    assert (small.shard_size, small.num_shards) == (50, 4) and "shard size: 50 (the default 1000" in caplog.text
+    for argv in (["--shard-size", "1000"], ["--workers", "0"]):
+        given = parser.parse_args(["build", "--preset", "fractaldb-100", "--out", "x", "--workers", "4", *argv])
+        assert _small_build_shard_size(definition, given).shard_size == 1000
+    big = DatasetDefinition.from_preset("fractaldb-100", instances=40)  # 4,000 samples: 4 shards already
+    assert _small_build_shard_size(big, args) is big
