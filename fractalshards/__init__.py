@@ -30,7 +30,8 @@ _LAZY = {
     "build": "builder",
     "publish": "publisher",
     "verify": "verifier",
-    "load_dataset": "dataset",
+    "open_manifest": "dataset",
+    "load_dataset": "dataset",  # the old name of open_manifest: warns once
     "open_definition": "dataset",
     "DatasetManifest": "dataset",
     "load_preset": "presets",

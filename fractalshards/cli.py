@@ -280,6 +280,11 @@ EXAMPLES: dict[str, list[str]] = {
         "fractalshards verify s3://bucket/datasets/fractaldb-100@v1 --render-sample 100",
         "fractalshards verify s3://bucket/datasets/fractaldb-1k@v1 --recipe fdb1k-recipe.json --render-sample 20",
     ],
+    "inspect": [
+        "fractalshards inspect ./data/fdb-100x10",
+        "fractalshards inspect ./data/fdb-100x10 --shard 0",
+        "fractalshards inspect s3://bucket/datasets/fractaldb-100@v1 --sample 000007-0003 --out sample.png",
+    ],
     "info": ["fractalshards info ./data/fdb-100x10", "fractalshards info s3://bucket/datasets/fractaldb-100@v1 --json"],
 }
 
@@ -545,6 +550,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="check the dataset against this recipe (file, URL or "
         "PREFIX@tag): same definition, samples re-rendered from the recipe",
     )
+
+    ins = sub.add_parser(
+        "inspect",
+        parents=[common],
+        help="look inside a dataset: its shards, a shard's samples and members, a sample's record and image",
+        description="Without --shard: every shard's name, samples, size and sha256. With --shard: that shard's "
+        "samples, their labels (from the definition's plan) and their members' sizes. With --sample KEY "
+        "(its shard found from the plan when --shard is left out): the sample's record and label, and with "
+        "--out its picture as a PNG. Every shard read is checked as the readers check it (size, sha256, plan).",
+    )
+    ins.add_argument("url", metavar="URL", help="dataset folder or URL (PREFIX@tag resolves)")
+    ins.add_argument("--shard", default=None, metavar="N", help="a shard's index or name")
+    ins.add_argument("--sample", default=None, metavar="KEY", help="a sample's key, e.g. 000007-0063")
+    ins.add_argument("--out", default=None, metavar="FILE.png", help="write the sample's picture here (with --sample)")
+    ins.add_argument("--json", action="store_true", help="print what is shown as JSON")
 
     i = sub.add_parser(
         "info",
@@ -839,14 +859,53 @@ def describe_mixture(spec, url: str) -> str:
     return "\n".join(lines)
 
 
+def _cmd_inspect(args: argparse.Namespace, progress: bool) -> int:
+    from PIL import Image
+
+    from .inspection import inspect_dataset
+
+    if args.out is not None and args.sample is None:
+        raise ConfigError("out: --out writes a sample's picture; give --sample KEY too")
+    out = _check_output_file(args.out) if args.out is not None else None
+    manifest, shard, sample = inspect_dataset(args.url, shard=args.shard, sample=args.sample)
+    if args.json:
+        if sample is not None:
+            print(json.dumps(sample.to_dict(), indent=1, sort_keys=True))
+        elif shard is not None:
+            print(json.dumps(shard.to_dict(), indent=1, sort_keys=True))
+        else:
+            print(json.dumps([s.to_dict() for s in manifest.shards], indent=1, sort_keys=True))
+    elif sample is not None:
+        print(f"sample  {sample.key} (position {sample.position} of {sample.shard})")
+        print(f"label   {sample.label if sample.label is not None else '- (no class label: ' + manifest.name + ')'}")
+        print("members " + ", ".join(f"{ext} {size:,} B" for ext, size in sample.members.items()))
+        if sample.record is not None:
+            print("record  " + json.dumps(sample.record, sort_keys=True))
+    elif shard is not None:
+        print(f"{shard.name}: {len(shard.samples)} samples, {shard.bytes:,} bytes, sha256 {shard.sha256[:16]}...")
+        print(f"{'#':>5}  {'key':12s}  {'label':>5}  members")
+        for s in shard.samples:
+            label = "-" if s.label is None else str(s.label)
+            print(f"{s.position:5d}  {s.key:12s}  {label:>5}  " + ", ".join(f"{e} {n:,}" for e, n in s.members.items()))
+    else:
+        print(f"{manifest.name} version {manifest.version}: {len(manifest.shards)} shards")
+        print(f"{'#':>5}  {'shard':18s}  {'samples':>7}  {'bytes':>12}  sha256")
+        for k, s in enumerate(manifest.shards):
+            print(f"{k:5d}  {s.name:18s}  {s.samples:7d}  {s.bytes:12,}  {s.sha256[:16]}...")
+    if out is not None and sample is not None:
+        atomic_write(out, lambda fh: Image.fromarray(sample.picture).save(fh, format="PNG"))
+        log.info("wrote %s: the picture of %s", out, sample.key)
+    return 0
+
+
 def _cmd_info(args: argparse.Namespace, progress: bool) -> int:
-    from .dataset import load_dataset, open_document
+    from .dataset import open_document, open_manifest
 
     kind, document, _ = open_document(args.url)
     if kind == "mixture":
         print(document.to_json() if args.json else describe_mixture(document, args.url), end="\n" if not args.json else "")
         return 0
-    manifest, _ = load_dataset(args.url)
+    manifest, _ = open_manifest(args.url)
     if args.json:
         print(manifest.to_json(), end="")
         return 0
@@ -897,11 +956,11 @@ def _cmd_card(args: argparse.Namespace, progress: bool) -> int:
     import dataclasses
 
     from .card import write_card
-    from .dataset import load_dataset
+    from .dataset import open_manifest
     from .errors import check_license
     from .storage import open_store
 
-    manifest, store = load_dataset(args.url)
+    manifest, store = open_manifest(args.url)
     if args.license is not None:
         manifest = dataclasses.replace(manifest, license=check_license(args.license))
     out = store
@@ -989,6 +1048,7 @@ def _verify_mixture(args: argparse.Namespace, spec, progress: bool) -> int:
 
 
 _COMMANDS = {
+    "inspect": _cmd_inspect,
     "mix": _cmd_mix,
     "presets": _cmd_presets,
     "card": _cmd_card,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import posixpath
 import re
+import warnings
 from dataclasses import dataclass, field
 
 from . import __version__, png
@@ -40,6 +41,7 @@ __all__ = [
     "MANIFEST_NAME",
     "ManifestShard",
     "DatasetManifest",
+    "open_manifest",
     "load_dataset",
     "check_file_name",
     "open_definition",
@@ -259,9 +261,10 @@ class DatasetManifest:
 
 
 @accepts_limits
-def load_dataset(url: str, storage_options: dict | None = None) -> tuple[DatasetManifest, Store]:
-    """Open a built dataset (folder, URL, published ``PREFIX@ref`` or its ``manifest.json``) and
-    read (and validate) its manifest; a recipe is refused with a one-line error."""
+def open_manifest(url: str, storage_options: dict | None = None) -> tuple[DatasetManifest, Store]:
+    """The manifest of a built dataset (folder, URL, published ``PREFIX@ref`` or its ``manifest.json``),
+    read and validated, and the :class:`~fractalshards.storage.Store` its shards are in; a recipe is
+    refused with a one-line error. (Samples come from :class:`fractalshards.stream.FractalStream`.)"""
     kind, document, store = open_definition(url, storage_options)
     if kind != "dataset":
         raise ConfigError(
@@ -269,6 +272,23 @@ def load_dataset(url: str, storage_options: dict | None = None) -> tuple[Dataset
             f"'fractalshards build --like {url} --out ...' or stream it with FractalStream"
         )
     return document, store
+
+
+_WARNED: set[str] = set()
+
+
+def load_dataset(url: str, storage_options: dict | None = None) -> tuple[DatasetManifest, Store]:
+    """Deprecated name of :func:`open_manifest` (it shares Hugging Face's name but returns a manifest and
+    a store, not samples); it warns once a process."""
+    if "load_dataset" not in _WARNED:
+        _WARNED.add("load_dataset")
+        warnings.warn(
+            "fractalshards.load_dataset is renamed open_manifest (it returns the manifest and the store, not "
+            "samples; FractalStream gives samples); the old name will go",
+            FutureWarning,
+            stacklevel=2,
+        )
+    return open_manifest(url, storage_options)
 
 
 def _read_optional(store: Store, name: str, url: str) -> bytes | None:

@@ -172,9 +172,9 @@ def preview_from_dataset(
 ) -> Image.Image:
     """A grid of the stored images of a built dataset: the first ``categories`` categories
     met in shard order, ``instances`` samples each (reading only as many shards as needed)."""
-    from .dataset import load_dataset
+    from .dataset import open_manifest
 
-    manifest, store = load_dataset(url, storage_options)
+    manifest, store = open_manifest(url, storage_options)
     return grid_from_shards(manifest, store, categories, instances, tile=tile, progress=progress)
 
 

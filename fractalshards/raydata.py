@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from .dataset import load_dataset
+from .dataset import open_manifest
 from .errors import ShardIntegrityError
 from .limits import accepts_limits
 from .shardplan import ShardPlan, read_planned
@@ -57,7 +57,7 @@ def read_dataset(
     """
     import ray.data
 
-    manifest, store = load_dataset(url, storage_options)
+    manifest, store = open_manifest(url, storage_options)
     listed = {s.name: s for s in manifest.shards}
     names = list(listed) if shards is None else list(shards)
     unknown = [n for n in names if n not in listed]

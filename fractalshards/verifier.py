@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
-from .dataset import load_dataset, open_definition
+from .dataset import open_definition, open_manifest
 from .errors import ShardIntegrityError, StoredDataError
 from .limits import accepts_limits
 from .shardplan import ShardPlan, read_planned
@@ -55,7 +55,7 @@ def verify(
     built from), the dataset's definition must be the recipe's, and samples are
     re-rendered from the recipe rather than from the dataset's own manifest.
     """
-    manifest, store = load_dataset(url, storage_options)
+    manifest, store = open_manifest(url, storage_options)
     report = VerifyReport(url, manifest.version)
     definition = manifest.definition()
     if recipe is not None:

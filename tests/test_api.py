@@ -14,7 +14,7 @@ def test_main_names_load_lazily_without_torch_or_ray():
         "import json, sys, fractalshards as fs\n"
         "before = sorted(m for m in ('torch', 'ray') if m in sys.modules)\n"
         "d = fs.DatasetDefinition.from_preset('fractaldb-100', categories=2, instances=3, render={'size': 32, 'points': 400})\n"
-        "names = [fs.build.__module__, fs.publish.__module__, fs.verify.__module__, fs.load_dataset.__module__,\n"
+        "names = [fs.build.__module__, fs.publish.__module__, fs.verify.__module__, fs.open_manifest.__module__,\n"
         "         fs.load_preset.__module__, fs.FractalStream.__module__]\n"
         "print(json.dumps({'before': before, 'samples': d.num_samples, 'names': names}))\n"
     )
@@ -72,3 +72,19 @@ def test_debug_shows_the_chained_cause_of_a_one_line_error(tmp_path, monkeypatch
         main(["--no-progress", "build", "--recipe", str(bad), "--out", str(tmp_path / "o")])
     assert isinstance(info.value.__cause__, ConfigError)
     assert not (tmp_path / "o").exists()
+
+
+def test_load_dataset_is_the_old_name_of_open_manifest_and_warns_once(built_dataset):
+    import warnings
+
+    import fractalshards as fs
+    from fractalshards import dataset
+
+    dataset._WARNED.discard("load_dataset")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        manifest, store = fs.load_dataset(str(built_dataset))
+        fs.load_dataset(str(built_dataset))
+    assert [type(w.message) for w in caught] == [FutureWarning]
+    assert "renamed open_manifest" in str(caught[0].message)
+    assert manifest.version == fs.open_manifest(str(built_dataset))[0].version

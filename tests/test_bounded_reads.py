@@ -38,8 +38,8 @@ try:
         publish(url, sys.argv[3])
         outcome = "read"
     elif what == "info":
-        from fractalshards.dataset import load_dataset
-        load_dataset(url)
+        from fractalshards.dataset import open_manifest
+        open_manifest(url)
         outcome = "read"
 except Exception as exc:
     outcome = f"{type(exc).__name__}: {exc}"

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from fractalshards.cli import main
-from fractalshards.dataset import load_dataset
+from fractalshards.dataset import open_manifest
 from fractalshards.png import decode as decode_png
 from fractalshards.storage import open_store
 from fractalshards.tarformat import read_samples
@@ -46,7 +46,7 @@ def test_publish_writes_a_card_and_croissant_that_mlcroissant_reads(built, s3_bu
     bucket, options = s3_bucket
     dest = f"s3://{bucket}/pub"
     assert main(["--no-progress", "publish", str(built), dest, "--tag", "v1"]) == 0
-    manifest, store = load_dataset(f"{dest}@v1", options)
+    manifest, store = open_manifest(f"{dest}@v1", options)
     assert manifest.license == "MIT"
     local = tmp_path / "v1"
     local.mkdir()
@@ -125,5 +125,5 @@ def test_an_edited_license_is_refused_when_read(built, tmp_path):
     bad.mkdir()
     (bad / "manifest.json").write_text(json.dumps(data))
     with pytest.raises(Exception, match="not an SPDX license id"):
-        load_dataset(str(bad))
+        open_manifest(str(bad))
     assert open_store(str(bad)).exists("manifest.json")

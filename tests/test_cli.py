@@ -227,3 +227,37 @@ def test_a_small_build_gets_a_shard_per_worker_unless_the_shard_size_is_given(ca
         assert _small_build_shard_size(definition, given).shard_size == 1000
     big = DatasetDefinition.from_preset("fractaldb-100", instances=40)  # 4,000 samples: 4 shards already
     assert _small_build_shard_size(big, args) is big
+
+
+def test_inspect_shows_shards_samples_records_and_pictures_through_the_readers_checks(built_dataset, tmp_path, capsys):
+    import json
+    import shutil
+
+    from fractalshards.stream import FractalStream
+
+    assert main(["inspect", str(built_dataset), "--json"]) == 0
+    shards = json.loads(capsys.readouterr().out)
+    assert [s["name"] for s in shards] == ["shard-000000.tar", "shard-000001.tar", "shard-000002.tar"]
+    assert main(["inspect", str(built_dataset), "--shard", "1", "--json"]) == 0
+    shard = json.loads(capsys.readouterr().out)
+    assert len(shard["samples"]) == 5 and set(shard["samples"][0]["members"]) == {"cls", "json", "png"}
+    key, label = shard["samples"][2]["key"], shard["samples"][2]["label"]
+    assert label == int(key.split("-")[0])
+    out = tmp_path / "sample.png"
+    assert main(["inspect", str(built_dataset), "--sample", key, "--out", str(out), "--json"]) == 0
+    sample = json.loads(capsys.readouterr().out)
+    assert sample["shard"] == "shard-000001.tar" and sample["record"]["key"] == key and sample["label"] == label
+    # The picture is the image every reader decodes (grey, as stored).
+    keys = [s["__key__"] for s in FractalStream(str(built_dataset), shuffle=False, decode="raw")]
+    decoded = [image for image, _ in FractalStream(str(built_dataset), shuffle=False, decode="numpy")]
+    assert np.array_equal(np.asarray(Image.open(out).convert("RGB")), decoded[keys.index(key)])
+    # A shard altered after the manifest was written is refused, as every reader refuses it.
+    copy = tmp_path / "copy"
+    shutil.copytree(built_dataset, copy)
+    data = bytearray((copy / "shard-000001.tar").read_bytes())
+    data[600] ^= 1
+    (copy / "shard-000001.tar").write_bytes(bytes(data))
+    assert main(["inspect", str(copy), "--shard", "1"]) == 1
+    assert "does not match the manifest" in capsys.readouterr().err
+    assert main(["inspect", str(built_dataset), "--sample", "999999-0000"]) == 2
+    assert main(["inspect", str(built_dataset), "--out", str(tmp_path / "x.png")]) == 2

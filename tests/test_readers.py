@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from helpers import forge_shard
 
-from fractalshards.dataset import load_dataset
+from fractalshards.dataset import open_manifest
 from fractalshards.png import decode as decode_png
 from fractalshards.tarformat import read_samples
 
@@ -22,7 +22,7 @@ def built(built_dataset) -> Path:
 
 def _truth(url: str) -> dict:
     """key -> (grey pixels, label) from our own reader."""
-    manifest, store = load_dataset(url)
+    manifest, store = open_manifest(url)
     return {
         s["__key__"]: (decode_png(s["png"]), int(s["cls"]))
         for shard in manifest.shards

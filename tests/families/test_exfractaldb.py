@@ -196,7 +196,7 @@ def test_bad_settings_are_one_line_errors():
 def test_pc_fractaldb_samples_are_mixed_centred_point_clouds_built_verified_and_carded(tmp_path):
     from fractalshards.builder import build
     from fractalshards.card import card_markdown, croissant
-    from fractalshards.dataset import load_dataset
+    from fractalshards.dataset import open_manifest
     from fractalshards.loader import FractalLoader
     from fractalshards.stream import FractalStream
 
@@ -214,7 +214,7 @@ def test_pc_fractaldb_samples_are_mixed_centred_point_clouds_built_verified_and_
     result = build(d, str(tmp_path / "pc"), workers=0, log_fn=lambda s: None)
     points, labels = next(iter(FractalLoader(FractalStream(str(tmp_path / "pc"), decode="tensor"), batch_size=4)))
     assert points.shape == (4, 9999, 3) and points.dtype == torch.float32 and labels.dtype == torch.int64
-    manifest, _ = load_dataset(str(tmp_path / "pc"))
+    manifest, _ = open_manifest(str(tmp_path / "pc"))
     fields = [f["name"] for f in croissant(manifest)["recordSet"][0]["field"]]
     assert fields == ["points", "label", "key"] and result.manifest.totals["samples"] == 12
     card = card_markdown(manifest)

@@ -115,7 +115,7 @@ def test_a_sample_kind_from_the_test_package_builds_verifies_streams_previews_ca
         from fractalshards.builder import ray_init_local
         from fractalshards.card import write_card
         from fractalshards.categories import CategoryManifest
-        from fractalshards.dataset import load_dataset
+        from fractalshards.dataset import open_manifest
         from fractalshards.preview import grid_from_shards
         from fractalshards.raydata import read_dataset
         from fractalshards.storage import open_store
@@ -147,7 +147,7 @@ def test_a_sample_kind_from_the_test_package_builds_verifies_streams_previews_ca
         loader = fs.FractalLoader(fs.FractalStream(out, decode="tensor"), batch_size=4)
         (left, right), labels = next(iter(loader))
         assert left.shape == right.shape == (4, 3, 16, 16) and labels.shape == (4,)
-        loaded, store = load_dataset(out)
+        loaded, store = open_manifest(out)
         grid = np.asarray(grid_from_shards(loaded, store, 2, 3, tile=32))
         assert grid.shape[1] > 2 * 3 * 32  # each tile two images wide
         card_dir = open_store({str(tmp_path / "card")!r})

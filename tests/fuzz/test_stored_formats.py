@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from fractalshards.catalog import read_index
 from fractalshards.categories import CategoryManifest
-from fractalshards.dataset import load_dataset, open_definition
+from fractalshards.dataset import open_definition, open_manifest
 from fractalshards.errors import ConfigError, ShardIntegrityError
 from fractalshards.hashing import canonical_hash, version_id
 from fractalshards.loader import FractalLoader
@@ -142,7 +142,7 @@ def genuine(built_dataset, tmp_path_factory):
     root = tmp_path_factory.mktemp("fuzz")
     pub = root / "pub"
     publish(str(built_dataset), str(pub), tags=["v1"], card=False)
-    manifest, _ = load_dataset(str(built_dataset))
+    manifest, _ = open_manifest(str(built_dataset))
     recipe = Recipe(manifest.definition())
     stream = FractalStream(str(built_dataset), seed=1)
     loader = FractalLoader(stream, batch_size=4)
@@ -184,7 +184,7 @@ def _copy(genuine, tmp_path_factory) -> Path:
 def test_a_mutated_dataset_manifest_is_read_or_refused_by_every_reader(genuine, tmp_path_factory, data):
     folder = _copy(genuine, tmp_path_factory)
     (folder / "manifest.json").write_text(data.draw(mutated(genuine["manifest"])))
-    read(load_dataset, str(folder))
+    read(open_manifest, str(folder))
     read(lambda: list(FractalStream(str(folder), shuffle=False, decode="raw")))
     read(lambda: verify(str(folder)))
     read(lambda: preview_from_dataset(str(folder), 2, 2))
