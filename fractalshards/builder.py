@@ -23,14 +23,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tqdm import tqdm
-
 from .card import CARD_NAME, CROISSANT_NAME, PREVIEW_NAME
 from .dataset import MANIFEST_NAME, DatasetManifest, ManifestShard
 from .definition import DatasetDefinition, ShardSpec
 from .errors import DEFAULT_LICENSE, ConfigError, ShardIntegrityError, StoredDataError, check_license, is_version_id
 from .limits import accepts_limits, parse_json
 from .parallel import resolve_workers
+from .progress import bar as progress_bar
+from .progress import default_progress
 from .shardplan import ShardPlan, read_planned
 from .shards import ShardEntry, render_shard
 from .storage import Store, open_store, sha256_bytes
@@ -298,7 +298,7 @@ def build(
     address: str | None = None,
     max_in_flight: int | None = None,
     max_retries: int = 3,
-    progress: bool = False,
+    progress: bool | None = None,
     log_fn: Callable[[str], None] | None = None,
     license: str = DEFAULT_LICENSE,
     device: str = "cpu",
@@ -316,7 +316,8 @@ def build(
         address: a Ray cluster to join (``auto``, ``ray://host:10001``, ``host:6379``).
         max_in_flight: most tasks pending at once (default: twice the cluster's CPUs).
         max_retries: retries of a task whose worker dies or that raises.
-        progress: show a tqdm bar of shards and images/s.
+        progress: show a bar of shards and images/s (a tqdm bar on a terminal, one log line every 10 s
+            elsewhere); default: on in an interactive session, off in scripts.
         log_fn: where to send the plan and summary lines (default: logging).
         license: SPDX id recorded in the manifest (default ``CC-BY-4.0``, FractalDB's release).
         device: ``cpu`` (default) renders in the workers; ``cuda`` / ``cuda:N`` renders each shard's
@@ -328,6 +329,7 @@ def build(
     """
     say = log_fn or log.info
     check_license(license)
+    progress = default_progress(progress)
     if workers is not None and (not isinstance(workers, int) or workers < 0):
         raise ConfigError(f"workers: {workers!r} is not valid; use 0 (inline) or a positive integer")
     if workers == 0 and address:
@@ -356,7 +358,7 @@ def build(
         say(f"resume: {len(planned)} shards recorded by an earlier run; they are checked and kept if intact")
 
     entries: dict[str, ShardEntry] = {}
-    bar = tqdm(total=len(specs), desc="build", unit="shard", disable=not progress)
+    bar = progress_bar(total=len(specs), desc="build", unit="shard", enabled=progress)
     start = time.perf_counter()
 
     def on_done(entry: ShardEntry) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from tqdm import tqdm
+from .progress import bar as progress_bar
 
 __all__ = ["available_cpus", "resolve_workers", "thread_map"]
 
@@ -47,7 +47,7 @@ def thread_map(
     with a progress bar when ``progress``; the first exception propagates."""
     items = list(items)
     out: list[T] = []
-    with tqdm(total=total if total is not None else len(items), desc=desc, unit=unit, disable=not progress) as bar:
+    with progress_bar(total=total if total is not None else len(items), desc=desc, unit=unit, enabled=progress) as bar:
         with ThreadPoolExecutor(max_workers=resolve_workers(workers)) as pool:
             for value in pool.map(fn, items):
                 out.append(value)

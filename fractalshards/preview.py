@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-from tqdm import tqdm
 
 from .categories import CategoryManifest
 from .errors import ConfigError
 from .families import Family, Renderer, get_family
 from .kinds import SampleFormat, SampleKind, get_kind
+from .progress import bar as progress_bar
 from .results import Rendered
 
 __all__ = [
@@ -126,7 +126,7 @@ def preview_grid(
             grid.append(row)
         return grid_image(grid, tile=tile, title=title, row_labels=False)
     rows: list[list[Tile]] = []
-    bar = tqdm(total=len(cats) * len(insts), desc="preview", unit="img", disable=not progress)
+    bar = progress_bar(total=len(cats) * len(insts), desc="preview", unit="img", enabled=progress)
     for cat in cats:
         manifest.category(cat)
         row = []
@@ -187,7 +187,7 @@ def grid_from_shards(manifest, store, categories: int, instances: int, *, tile: 
     definition = manifest.definition()
     family = definition.family
     rows: dict[int, list[Tile]] = {}
-    bar = tqdm(total=categories * instances, desc="preview", unit="img", disable=not progress)
+    bar = progress_bar(total=categories * instances, desc="preview", unit="img", enabled=progress)
     plans = (ShardPlan.of(definition, index) for index in range(len(manifest.shards)))
     planned = (  # the manifest's shards are its plan's (checked when it was read)
         (plan, position, sample)

@@ -21,14 +21,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tqdm import tqdm
-
 from .card import write_card
 from .catalog import INDEX_DIR, TAGS_DIR, check_tag, check_version, entry_from_dict, read_index, rebuild_index
 from .dataset import MANIFEST_NAME, DatasetManifest, open_document
 from .errors import ConfigError, StoredDataError, check_license, reads_stored_data
 from .limits import accepts_limits, parse_json
 from .mixspec import MIXTURE_NAME, MixtureSpec
+from .progress import bar as progress_bar
+from .progress import default_progress
 from .recipe import RECIPE_NAME, Recipe
 from .storage import Store, open_store
 
@@ -85,7 +85,7 @@ def publish(
     force: bool = False,
     src_options: dict | None = None,
     dest_options: dict | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
     say: Callable[[str], None] | None = None,
     license: str | None = None,
     card: bool = True,
@@ -102,6 +102,7 @@ def publish(
     """
     say = say or log.info
     tags = list(tags or [])
+    progress = default_progress(progress)
     for tag in tags:
         check_tag(tag)
     kind, manifest, source = open_document(src, src_options)
@@ -136,7 +137,7 @@ def publish(
     server_side = _same_store(source, target)
     copied = kept = 0
     if force or not existing_manifest:
-        bar = tqdm(total=len(manifest.shards), desc="publish", unit="shard", disable=not progress)
+        bar = progress_bar(total=len(manifest.shards), desc="publish", unit="shard", enabled=progress)
         for shard in manifest.shards:
             name = shard.name
             if not force and vdir.size(name) == shard.bytes and vdir.sha256(name) == shard.sha256:

@@ -6,11 +6,11 @@ import hashlib
 import random
 from dataclasses import dataclass, field
 
-from tqdm import tqdm
-
 from .dataset import open_definition, open_manifest
 from .errors import ShardIntegrityError, StoredDataError
 from .limits import accepts_limits
+from .progress import bar as progress_bar
+from .progress import default_progress
 from .shardplan import ShardPlan, read_planned
 
 __all__ = ["VerifyReport", "verify"]
@@ -40,7 +40,7 @@ def verify(
     render_sample: int = 0,
     seed: int = 0,
     storage_options: dict | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
     recipe: str | None = None,
 ) -> VerifyReport:
     """Check ``url`` against its manifest.
@@ -55,6 +55,7 @@ def verify(
     built from), the dataset's definition must be the recipe's, and samples are
     re-rendered from the recipe rather than from the dataset's own manifest.
     """
+    progress = default_progress(progress)
     manifest, store = open_manifest(url, storage_options)
     report = VerifyReport(url, manifest.version)
     definition = manifest.definition()
@@ -77,7 +78,7 @@ def verify(
                 picks.setdefault(s.name, set()).add(position)
                 break
             position -= s.samples
-    bar = tqdm(total=len(shards), desc="verify", unit="shard", disable=not progress)
+    bar = progress_bar(total=len(shards), desc="verify", unit="shard", enabled=progress)
     for s in shards:
         name = s.name
         bar.update(1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -261,3 +262,53 @@ def test_inspect_shows_shards_samples_records_and_pictures_through_the_readers_c
     assert "does not match the manifest" in capsys.readouterr().err
     assert main(["inspect", str(built_dataset), "--sample", "999999-0000"]) == 2
     assert main(["inspect", str(built_dataset), "--out", str(tmp_path / "x.png")]) == 2
+
+
+def test_progress_in_a_log_file_is_whole_lines_and_on_a_terminal_a_bar(tmp_path):
+    import pty
+
+    command = [str(Path(sys.executable).parent / "fractalshards"), "build", "--preset", "fractaldb-100", "--categories",
+               "2", "--instances", "5", "--shard-size", "4", "--workers", "0", "--size", "32", "--points", "500"]  # fmt: skip
+    env = {**os.environ, "FRACTALSHARDS_PROGRESS_INTERVAL": "0"}
+    with open(tmp_path / "log.txt", "wb") as log_file:  # a Ray job's or CI's log: not a terminal
+        done = subprocess.run([*command, "--out", str(tmp_path / "a")], stderr=log_file, env=env, timeout=120)
+    assert done.returncode == 0
+    text = (tmp_path / "log.txt").read_bytes()
+    assert b"\r" not in text and b"build: 100%" in text and b"3/3" in text
+    # On a terminal: tqdm's bar, redrawn in place.
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: stdout and stderr are the terminal, 40 rows of 100 columns
+        import fcntl
+        import struct
+        import termios
+
+        fcntl.ioctl(1, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
+        os.execve(command[0], [*command, "--out", str(tmp_path / "b")], env)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0 and b"\rbuild: 100%" in out  # redrawn in place
+
+
+def test_python_builds_show_progress_in_an_interactive_session_only(tmp_path):
+    code = (
+        "import fractalshards as fs\n"
+        "d = fs.DatasetDefinition.from_preset('fractaldb-100', categories=2, instances=3, shard_size=3,"
+        " render={'size': 32, 'points': 500})\n"
+        "fs.build(d, {out!r}, workers=0)\n"
+    )
+    for flag, shown in (([], False), (["-i"], True)):
+        out = tmp_path / f"ds{len(flag)}"
+        done = subprocess.run(
+            [sys.executable, *flag, "-c", code.replace("{out!r}", repr(str(out)))], stdin=subprocess.DEVNULL, capture_output=True,
+            text=True, timeout=120, env={**os.environ, "FRACTALSHARDS_PROGRESS_INTERVAL": "0"},
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert ("build: 100%" in done.stderr) is shown and "\r" not in done.stderr

@@ -24,12 +24,12 @@ from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-from tqdm import tqdm
 
 from ...errors import ConfigError, check_choice, check_int, is_number
 from ...limits import check
 from ...mt19937 import new_state
 from ...parallel import resolve_workers
+from ...progress import bar as progress_bar
 from ...results import Rendered, SearchResult
 from ...seeds import stream_key
 from ...statecache import StateLayout, saved_states
@@ -140,12 +140,12 @@ class RadialFamily(Family):
         spec = self.spec(settings)
         rows = np.zeros((count, len(PARAM_FIELDS)))
         if mode == "native":
-            for c in tqdm(range(count), desc=f"search ({self.name}, native)", unit="cat", disable=not progress):
+            for c in progress_bar(range(count), desc=f"search ({self.name}, native)", unit="cat", enabled=progress):
                 self._native_category(stream_key(self.name, "category", seed, c), spec, rows[c])
         else:
             per = settings.categories_per_thread
             threads = math.ceil(count / per)
-            bar = tqdm(total=count, desc=f"search ({self.name}, official)", unit="cat", disable=not progress)
+            bar = progress_bar(total=count, desc=f"search ({self.name}, official)", unit="cat", enabled=progress)
 
             def replay(t: int) -> None:
                 n = min(per, count - t * per)

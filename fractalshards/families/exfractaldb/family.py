@@ -30,13 +30,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm import tqdm
 
 from ...errors import ConfigError, check_choice, check_int, is_number
 from ...limits import check
 from ...mt19937 import new_state, numpy_state, skip_randoms
 from ...mt19937 import random as py_random
 from ...parallel import resolve_workers
+from ...progress import bar as progress_bar
 from ...results import Rendered, SearchResult
 from ...seeds import stream_key, uniform_at
 from ...statecache import StateLayout, saved_states
@@ -204,7 +204,7 @@ class ExFractalDB(Family):
         check_int("categories", count, 1)
         self.check_search_mode(mode)
         found: list[Fractal3D] = []
-        bar = tqdm(total=count, desc=f"search ({self.name}, {mode})", unit="cat", disable=not progress)
+        bar = progress_bar(total=count, desc=f"search ({self.name}, {mode})", unit="cat", enabled=progress)
         if mode == "official":
             state = numpy_state(seed)
             most = settings.max_maps

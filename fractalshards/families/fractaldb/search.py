@@ -22,12 +22,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm import tqdm
 
 from ... import seeds
 from ...errors import ConfigError, check_choice, check_int, is_int, is_number
 from ...limits import check
 from ...parallel import resolve_workers, thread_map
+from ...progress import bar as progress_bar
 from ...results import SearchResult
 from .. import SettingsDict, setting
 from . import kernels as kernel
@@ -173,7 +173,7 @@ def search_official(
     categories: list[Category] = []
     pending: deque = deque()
     trial = 0
-    bar = tqdm(total=num_categories, desc="search (official)", unit="cat", disable=not progress)
+    bar = progress_bar(total=num_categories, desc="search (official)", unit="cat", enabled=progress)
 
     def check(system: IFS, uniforms: np.ndarray) -> float:
         return fill_rate(system, uniforms, settings)

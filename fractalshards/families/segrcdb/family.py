@@ -28,11 +28,11 @@ from typing import ClassVar
 
 import numpy as np
 from PIL import Image, ImageDraw
-from tqdm import tqdm
 
 from ...errors import ConfigError, check_choice, check_int, is_number
 from ...limits import check
 from ...mt19937 import new_state
+from ...progress import bar as progress_bar
 from ...results import Rendered, SearchResult
 from ...seeds import stream_key
 from .. import Family, Preset, Renderer, SettingsDict, setting
@@ -155,7 +155,7 @@ class SegRCDB(Family):
         if mode == "official":
             official_classes(new_state(seed), count, spec, rows)
         else:
-            for g in tqdm(range(count), desc="search (segrcdb, native)", unit="class", disable=not progress):
+            for g in progress_bar(range(count), desc="search (segrcdb, native)", unit="class", enabled=progress):
                 native_class(stream_key(self.name, "class", seed, g), spec, rows[g])
         return SearchResult([SegClass(g, tuple(rows[g].tolist())) for g in range(count)], count)
 
