@@ -31,6 +31,7 @@ from .limits import accepts_limits, parse_json
 from .parallel import resolve_workers
 from .progress import bar as progress_bar
 from .progress import default_progress
+from .results import DIVERGED_MEANING
 from .shardplan import ShardPlan, read_planned
 from .shards import ShardEntry, render_shard
 from .storage import Store, open_store, sha256_bytes
@@ -81,7 +82,7 @@ class BuildResult:
             f"{self.manifest.name} version {self.manifest.version}: {t['shards']} shards, {t['samples']} samples, "
             f"{t['bytes'] / 1e6:.1f} MB ({t['bytes'] / max(1, t['samples']) / 1024:.1f} KiB/sample), "
             f"{t['diverged']} diverged; built {self.built}, skipped {self.skipped} shards in {self.seconds:.1f} s "
-            f"({self.images_per_second:.0f} images/s) -> {self.url}"
+            f"({self.images_per_second:.0f} images/s) -> {self.url}" + (f"\n{DIVERGED_MEANING}" if t["diverged"] else "")
         )
 
 

@@ -319,7 +319,10 @@ def write_card(manifest: DatasetManifest, shards: Store, out: Store, url: str = 
         family = _family(manifest)
         rows = min(4, manifest.totals["categories"])
         cols = min(6, manifest.totals["instances_per_category"]) if family.instances_per_category > 1 else 1
-        grid = grid_from_shards(manifest, shards, rows if cols > 1 else min(16, manifest.totals["categories"]), cols, tile=96)
+        # A card shows what the dataset looks like: its near-blank diverged samples are left out.
+        grid = grid_from_shards(
+            manifest, shards, rows if cols > 1 else min(16, manifest.totals["categories"]), cols, tile=96, diverged="skip"
+        )
         buf = io.BytesIO()
         grid.save(buf, format="PNG", optimize=True)
         out.write_bytes(PREVIEW_NAME, buf.getvalue())

@@ -21,6 +21,7 @@ from .errors import DEFAULT_LICENSE, ConfigError, ShardIntegrityError
 from .families import DEFAULT_FAMILY, family_names, flagged_fields, get_family
 from .limits import Limits, raised
 from .presets import all_presets, get_preset, load_source, preset_table
+from .results import DIVERGED_MEANING
 from .storage import atomic_write, redact
 
 __all__ = ["main", "build_parser"]
@@ -396,6 +397,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="instances per category (default 8, or all of them when a category has fewer)",
     )
     p.add_argument("--tile", type=_positive, default=128, metavar="PX", help="tile size in pixels (default 128)")
+    p.add_argument(
+        "--diverged",
+        choices=("mark", "skip", "show"),
+        default="mark",
+        help="samples whose chaos game blew up (near-blank, kept as released): frame them in red (mark, "
+        "default), show the next sample instead (skip), or show them plainly (show)",
+    )
     _add_render_options(p)
     p.add_argument("--out", required=True, metavar="grid.png", help="output PNG")
 
@@ -706,7 +714,9 @@ def _cmd_preview(args: argparse.Namespace, progress: bool) -> int:
     if args.url and (args.preset or args.manifest or args.dataset):
         raise ConfigError("url: give a dataset URL or one of --preset/--manifest/--dataset, not both")
     if dataset_url:
-        grid = preview_from_dataset(dataset_url, args.categories, args.instances or 8, tile=args.tile, progress=progress)
+        grid = preview_from_dataset(
+            dataset_url, args.categories, args.instances or 8, tile=args.tile, progress=progress, diverged=args.diverged
+        )
         buf = io.BytesIO()
         grid.save(buf, format="PNG")
         atomic_write(out, buf.getvalue())
@@ -723,6 +733,7 @@ def _cmd_preview(args: argparse.Namespace, progress: bool) -> int:
         available=get_preset(args.preset).instances if args.preset else None,
         tile=args.tile,
         progress=progress,
+        diverged=args.diverged,
     )
     buf = io.BytesIO()
     grid.save(buf, format="PNG")
@@ -925,7 +936,7 @@ def describe_dataset(manifest, url: str) -> str:
         f"url       {url}",
         f"generator {manifest.generator.get('name')} {manifest.generator.get('version')}",
         f"samples   {t['samples']} = {t['categories']} categories x {t['instances_per_category']} instances "
-        f"({t['diverged']} diverged)",
+        f"({t['diverged']} diverged{': see below' if t['diverged'] else ''})",
         f"shards    {t['shards']} of {definition.shard_size} samples, {min(sizes) / 1e6:.2f}-{max(sizes) / 1e6:.2f} MB each",
         f"size      {t['bytes'] / 1e6:.1f} MB ({t['bytes'] / max(1, t['samples']) / 1024:.2f} KiB per sample)",
         f"family    {definition.family.name}",
@@ -933,6 +944,8 @@ def describe_dataset(manifest, url: str) -> str:
         f"categories {definition.categories.name} ({definition.categories.content_hash})",
         f"order     {d['order']}, keys {d['key_format']}, definition format {definition.definition_format}",
     ]
+    if t["diverged"]:
+        lines.append(DIVERGED_MEANING)
     return "\n".join(lines)
 
 

@@ -12,7 +12,14 @@ import numpy as np
 
 from .png import PackedLayout, TwoLevelImage
 
-__all__ = ["SearchResult", "Rendered", "pack_rendered", "from_packed"]
+__all__ = ["SearchResult", "Rendered", "pack_rendered", "from_packed", "DIVERGED_MEANING"]
+
+#: What a sample's ``diverged`` means, said wherever diverged samples are counted (the build summary,
+#: ``info``, previews, the docs).
+DIVERGED_MEANING = (
+    "diverged: the weighted maps blew up (a NaN or infinity in the chaos game); as in the official "
+    "scripts those points are dropped and the sample is kept, drawn from what is left (often near-blank)"
+)
 
 
 @dataclass
