@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .card import CARD_NAME, CROISSANT_NAME, PREVIEW_NAME
-from .dataset import MANIFEST_NAME, DatasetManifest, ManifestShard
+from .dataset import MANIFEST_NAME, WIDS_INDEX_NAME, DatasetManifest, ManifestShard
 from .definition import DatasetDefinition, ShardSpec
 from .errors import DEFAULT_LICENSE, ConfigError, ShardIntegrityError, StoredDataError, check_license, is_version_id
 from .limits import accepts_limits, parse_json
@@ -182,7 +182,7 @@ def _check_foreign(store: Store, definition: DatasetDefinition) -> None:
                 "finish that one with --like, replace it with --overwrite, or give an empty or new folder"
             )
         return
-    ours = {s.name for s in definition.shard_specs()}
+    ours = {s.name for s in definition.shard_specs()} | {WIDS_INDEX_NAME}
     foreign = sorted(n for n in names if n not in ours and not (n.startswith(".") and n.endswith(".tmp")))
     if foreign:
         raise ConfigError(
@@ -209,7 +209,7 @@ def _replace_owned(store: Store, definition: DatasetDefinition, say: Callable[[s
         store.delete(MANIFEST_NAME)
         for shard in existing.shards:
             store.delete(shard.name)
-        for name in (CARD_NAME, CROISSANT_NAME, PREVIEW_NAME):
+        for name in (CARD_NAME, CROISSANT_NAME, PREVIEW_NAME, WIDS_INDEX_NAME):
             store.delete(name)
         say(f"overwrite: removed dataset {existing.name!r} version {existing.version} ({len(existing.shards)} shards)")
     if "_build" in names:
@@ -379,6 +379,7 @@ def build(
     seconds = time.perf_counter() - start
     ordered = [entries[s.name] for s in specs]
     manifest = DatasetManifest.create(definition, [e.manifest_entry() for e in ordered], license=license)
+    store.write_bytes(WIDS_INDEX_NAME, manifest.wids_index())  # for wids.ShardListDataset; the manifest last
     store.write_bytes(MANIFEST_NAME, manifest.to_json().encode())
     _remove_journal(store, definition)
     result = BuildResult(

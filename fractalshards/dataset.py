@@ -39,6 +39,7 @@ __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "MANIFEST_NAME",
+    "WIDS_INDEX_NAME",
     "ManifestShard",
     "DatasetManifest",
     "open_manifest",
@@ -53,6 +54,8 @@ FORMAT_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MANIFEST_NAME = "manifest.json"
+#: webdataset's random-access reader's shard index, beside the manifest: ``wids.ShardListDataset(URL/wids-index.json)``.
+WIDS_INDEX_NAME = "wids-index.json"
 
 
 def _int(data: dict, key: str, field: str, source: str, minimum: int = 0) -> int:
@@ -241,6 +244,17 @@ class DatasetManifest:
             "shards": [s.to_dict() for s in self.shards],
             "totals": self.totals,
         }
+
+    def wids_index(self) -> bytes:
+        """The dataset as a wids shard index (``__kind__: wids-shard-index-v1``): every shard's name
+        (relative: wids resolves it against the index's own URL), sample count, size and sha256."""
+        index = {
+            "__kind__": "wids-shard-index-v1",
+            "wids_version": 1,
+            "name": self.name,
+            "shardlist": [{"url": s.name, "nsamples": s.samples, "filesize": s.bytes, "sha256": s.sha256} for s in self.shards],
+        }
+        return (json.dumps(index, indent=1, sort_keys=True) + "\n").encode()
 
     def to_json(self) -> str:
         """Canonical text (sorted keys, indented)."""

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from .card import write_card
 from .catalog import INDEX_DIR, TAGS_DIR, check_tag, check_version, entry_from_dict, read_index, rebuild_index
-from .dataset import MANIFEST_NAME, DatasetManifest, open_document
+from .dataset import MANIFEST_NAME, WIDS_INDEX_NAME, DatasetManifest, open_document
 from .errors import ConfigError, StoredDataError, check_license, reads_stored_data
 from .limits import accepts_limits, parse_json
 from .mixspec import MIXTURE_NAME, MixtureSpec
@@ -155,6 +155,7 @@ def publish(
         bar.close()
         if card:
             write_card(manifest, vdir, vdir, url=f"{dest.rstrip('/')}/{version}")
+        vdir.write_bytes(WIDS_INDEX_NAME, manifest.wids_index())  # wids.ShardListDataset(<version>/wids-index.json)
         vdir.write_bytes(MANIFEST_NAME, manifest.to_json().encode())
     else:
         stored = DatasetManifest.from_json(vdir.read_document(MANIFEST_NAME), source=f"{dest}/{version}/{MANIFEST_NAME}")

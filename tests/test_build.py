@@ -108,7 +108,7 @@ def test_build_to_s3_reads_back_with_webdataset(tmp_path, s3_bucket, s3_endpoint
     assert len(samples) == 60
     assert sorted(s["__key__"] for s in samples) == sorted(f"{c:06d}-{i:04d}" for c in range(12) for i in range(5))
     assert sorted(fs.ls(f"{bucket}/ds", detail=False)) == sorted(
-        [f"{bucket}/ds/manifest.json"] + [f"{bucket}/ds/shard-{i:06d}.tar" for i in range(5)]
+        [f"{bucket}/ds/manifest.json", f"{bucket}/ds/wids-index.json"] + [f"{bucket}/ds/shard-{i:06d}.tar" for i in range(5)]
     )
     assert fs.cat_file(f"{bucket}/ds/manifest.json") == (tmp_path / "manifest.json").read_bytes()
 

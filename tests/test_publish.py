@@ -65,7 +65,10 @@ def test_publish_resolve_and_read_with_boto3(datasets, s3_bucket):
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"datasets/six/{version}/")["Contents"]}
     card = {f"datasets/six/{version}/{name}" for name in ("README.md", "croissant.json", "preview.png")}
     assert (
-        keys == {f"datasets/six/{version}/manifest.json"} | {f"datasets/six/{version}/shard-{i:06d}.tar" for i in range(4)} | card
+        keys
+        == {f"datasets/six/{version}/{n}" for n in ("manifest.json", "wids-index.json")}
+        | {f"datasets/six/{version}/shard-{i:06d}.tar" for i in range(4)}
+        | card
     )
     body = s3.get_object(Bucket=bucket, Key=f"datasets/six/{version}/manifest.json")["Body"].read()
     assert body == (a / "manifest.json").read_bytes()

@@ -134,3 +134,31 @@ def test_plain_webdataset_and_tar(built):
             f"{listing[0][:-4]}.json",
             f"{listing[0][:-4]}.png",
         ]
+
+
+def test_wids_opens_a_built_and_a_published_dataset_from_its_index_sample_for_sample(built, tmp_path):
+    import json
+
+    import wids
+
+    from fractalshards.cli import main
+    from fractalshards.stream import FractalStream
+
+    ours = list(FractalStream(str(built), shuffle=False, decode="raw"))
+    manifest, _ = open_manifest(str(built))
+    pub = tmp_path / "pub"
+    assert main(["--no-progress", "publish", str(built), str(pub), "--tag", "v1", "--no-card"]) == 0
+    for folder in (Path(built), pub / manifest.version):
+        index = json.loads((folder / "wids-index.json").read_text())
+        assert index["__kind__"] == "wids-shard-index-v1"
+        assert [(s["url"], s["nsamples"], s["filesize"], s["sha256"]) for s in index["shardlist"]] == [
+            (s.name, s.samples, s.bytes, s.sha256) for s in manifest.shards
+        ]
+        ds = wids.ShardListDataset(str(folder / "wids-index.json"), cache_dir=str(tmp_path / "wids"), transformations=[])
+        assert len(ds) == len(ours)
+        for i, mine in enumerate(ours):  # random access, in the stored order: the same members, byte for byte
+            theirs = ds[i]
+            assert theirs["__key__"] == mine["__key__"]
+            assert {k: v.read() for k, v in theirs.items() if k.startswith(".")} == {
+                f".{k}": v for k, v in mine.items() if not k.startswith("__")
+            }
