@@ -132,7 +132,9 @@ class RenderLoader(FractalLoader):
         source: a recipe or a dataset (its definition is rendered; no shard byte is read).
         batch_size: samples per batch.
         device: ``cuda`` or ``cuda:N`` (under numba's CUDA simulator the tensors are CPU tensors).
-        seed, shuffle, shuffle_buffer: the sample order, as :class:`fractalshards.stream.FractalStream`'s.
+        seed: the order's seed, as :class:`fractalshards.stream.FractalStream`'s.
+        shuffle: shuffle shards and samples, as a stream does.
+        shuffle_buffer: the shuffle window, as a stream's.
         drop_last: leave out the epoch's last batch when it is short.
         stream_options: any other :class:`~fractalshards.stream.FractalStream` argument (``rank``,
             ``world_size``, ``pad``, ``shards``, ``storage_options``, ``limits``).

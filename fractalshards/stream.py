@@ -110,8 +110,9 @@ class FractalStream(IterableDataset):
 
     Args:
         url: dataset folder or URL (path, ``file://``, ``s3://bucket/prefix``, ``PREFIX@tag``) holding ``manifest.json``.
-        rank, world_size: this process's place in data-parallel training; default from
-            ``torch.distributed`` when it is initialised, else 0 and 1.
+        rank: this process's place in data-parallel training; default from ``torch.distributed``
+            when it is initialised, else 0.
+        world_size: the number of data-parallel processes; default from ``torch.distributed``, else 1.
         shuffle: permute shard order and shuffle samples within windows, anew every epoch.
         seed: shuffling seed; with the epoch it decides the order completely.
         shuffle_buffer: window of the sample shuffle (the shards overlapping one window are held per worker).
@@ -128,7 +129,8 @@ class FractalStream(IterableDataset):
         pad: give every rank ``ceil(N / world_size)`` samples, repeating a few (default), or
             ``floor(N / world_size)``, leaving a few out.
         shards: use only these shard names (e.g. to hold one out for evaluation).
-        mean, std: normalisation of ``decode="float"`` (FractalDB's 0.2 and 0.5).
+        mean: normalisation mean of ``decode="float"`` (FractalDB's 0.2).
+        std: normalisation standard deviation of ``decode="float"`` (FractalDB's 0.5).
         source: ``shards`` reads a built dataset's shards; ``render`` renders every sample in the
             DataLoader workers from the definition (a recipe's, or a dataset's manifest: no shard
             byte is read); ``auto`` (default) renders a recipe and reads a dataset's shards. Both
