@@ -312,3 +312,29 @@ def test_python_builds_show_progress_in_an_interactive_session_only(tmp_path):
         )  # fmt: skip
         assert done.returncode == 0, done.stderr[-2000:]
         assert ("build: 100%" in done.stderr) is shown and "\r" not in done.stderr
+
+
+def test_the_readme_commands_parse_and_build_into_folders_of_their_own():
+    import re
+    import shlex
+
+    from fractalshards.cli import build_parser
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    demo = re.search(r"^DEMO_DATA \?= (\S+)", (root / "Makefile").read_text(), re.M).group(1)
+    parser = build_parser()
+    outs: dict[str, str] = {demo: "make demo"}
+    for block in re.findall(r"```sh\n(.*?)```", readme, re.S):
+        for line in block.splitlines():
+            line = line.split("  #")[0].strip()
+            if not line.startswith("fractalshards "):
+                continue
+            args = parser.parse_args(shlex.split(line)[1:])  # every flag as written exists
+            if args.command == "build":
+                assert args.out not in outs, f"{line!r} builds into {args.out}, as {outs.get(args.out)!r} does"
+                outs[args.out] = line
+    python = re.search(r"```python\n(.*?)```", readme.split("## Python", 1)[1], re.S).group(1)
+    built = re.findall(r'fs\.build\(definition, "([^"]+)"', python)
+    assert built and all(path not in outs for path in built)  # the Python example has a folder of its own too
+    assert '"cuda"' not in python.replace('"cuda" if torch.cuda.is_available()', "")  # CPU unless there is a GPU
