@@ -282,8 +282,10 @@ def test_previews_show_each_image_beside_its_mask_in_a_palette():
 
     d = DatasetDefinition.from_preset("segrcdb", instances=8, render={"size": 64})
     grid = np.asarray(preview_grid(d.categories, range(2), range(3), d.render, tile=64))
-    assert grid.shape[1] > 2 * grid.shape[0]  # 3 tiles of an image and its mask, twice as wide as tall
+    cell_h = 64 + 12 + 6  # a tile, its label, the gap
+    top = grid.shape[0] - 2 * cell_h  # under the title (wrapped to the grid's width: its lines vary)
+    assert grid.shape[1] == 6 + 3 * (128 + 6)  # 3 tiles of an image and its mask, each twice as wide as tall
     out = d.renderer.render(0, 0)
-    tile = grid[28 : 28 + 64, 6 : 6 + 128]  # the first tile, under the title
+    tile = grid[top : top + 64, 6 : 6 + 128]  # the first tile
     assert np.array_equal(tile[:, :64, 0], out.image)  # grey image on the left
     assert np.array_equal(tile[:, 64:], PALETTE[out.mask])  # the mask's classes in colour on the right
