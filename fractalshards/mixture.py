@@ -37,7 +37,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-from torch.utils.data import IterableDataset, get_worker_info
 
 from .catalog import split_ref
 from .dataset import open_document
@@ -46,7 +45,7 @@ from .errors import ConfigError, check_choice
 from .limits import check, raised
 from .mixspec import BATCHINGS, LABELS, MixtureSource, MixtureSpec, check_weights
 from .seeds import hash_uniforms_from, stream_key
-from .stream import _OPEN, FETCH_THREADS, FractalStream, Position, _SharedPosition
+from .stream import FETCH_THREADS, FractalStream, Position, _Iterating, _SharedPosition
 from .stream import STATE_VERSION as STREAM_STATE_VERSION
 
 __all__ = ["MixedStream", "MixPosition", "MixLevel", "MIXTURE_STATE_VERSION", "LABELS", "BATCHINGS", "open_spec", "make_spec"]
@@ -172,7 +171,7 @@ class _SharedMixPosition(_SharedPosition):
         return MixPosition.from_bytes(bytes(view[4 : 4 + n]))
 
 
-class MixedStream(IterableDataset):
+class MixedStream(_Iterating):
     """An ``IterableDataset`` mixing :class:`~fractalshards.stream.FractalStream`\\ s by weight.
 
     Use it as one stream: with :class:`fractalshards.loader.FractalLoader` (exact and elastic resume
@@ -280,17 +279,24 @@ class MixedStream(IterableDataset):
         spec's weights, seed, epoch size, labels, batching and fresh instances. ``stream_options`` go to
         every :class:`~fractalshards.stream.FractalStream` (``rank``, ``world_size``, ``decode``, ...)."""
         spec = open_spec(url, storage_options)
-        streams = []
-        for k, src in enumerate(spec.sources):
-            stream = FractalStream(
-                src.url, fresh_instances=src.fresh_instances, storage_options=storage_options, **stream_options
-            )
+        streams = [
+            FractalStream(src.url, fresh_instances=src.fresh_instances, storage_options=storage_options, **stream_options)
+            for src in spec.sources
+        ]
+        return cls.of_spec(spec, streams)
+
+    @classmethod
+    def of_spec(cls, spec: MixtureSpec, streams: Sequence[FractalStream]) -> MixedStream:
+        """The mixture ``spec`` describes, of ``streams`` opened from its sources (in order; e.g. with
+        some shards held out): each must hold the version the spec pins (a changed source is refused)."""
+        if len(streams) != len(spec.sources):
+            raise ConfigError(f"sources: {len(streams)} streams for the spec's {len(spec.sources)} sources")
+        for k, (src, stream) in enumerate(zip(spec.sources, streams)):
             if stream.version != src.version:
                 raise ConfigError(
                     f"spec: source {k} ({src.url}) is version {stream.version} but the spec pins {src.version}; "
                     "the source changed, write the spec again with 'fractalshards mix'"
                 )
-            streams.append(stream)
         mixture = cls(
             streams,
             [s.weight for s in spec.sources],
@@ -511,20 +517,9 @@ class MixedStream(IterableDataset):
             total = max(0, total - level.world_size * level.samples_seen)
         return total
 
-    # -- iteration --
-    def __iter__(self) -> Iterator[Any]:
-        samples = self._limited()
-        _OPEN.add(samples)  # closed at exit if left unfinished, as a stream's iterations are
-        return samples
-
-    def _limited(self) -> Iterator[Any]:
-        with raised(self.limits):
-            yield from self._iterate()
-
+    # -- iteration (run under the limits and closed at exit as a stream's: _Iterating) --
     def _iterate(self) -> Iterator[Any]:
-        info = get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        position = self._shared.read() if (self._shared is not None and info is not None) else self._position
+        worker, workers, position = self._worker_position()
         per_rank = self._per_rank(position)
         start, block = position.start, max(1, position.block)
         if start >= per_rank:

@@ -204,32 +204,44 @@ def _record(target: Store, index: dict, version: str, tags: list[str], **fields)
     return entry
 
 
+def _publish_document(
+    kind: str, document: Recipe | MixtureSpec, target: Store, vdir: Store, index: dict, tags: list[str], force: bool, dest: str
+) -> tuple[dict, int]:
+    """A version that is one document (a recipe, a mixture spec): ``DEST/<version>/<its file>`` alone,
+    marked with its ``kind`` in the index; an existing file of another version is refused unless ``force``.
+    The index entry and the document's size."""
+    name, parse = (RECIPE_NAME, Recipe.from_json) if kind == "recipe" else (MIXTURE_NAME, MixtureSpec.from_json)
+    text = document.to_json().encode()
+    if vdir.exists(name) and not force:
+        if parse(vdir.read_document(name), f"{dest}/{document.version}/{name}").version != document.version:
+            raise ConfigError(f"version: {dest}/{document.version} holds a different {kind}; use --force to replace it")
+    else:
+        vdir.write_bytes(name, text)
+    samples = document.definition.num_samples if kind == "recipe" else (document.epoch_size or 0)  # type: ignore[union-attr]
+    entry = _record(
+        target,
+        index,
+        document.version,
+        tags,
+        name=document.name,
+        fingerprint=document.fingerprint,
+        kind=kind,
+        samples=samples,
+        shards=0,
+        bytes=len(text),
+    )
+    return entry, len(text)
+
+
 def _publish_recipe(
     recipe: Recipe, target: Store, vdir: Store, index: dict, tags: list[str], force: bool, dest: str, say: Callable[[str], None]
 ) -> PublishResult:
     """A recipe version: ``DEST/<version>/recipe.json`` alone (kilobytes), marked ``kind: recipe`` in the index."""
-    text = recipe.to_json().encode()
-    if vdir.exists(RECIPE_NAME) and not force:
-        if Recipe.from_json(vdir.read_document(RECIPE_NAME), f"{dest}/{recipe.version}/{RECIPE_NAME}").version != recipe.version:
-            raise ConfigError(f"version: {dest}/{recipe.version} holds a different recipe; use --force to replace it")
-    else:
-        vdir.write_bytes(RECIPE_NAME, text)
-    d = recipe.definition
-    entry = _record(
-        target,
-        index,
-        recipe.version,
-        tags,
-        name=recipe.name,
-        fingerprint=recipe.fingerprint,
-        kind="recipe",
-        samples=d.num_samples,
-        shards=0,
-        bytes=len(text),
-    )
+    entry, size = _publish_document("recipe", recipe, target, vdir, index, tags, force, dest)
     say(
         f"published recipe {recipe.name} version {recipe.version} at {dest.rstrip('/')}/{recipe.version} "
-        f"(tags: {', '.join(entry['tags']) or 'none'}; {len(text) / 1024:.1f} KiB, {d.num_samples} samples rendered on demand)"
+        f"(tags: {', '.join(entry['tags']) or 'none'}; {size / 1024:.1f} KiB, "
+        f"{recipe.definition.num_samples} samples rendered on demand)"
     )
     return PublishResult(dest, recipe.version, entry["tags"], 0, 0, False)
 
@@ -246,25 +258,7 @@ def _publish_mixture(
 ) -> PublishResult:
     """A mixture spec version: ``DEST/<version>/mixture.json`` alone, marked ``kind: mixture`` in the index.
     Its sources stay where the spec names them, pinned to their versions."""
-    text = spec.to_json().encode()
-    if vdir.exists(MIXTURE_NAME) and not force:
-        stored = MixtureSpec.from_json(vdir.read_document(MIXTURE_NAME), f"{dest}/{spec.version}/{MIXTURE_NAME}")
-        if stored.version != spec.version:
-            raise ConfigError(f"version: {dest}/{spec.version} holds a different mixture; use --force to replace it")
-    else:
-        vdir.write_bytes(MIXTURE_NAME, text)
-    entry = _record(
-        target,
-        index,
-        spec.version,
-        tags,
-        name=spec.name,
-        fingerprint=spec.fingerprint,
-        kind="mixture",
-        samples=spec.epoch_size or 0,
-        shards=0,
-        bytes=len(text),
-    )
+    entry, _ = _publish_document("mixture", spec, target, vdir, index, tags, force, dest)
     say(
         f"published mixture {spec.name} version {spec.version} at {dest.rstrip('/')}/{spec.version} "
         f"(tags: {', '.join(entry['tags']) or 'none'}; {len(spec.sources)} sources, each pinned to its version)"

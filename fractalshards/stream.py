@@ -105,7 +105,33 @@ class _SharedPosition:
         return Position.from_bytes(bytes(view[4 : 4 + n]))
 
 
-class FractalStream(IterableDataset):
+class _Iterating(IterableDataset):
+    """What an iteration of a stream or a mixture shares: it runs under the object's limits, is closed
+    at exit when left unfinished, and each DataLoader worker reads the position its loader wrote."""
+
+    limits: Limits
+
+    def __iter__(self) -> Iterator[Any]:
+        samples = self._limited()
+        _OPEN.add(samples)
+        return samples
+
+    def _limited(self) -> Iterator[Any]:
+        with raised(self.limits):
+            yield from self._iterate()
+
+    def _iterate(self) -> Iterator[Any]:
+        raise NotImplementedError
+
+    def _worker_position(self) -> tuple[int, int, Any]:
+        """``(worker, workers, position)``: this DataLoader worker's place and the position to start from."""
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        shared = self._shared  # type: ignore[attr-defined]
+        return worker, workers, shared.read() if (shared is not None and info is not None) else self._position  # type: ignore[attr-defined]
+
+
+class FractalStream(_Iterating):
     """An ``IterableDataset`` of a built dataset's samples, ``(image, label)`` by default.
 
     Args:
@@ -434,19 +460,8 @@ class FractalStream(IterableDataset):
         return self._rank_layout(position).per_rank
 
     # -- iteration --
-    def __iter__(self) -> Iterator[Any]:
-        samples = self._limited()
-        _OPEN.add(samples)
-        return samples
-
-    def _limited(self) -> Iterator[Any]:
-        with raised(self.limits):
-            yield from self._iterate()
-
     def _iterate(self) -> Iterator[Any]:
-        info = get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        position = self._shared.read() if (self._shared is not None and info is not None) else self._position
+        worker, workers, position = self._worker_position()
         start, block = position.start, max(1, position.block)
         yield from self.read_outputs(position, lambda lo, hi: deal(max(start, lo), hi, start, block, workers, worker), start)
 

@@ -382,10 +382,7 @@ def _mixture_data(config: PretrainConfig, rank: int, world: int, device: torch.d
         spec = open_spec(config.data, config.storage_options)
     train, held = [], []
     for k, src in enumerate(spec.sources):
-        probe = FractalStream(src.url, storage_options=config.storage_options, rank=0, world_size=1)
-        if probe.version != src.version:
-            raise ConfigError(f"data: source {k} ({src.url}) is version {probe.version} but the spec pins {src.version}")
-        names = probe.shard_names
+        names = FractalStream(src.url, storage_options=config.storage_options, rank=0, world_size=1).shard_names
         if config.eval_shards and len(names) <= config.eval_shards:
             raise ConfigError(
                 f"eval_shards: {config.eval_shards} of {len(names)} shards of source {k} ({src.url}) leaves none to "
@@ -405,15 +402,7 @@ def _mixture_data(config: PretrainConfig, rank: int, world: int, device: torch.d
             )
         )
         held.append(names[cut:])
-    mixture = MixedStream(
-        train,
-        [s.weight for s in spec.sources],
-        seed=spec.seed,
-        epoch_size=spec.epoch_size,
-        labels=spec.labels,
-        batching=spec.batching,
-    )
-    mixture.spec = spec
+    mixture = MixedStream.of_spec(spec, train)  # each source at the version the spec pins
     loader = FractalLoader(mixture, batch_size=config.batch_size, num_workers=config.workers, pin_memory=device.type == "cuda")
     eval_loader = None
     if config.eval_shards and rank == 0:
