@@ -847,9 +847,7 @@ def _cmd_mix(args: argparse.Namespace, progress: bool) -> int:
         batching=args.batching,
         fresh_instances=args.fresh_instances,
     )
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(spec.to_json())
-    os.replace(tmp, out)
+    atomic_write(out, spec.to_json().encode())
     log.info("wrote %s: mixture %s version %s of %d sources", out, spec.name, spec.version, len(spec.sources))
     return 0
 

@@ -41,8 +41,9 @@ global positions, so its memory grows with the number of ranks, not of samples.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -50,7 +51,19 @@ from .errors import ConfigError
 from .limits import check
 from .seeds import seeded_permutation
 
-__all__ = ["Level", "Runs", "EpochLayout", "RankLayout", "shard_order", "deal"]
+L = TypeVar("L")
+
+__all__ = [
+    "Level",
+    "Runs",
+    "EpochLayout",
+    "RankLayout",
+    "shard_order",
+    "deal",
+    "per_rank",
+    "check_same",
+    "saved_epoch_and_levels",
+]
 
 
 @dataclass(frozen=True)
@@ -149,8 +162,34 @@ def shard_order(num_shards: int, seed: int, epoch: int, shuffle: bool) -> np.nda
     return seeded_permutation(num_shards, "stream-shards", seed, epoch) if shuffle else np.arange(num_shards, dtype=np.int64)
 
 
-def _per_rank(total: int, world_size: int, pad: bool) -> int:
+def per_rank(total: int, world_size: int, pad: bool) -> int:
+    """Outputs of each rank when ``total`` samples are split among ``world_size`` ranks (padded or not)."""
     return math.ceil(total / world_size) if pad else total // world_size
+
+
+def check_same(state: dict, pairs: list[tuple[str, object]], what: str, defaults: dict | None = None) -> None:
+    """A one-line error unless the saved ``state`` holds each ``(key, mine)`` as this ``what`` has it
+    (``defaults``: what a key absent from older states means)."""
+    defaults = defaults or {}
+    for key, mine in pairs:
+        saved = state.get(key, defaults.get(key))
+        if saved != mine:
+            raise ConfigError(f"state: {key} is {saved!r} but this {what} has {mine!r}; build the {what} as it was saved")
+
+
+def saved_epoch_and_levels(
+    state: dict, parse: Callable[[object, str], L], what: str, required: bool = True
+) -> tuple[int, tuple[L, ...]]:
+    """The epoch and the earlier levels of a saved state, each level read by ``parse``; the number of
+    levels bounded before any is read (``required=False``: a state without history has none)."""
+    epoch = state.get("epoch")
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+        raise ConfigError(f"state: epoch {epoch!r} is not valid; use a non-negative integer")
+    raw = state.get("history") if required else state.get("history", [])
+    if not isinstance(raw, list):
+        raise ConfigError(f"state: history must be a list of {what}")
+    check("history", len(raw), "levels", "state")
+    return epoch, tuple(parse(lv, "state: history") for lv in raw)
 
 
 class EpochLayout:
@@ -189,7 +228,7 @@ class EpochLayout:
         self.sequence = sequence
         self.level = len(self.history)
         self.world_size, self.shuffle_buffer, self.pad = int(world_size), int(shuffle_buffer), bool(pad)
-        self.per_rank = _per_rank(len(sequence), self.world_size, self.pad)
+        self.per_rank = per_rank(len(sequence), self.world_size, self.pad)
 
     def rank(self, rank: int) -> RankLayout:
         """The layout of one rank at the current level."""
@@ -307,31 +346,31 @@ class RankLayout:
 def _remaining(epoch: EpochLayout, sequence: Runs, number: int, level: Level) -> Runs:
     """The sequence (global runs) of samples that level ``number`` left unconsumed, in its order."""
     n = len(sequence)
-    per_rank = _per_rank(n, level.world_size, level.pad)
-    if level.samples_seen > per_rank:
+    level_per_rank = per_rank(n, level.world_size, level.pad)
+    if level.samples_seen > level_per_rank:
         raise ConfigError(
-            f"state: samples_seen {level.samples_seen} is more than the {per_rank} samples per rank of "
+            f"state: samples_seen {level.samples_seen} is more than the {level_per_rank} samples per rank of "
             f"level {number}; the state belongs to another dataset or shard selection"
         )
-    served = min(n, per_rank * level.world_size)  # indices ever served at this level (pad=False leaves a tail)
+    served = min(n, level_per_rank * level.world_size)  # indices ever served at this level (pad=False leaves a tail)
     keep_starts: list[np.ndarray] = []
     keep_lengths: list[np.ndarray] = []
     wrapped_consumed: list[np.ndarray] = []
     for r in range(level.world_size):
-        rank = RankLayout(epoch, sequence, number, r, level.world_size, level.shuffle_buffer, per_rank)
-        base = r * per_rank
+        rank = RankLayout(epoch, sequence, number, r, level.world_size, level.shuffle_buffer, level_per_rank)
+        base = r * level_per_rank
         lo, taken, left, hi = rank.split_at(level.samples_seen)
         # Unconsumed inputs: the rest of the current window, then every later window.
         idx_left = base + left
         runs_left = Runs.from_sorted(idx_left[idx_left < served])
         keep_starts.append(runs_left.starts)
         keep_lengths.append(runs_left.lengths)
-        tail_lo, tail_hi = base + hi, min(base + per_rank, served)
+        tail_lo, tail_hi = base + hi, min(base + level_per_rank, served)
         if tail_hi > tail_lo:
             keep_starts.append(np.array([tail_lo], np.int64))
             keep_lengths.append(np.array([tail_hi - tail_lo], np.int64))
         # Consumed padding repeats (indices past the sequence end): their originals count as consumed.
-        if base + per_rank > n:
+        if base + level_per_rank > n:
             idx = base + np.concatenate([np.arange(lo, dtype=np.int64), taken])
             wrapped_consumed.append(idx[idx >= n] % n)
     starts = np.concatenate(keep_starts) if keep_starts else np.zeros(0, np.int64)

@@ -40,7 +40,7 @@ import numpy as np
 
 from .catalog import split_ref
 from .dataset import open_document
-from .epochs import deal
+from .epochs import check_same, deal, saved_epoch_and_levels
 from .errors import ConfigError, check_choice
 from .limits import check, raised
 from .mixspec import BATCHINGS, LABELS, MixtureSource, MixtureSpec, check_weights
@@ -463,31 +463,21 @@ class MixedStream(_Iterating):
                 f"state: mixture state version {state.get('version')!r} is not supported; this fractalshards reads "
                 f"{MIXTURE_STATE_VERSION}"
             )
-        for key, mine in (
+        pairs = [
             ("seed", self.seed),
             ("weights", list(self.weights)),
             ("epoch_size", self.epoch_size),
             ("labels", self.labels),
             ("batching", self.batching),
-        ):
-            if state.get(key) != mine:
-                raise ConfigError(
-                    f"state: {key} is {state.get(key)!r} but this mixture has {mine!r}; build the mixture as it was saved"
-                )
+        ]
+        check_same(state, pairs, "mixture")
         sources = state.get("sources")
         if not isinstance(sources, list) or len(sources) != len(self.sources):
             raise ConfigError(
                 f"state: the mixture was saved with {len(sources) if isinstance(sources, list) else '?'} sources but this "
                 f"one has {len(self.sources)}; build the mixture as it was saved"
             )
-        epoch = state.get("epoch")
-        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
-            raise ConfigError(f"state: epoch {epoch!r} is not valid; use a non-negative integer")
-        raw_history = state.get("history")
-        if not isinstance(raw_history, list):
-            raise ConfigError("state: history must be a list of mixture levels")
-        check("history", len(raw_history), "levels", "state")
-        history = tuple(MixLevel.from_dict(lv, "state: history") for lv in raw_history)
+        epoch, history = saved_epoch_and_levels(state, MixLevel.from_dict, "mixture levels")
         saved = MixLevel.from_dict({"world_size": state.get("world_size"), "samples_seen": state.get("samples_seen")}, "state")
         expected = math.ceil(self._level_total(history) / saved.world_size)
         if state.get("samples_per_rank") != expected:

@@ -39,7 +39,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from .cache import DEFAULT_CACHE_LIMIT, ShardCache, default_cache_dir
 from .dataset import open_definition
-from .epochs import EpochLayout, Level, RankLayout, deal
+from .epochs import EpochLayout, Level, RankLayout, check_same, deal, per_rank, saved_epoch_and_levels
 from .errors import ConfigError, ShardIntegrityError, TransferError, check_choice
 from .hashing import VERSION_LENGTH
 from .kinds import DECODES, Decoding
@@ -393,24 +393,9 @@ class FractalStream(_Iterating):
         ]
         if state["version"] >= 2:
             checks.append(("shard_set", self.shard_set))
-        for key, mine in checks:
-            if state.get(key) != mine:
-                raise ConfigError(
-                    f"state: {key} is {state.get(key)!r} but this stream has {mine!r}; build the stream as it was saved"
-                )
-        if state.get("fresh_instances", False) != self.fresh_instances:
-            raise ConfigError(
-                f"state: fresh_instances is {state.get('fresh_instances', False)!r} but this stream has "
-                f"{self.fresh_instances!r}; build the stream as it was saved"
-            )
-        epoch = state.get("epoch")
-        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
-            raise ConfigError(f"state: epoch {epoch!r} is not valid; use a non-negative integer")
-        raw_history = state.get("history", [])
-        if not isinstance(raw_history, list):
-            raise ConfigError("state: history must be a list of levels")
-        check("history", len(raw_history), "levels", "state")
-        history = tuple(Level.from_dict(lv, "state: history") for lv in raw_history)
+        checks.append(("fresh_instances", self.fresh_instances))
+        check_same(state, checks, "stream", defaults={"fresh_instances": False})
+        epoch, history = saved_epoch_and_levels(state, Level.from_dict, "levels", required=False)
         saved = Level.from_dict(
             {
                 "world_size": state.get("world_size"),
@@ -456,7 +441,10 @@ class FractalStream(_Iterating):
         return Position(epoch=position.epoch + 1, start=0, block=position.block)
 
     def per_rank_at(self, position: Position) -> int:
-        """Outputs of this rank at ``position``'s epoch and level."""
+        """Outputs of this rank at ``position``'s epoch and level (a level with no history needs no layout:
+        the count is the same every epoch, and the cached layout of the epoch being read stays)."""
+        if not position.history:
+            return per_rank(int(self.shard_samples.sum()), self.world_size, self.pad)
         return self._rank_layout(position).per_rank
 
     # -- iteration --
