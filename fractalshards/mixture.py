@@ -83,20 +83,19 @@ def make_spec(
     fresh = [fresh_instances] * len(urls) if isinstance(fresh_instances, bool) else list(fresh_instances)
     if len(fresh) != len(urls):
         raise ConfigError(f"fresh_instances: {len(fresh)} values for {len(urls)} sources")
+    # Each source opened once, as a stream would open it (a mixture spec among them is refused there):
+    # mismatched labels or shapes, or instances that cannot be fresh, fail here.
+    streams = [FractalStream(url, fresh_instances=bool(new), storage_options=storage_options) for url, new in zip(urls, fresh)]
+    MixedStream(streams, weights, seed=seed, epoch_size=epoch_size, labels=labels, batching=batching)
     sources = []
-    for url, weight, new in zip(urls, weights, fresh):
-        kind, document, _ = open_document(url, storage_options)
-        if kind == "mixture":
-            raise ConfigError(f"sources: {url!r} is itself a mixture spec; give its sources instead")
+    for url, weight, stream in zip(urls, weights, streams):
         base, ref = split_ref(url)
-        pinned = f"{base}@{document.version}" if ref is not None else url
+        pinned = f"{base}@{stream.version}" if ref is not None else url
         if "://" not in pinned:  # a local path: absolute, so the spec means the same from any folder
             pinned = os.path.abspath(pinned)
-        sources.append(MixtureSource(pinned, document.version, kind, document.name, weight, bool(new)))
+        document = stream.manifest if stream.kind == "dataset" else stream.recipe
+        sources.append(MixtureSource(pinned, stream.version, stream.kind, document.name, weight, stream.fresh_instances))
     spec = MixtureSpec(name=name, sources=tuple(sources), seed=seed, epoch_size=epoch_size, labels=labels, batching=batching)
-    # Open it as a stream would: mismatched labels or shapes, or instances that cannot be fresh, fail here.
-    streams = [FractalStream(s.url, fresh_instances=s.fresh_instances, storage_options=storage_options) for s in spec.sources]
-    MixedStream(streams, weights, seed=seed, epoch_size=epoch_size, labels=labels, batching=batching)
     return spec
 
 

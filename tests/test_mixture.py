@@ -294,6 +294,9 @@ def test_spec_through_the_cli_pins_versions_and_refuses_bad_ones(sources, tmp_pa
     with pytest.raises(ConfigError, match="source 0 .* is version .* but the spec pins 0000000000000000"):
         MixedStream.from_spec(str(tmp_path / "changed.json"))
     assert main(["verify", str(tmp_path / "changed.json")]) == 1
+    # A spec is not a source of another spec.
+    assert main(["mix", str(spec_path), sources["a"], "--weights", "1,1", "--out", str(tmp_path / "y.json")]) == 2
+    assert "is a mixture spec, not a dataset or recipe" in capsys.readouterr().err
     # Shapes that differ are refused when the spec is written.
     assert main(["mix", sources["a"], sources["big"], "--weights", "1,1", "--out", str(tmp_path / "x.json")]) == 2
     assert "give different samples" in capsys.readouterr().err
