@@ -486,6 +486,9 @@ class MixedStream(_Iterating):
             )
         if saved.samples_seen > expected:
             raise ConfigError(f"state: samples_seen {saved.samples_seen} is out of range 0..{expected}")
+        # Each source's state replays the ranks of its levels, each bounded alone: bound their sum too
+        # (256 sources at the bound each would be 256 times the work one stream's state may ask for).
+        check("ranks of the sources' levels", sum(_replayed_ranks(src) for src in sources), "replay_ranks", "state")
         bases = tuple(
             s.position_of_state(src, 1)
             if isinstance(src, dict) and src.get("version") in (1, STREAM_STATE_VERSION)
@@ -571,6 +574,16 @@ def _picker(outputs: np.ndarray):
         return outputs[np.searchsorted(outputs, lo) : np.searchsorted(outputs, hi)]
 
     return pick
+
+
+def _replayed_ranks(state: object) -> int:
+    """The ranks a source's saved state would replay (its levels' world sizes and its own); what is not
+    a count here is refused by the source's own reading, so it counts 0."""
+    if not isinstance(state, dict):
+        return 0
+    levels = state.get("history") if isinstance(state.get("history"), list) else []
+    sizes = [lv.get("world_size") for lv in levels if isinstance(lv, dict)] + [state.get("world_size")]
+    return sum(n for n in sizes if isinstance(n, int) and not isinstance(n, bool) and n > 0)
 
 
 def _bad_source(k: int) -> Any:

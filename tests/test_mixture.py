@@ -361,3 +361,18 @@ def test_two_families_mix_within_batches_and_two_kinds_batch_per_source(sources,
     contour = [key for key, label in got if label >= fresh.offsets[1]]
     assert len(contour) > 4 and len(set(contour)) == len(contour)
     assert {int(key.split("-")[1]) for key in contour} >= {0, 1, 2, 3}
+
+
+def test_a_mixture_state_bounds_the_replay_its_sources_ask_for_together(sources):
+    from fractalshards.limits import Limits
+
+    mixture = MixedStream(_streams(sources, "ab"), [1, 1])
+    loader = _loader(mixture)
+    state = loader.state_dict()
+    # Each source's levels alone within replay_ranks, both together over it: refused before any replay.
+    level = {"world_size": 3, "shuffle_buffer": 1000, "pad": True, "samples_seen": 1}
+    for src in state["sources"]:
+        src["history"] = [level] * 4  # 12 ranks of levels + its own 1: 13 each, 26 together
+    small = MixedStream([FractalStream(sources[k], limits=Limits(replay_ranks=20)) for k in "ab"], [1, 1])
+    with pytest.raises(ConfigError, match="ranks of the sources' levels 26 is above the limit of 20"):
+        _loader(small).load_state_dict(state)
